@@ -1,0 +1,329 @@
+"""The `edgenas` command: a thin argparse layer over the Python functions.
+
+User mistakes (`UserError`) print one line and exit 2; Ctrl-C exits 130 with a hint on
+how to resume. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgenas import __version__
+from edgenas.core.compute import COMPUTE_CHOICES
+from edgenas.core.errors import UserError
+
+TRAIN_DEFAULTS = {"epochs": 3, "batch_size": 128, "lr": 0.1, "weight_decay": 5e-4, "schedule": "onecycle"}
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in [0, 1)")
+    return value
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", choices=COMPUTE_CHOICES, help="compute device (default: auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    from edgenas.data import DATASETS
+
+    p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS, help="default: fashion-mnist")
+    p.add_argument("--data-dir", type=Path, help="folder with the dataset files (default: the dataset's usual place)")
+    p.add_argument("--subset", type=_positive_int, help="use this many training images (stratified, seeded)")
+    p.add_argument("--val-fraction", type=_fraction, default=0.1, help="share of training images held out (0.1)")
+    p.add_argument("--resize", type=_positive_int, help="resize images to this square side")
+
+
+def _net_args(p: argparse.ArgumentParser, cells: int = 1) -> None:
+    from edgenas.spaces import SPACES
+
+    p.add_argument("--space", default="nb201", choices=SPACES)
+    p.add_argument("--width", type=_positive_int, default=16, help="channels of the first stage, C (16)")
+    p.add_argument("--cells", type=_positive_int, default=cells, help=f"cells per stage, N ({cells})")
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--epochs", type=_positive_int, default=TRAIN_DEFAULTS["epochs"])
+    p.add_argument("--batch-size", type=_positive_int, default=TRAIN_DEFAULTS["batch_size"])
+    p.add_argument("--lr", type=float, default=TRAIN_DEFAULTS["lr"], help="peak learning rate (0.1)")
+    p.add_argument("--weight-decay", type=float, default=TRAIN_DEFAULTS["weight_decay"])
+    p.add_argument("--schedule", choices=("onecycle", "cosine"), default=TRAIN_DEFAULTS["schedule"])
+    p.add_argument("--label-smoothing", type=_fraction, default=0.0)
+    p.add_argument("--augment", choices=("crop-flip",), help="training augmentation (none by default)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _train_config(args: argparse.Namespace):
+    from pydantic import ValidationError
+
+    from edgenas.train.trainer import TrainConfig
+
+    try:
+        return TrainConfig(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            schedule=args.schedule,
+            label_smoothing=args.label_smoothing,
+            augment=args.augment,
+            seed=args.seed,
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise UserError(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_train(args: argparse.Namespace) -> int:
+    from edgenas.report.tables import rows_table, stdout
+    from edgenas.train.train_arch import train_arch
+
+    if args.resume is None and args.arch is None:
+        raise UserError("edgenas train needs --arch ARCH_STRING (or --resume RUN_DIR)")
+    res = train_arch(
+        args.arch or "",
+        space=args.space,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        width=args.width,
+        cells=args.cells,
+        train=None if args.resume else _train_config(args),
+        subset=args.subset,
+        val_fraction=args.val_fraction,
+        resize=args.resize,
+        device=args.device,
+        run_dir=args.run_dir,
+        resume=args.resume,
+        quiet=args.quiet,
+    )
+    rows = [
+        (
+            h["epoch"],
+            f"{h['train_loss']:.4f}",
+            f"{(h['val_accuracy'] or 0) * 100:.2f}%",
+            f"{h['seconds']:.1f}",
+            f"{h['images_per_s']:.0f}",
+        )
+        for h in res["history"]
+    ]
+    stdout.print(
+        rows_table(f"edgenas train  {res['arch']}", ("epoch", "train loss", "val acc", "seconds", "img/s"), rows)
+    )
+    stdout.print(
+        f"test accuracy {res['test_accuracy'] * 100:.2f}% on {res['test_images']} images; "
+        f"training {res['train_seconds']:.1f}s on {res['device']} ({res['threads']} threads)"
+    )
+    stdout.print(f"run directory: {res['run_dir']}")
+    return 0
+
+
+def _shape_from_args(args: argparse.Namespace):
+    from edgenas.core.space import NetShape
+    from edgenas.data import dataset_info
+
+    info = dataset_info(args.dataset, args.data_dir, resize=args.resize)
+    return NetShape(
+        width=args.width,
+        cells=args.cells,
+        in_channels=info.channels,
+        resolution=info.resolution,
+        num_classes=info.num_classes,
+    )
+
+
+def cmd_devices_check(args: argparse.Namespace) -> int:
+    from edgenas.core.device import load_device
+    from edgenas.cost.budget_check import check_arch_on_device
+    from edgenas.report.tables import budget_table, stdout
+    from edgenas.spaces import get_space
+
+    space = get_space(args.space)
+    arch = str(space.parse(args.arch))
+    shape = _shape_from_args(args)
+    failed = False
+    for path in args.device_files:
+        profile = load_device(path)
+        _cost, checks = check_arch_on_device(space, arch, shape, profile, latency=not args.no_latency)
+        stdout.print(budget_table(f"{profile.name}  ({path})", checks))
+        failed |= any(c.passed is False for c in checks)
+    stdout.print(f"arch {arch}  C={shape.width} N={shape.cells} input {shape.input_shape}")
+    return 1 if failed else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from edgenas.export.export_model import export_and_measure
+    from edgenas.report.tables import rows_table, stdout
+    from edgenas.report.units import ms
+
+    if args.model is not None:
+        from edgenas.core.space import NetShape
+        from edgenas.train.model_file import load_model_file
+
+        model, blob = load_model_file(args.model)
+        shape = NetShape(**blob["shape"])
+        src = Path(args.model)
+        default_out = (src if src.is_dir() else src.parent) / "model.onnx"
+    elif args.arch is not None:
+        from edgenas.spaces import get_space
+
+        space = get_space(args.space)
+        shape = _shape_from_args(args)
+        model = space.build(space.parse(args.arch), shape)
+        default_out = Path("model.onnx")
+    else:
+        raise UserError("edgenas export needs a MODEL file / run directory, or --arch ARCH_STRING")
+    res = export_and_measure(
+        model, shape.input_shape, args.out or default_out, threads=args.threads, repeats=args.repeats
+    )
+    rows = []
+    for backend, lat in res["latency"].items():
+        rows.append(
+            (
+                backend,
+                ms(lat["median_ms"]),
+                ms(lat["p10_ms"]),
+                ms(lat["p90_ms"]),
+                ms(lat["spread_ms"]),
+                lat["repeats"],
+                lat["threads"],
+            )
+        )
+    stdout.print(
+        rows_table(
+            f"latency, batch 1, input {tuple(shape.input_shape)}",
+            ("backend", "median", "p10", "p90", "spread p90-p10", "runs", "threads"),
+            rows,
+        )
+    )
+    stdout.print(
+        f"ONNX written to {res['onnx_path']}; PyTorch vs ONNX max abs diff {res['max_abs_diff']:.2e} "
+        f"(tolerance {res['atol']:.0e})"
+    )
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from edgenas.quickstart import quickstart
+
+    quickstart(
+        device_files=args.device_files,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        n=args.n,
+        epochs=args.epochs,
+        subset=args.subset,
+        width=args.width,
+        cells=args.cells,
+        seed=args.seed,
+        device=args.device,
+        run_dir=args.run_dir,
+        quiet=args.quiet,
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgenas", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"edgenas {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("train", help="train one architecture")
+    p.add_argument("--arch", help="architecture string, e.g. '|nor_conv_3x3~0|+|...|'")
+    _net_args(p)
+    _data_args(p)
+    _train_args(p)
+    _common(p)
+    p.add_argument("--run-dir", type=Path, help="output folder (default runs/train-TIMESTAMP)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("devices", help="device profiles")
+    dsub = p.add_subparsers(dest="devices_command", metavar="ACTION", required=True)
+    p = dsub.add_parser("check", help="measure an arch's cost and check it against device budgets")
+    p.add_argument("--arch", required=True)
+    p.add_argument(
+        "--device",
+        dest="device_files",
+        type=Path,
+        action="append",
+        required=True,
+        help="device profile YAML (repeat for several)",
+    )
+    p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    _net_args(p)
+    _data_args(p)
+    p.set_defaults(func=cmd_devices_check)
+
+    p = sub.add_parser("export", help="export to ONNX, verify it, measure latency")
+    p.add_argument("model", nargs="?", type=Path, help="model.pt or a train run directory")
+    p.add_argument("--onnx", action="store_true", help="export to ONNX (the only format so far; default)")
+    p.add_argument("--arch", help="export an untrained architecture instead of a model file")
+    p.add_argument("--out", type=Path, help="ONNX file to write (default: next to the model)")
+    p.add_argument("--threads", type=_positive_int, default=1, help="inference threads (1)")
+    p.add_argument("--repeats", type=_positive_int, default=100, help="timed runs (100)")
+    _net_args(p)
+    _data_args(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("quickstart", help="short demo: pick and train one model per example device")
+    p.add_argument(
+        "--devices",
+        dest="device_files",
+        type=Path,
+        nargs="+",
+        help="device profiles (default: examples/devices/*.yaml)",
+    )
+    p.add_argument("--n", type=_positive_int, default=300, help="candidates to sample (300)")
+    p.add_argument("--epochs", type=_positive_int, default=1)
+    p.add_argument("--subset", type=_positive_int, default=12000, help="training images (12000)")
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--data-dir", type=Path)
+    _net_args(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-dir", type=Path)
+    _common(p)
+    p.set_defaults(func=cmd_quickstart)
+    return parser
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Parse and dispatch; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"edgenas: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("edgenas: interrupted; completed epochs are saved, continue with --resume RUN_DIR", file=sys.stderr)
+        return 130
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Core types and conventions shared by every edgenas module."""

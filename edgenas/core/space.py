@@ -1,0 +1,75 @@
+"""What every search space provides: the `Arch` and `SearchSpace` protocols.
+
+Search, screening and training code talk to spaces only through these, so a second
+space (the DARTS cell space, a ResNet-like space) plugs in without touching them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from torch import nn
+
+
+class Arch(ABC):
+    """An immutable architecture with a canonical string form (`str(arch)`)."""
+
+    space_name: str
+
+    @classmethod
+    @abstractmethod
+    def parse(cls, text: str) -> Arch:
+        """Parse the canonical string; raise `ArchError` naming the bad token."""
+
+    @abstractmethod
+    def __str__(self) -> str:
+        """The canonical string, such that `parse(str(a)) == a`."""
+
+
+@dataclass(frozen=True)
+class NetShape:
+    """How to instantiate an arch: macro width/depth and the task's input/output."""
+
+    width: int = 16
+    cells: int = 5
+    in_channels: int = 3
+    resolution: int = 32
+    num_classes: int = 10
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one input image."""
+        return (self.in_channels, self.resolution, self.resolution)
+
+
+class SearchSpace(ABC):
+    """A family of architectures: sample, mutate, enumerate, parse, build."""
+
+    name: str
+
+    @abstractmethod
+    def parse(self, text: str) -> Arch:
+        """Parse a canonical arch string of this space."""
+
+    @abstractmethod
+    def sample(self, rng: np.random.Generator) -> Arch:
+        """One architecture drawn uniformly from the space."""
+
+    @abstractmethod
+    def mutate(self, arch: Arch, rng: np.random.Generator) -> Arch:
+        """A neighbour of `arch` (differs in one choice)."""
+
+    @abstractmethod
+    def size(self) -> int | None:
+        """Number of architectures, or None if not finite/enumerable."""
+
+    @abstractmethod
+    def enumerate(self) -> Iterator[Arch]:
+        """Every architecture of a finite space, in a fixed order."""
+
+    @abstractmethod
+    def build(self, arch: Arch, shape: NetShape) -> nn.Module:
+        """A freshly initialised network for `arch`."""

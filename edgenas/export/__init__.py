@@ -1,0 +1,1 @@
+"""ONNX export, verification against PyTorch, and latency measurement of the export."""

@@ -1,0 +1,128 @@
+"""`edgenas train` as a Python function: build an arch, train it, write the run."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgenas.core.compute import resolve_device
+from edgenas.core.rundir import RunDir
+from edgenas.core.seeding import derive_seed, seed_everything
+from edgenas.core.space import NetShape
+from edgenas.data import load_dataset
+from edgenas.spaces import get_space
+from edgenas.train.model_file import save_model_file
+from edgenas.train.trainer import TrainConfig, Trainer
+
+
+def train_arch(
+    arch: str,
+    *,
+    space: str = "nb201",
+    dataset: str = "fashion-mnist",
+    data_dir: str | Path | None = None,
+    width: int = 16,
+    cells: int = 1,
+    train: TrainConfig | None = None,
+    subset: int | None = None,
+    val_fraction: float = 0.1,
+    resize: int | None = None,
+    device: str = "auto",
+    run_dir: str | Path | None = None,
+    resume: str | Path | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Train one architecture; returns the results dict also written to `results.json`.
+
+    With `resume`, the options stored in that run's `config.yaml` are used and training
+    continues after the last completed epoch.
+    """
+    if resume is not None:
+        run = RunDir.open_existing(resume, "train")
+        opts = run.read_config()["options"]
+        return _train(run, opts, device=device, quiet=quiet)
+    sp = get_space(space)
+    arch_str = str(sp.parse(arch))  # validate (and canonicalise) before creating anything
+    cfg = train or TrainConfig()
+    opts = {
+        "arch": arch_str,
+        "space": space,
+        "dataset": dataset,
+        "data_dir": str(data_dir) if data_dir else None,
+        "width": width,
+        "cells": cells,
+        "subset": subset,
+        "val_fraction": val_fraction,
+        "resize": resize,
+        "train": cfg.model_dump(),
+    }
+    # Load data first: a bad dataset must fail before a run folder is created.
+    data = load_dataset(dataset, data_dir, seed=cfg.seed, val_fraction=val_fraction, subset=subset, resize=resize)
+    run = RunDir.create("train", run_dir)
+    run.write_config({"command": "train", "options": opts})
+    return _train(run, opts, device=device, quiet=quiet, data=data)
+
+
+def _train(run: RunDir, opts: dict[str, Any], *, device: str, quiet: bool, data=None) -> dict[str, Any]:
+    cfg = TrainConfig(**opts["train"])
+    dev = resolve_device(device)
+    if data is None:
+        data = load_dataset(
+            opts["dataset"],
+            opts["data_dir"],
+            seed=cfg.seed,
+            val_fraction=opts["val_fraction"],
+            subset=opts["subset"],
+            resize=opts["resize"],
+        )
+    sp = get_space(opts["space"])
+    shape = NetShape(
+        width=opts["width"],
+        cells=opts["cells"],
+        in_channels=data.info.channels,
+        resolution=data.info.resolution,
+        num_classes=data.info.num_classes,
+    )
+    seed_everything(cfg.seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(derive_seed(cfg.seed, "init"))
+        model = sp.build(sp.parse(opts["arch"]), shape)
+    trainer = Trainer(model, data, cfg, dev, run=run, quiet=quiet)
+    resumed_from = trainer.epoch if trainer.load_checkpoint() else None
+    run.event("start", resumed_from_epoch=resumed_from, device=str(dev), threads=torch.get_num_threads())
+    t0 = time.perf_counter()
+    result = trainer.fit()
+    save_model_file(
+        run.file("model.pt"),
+        trainer.model,
+        opts["space"],
+        opts["arch"],
+        shape,
+        mean=list(data.mean),
+        std=list(data.std),
+        dataset=opts["dataset"],
+        class_names=list(data.info.class_names),
+    )
+    results = {
+        "command": "train",
+        "arch": opts["arch"],
+        "space": opts["space"],
+        "dataset": opts["dataset"],
+        "shape": asdict(shape),
+        "train": cfg.model_dump(),
+        "device": str(dev),
+        "threads": torch.get_num_threads(),
+        "resumed_from_epoch": resumed_from,
+        "wall_seconds_this_session": round(time.perf_counter() - t0, 2),
+        "train_images": len(data.train),
+        "val_images": len(data.val),
+        **result,
+    }
+    run.write_results(results)
+    run.event("done", test_accuracy=result["test_accuracy"])
+    results["run_dir"] = str(run.path)
+    return results

@@ -1,0 +1,226 @@
+"""Supervised training with per-epoch atomic checkpoints and exact resume.
+
+Why it is built this way:
+- Shuffling order is a function of (seed, epoch) (`BatchLoader.set_epoch`), so a run
+  resumed from the checkpoint of epoch k continues exactly as if never interrupted.
+- The checkpoint (model, optimiser, scheduler, history) is written atomically at the end
+  of every epoch; `kill -9` loses at most the epoch in progress.
+- `loss_fn` is a hook: plain cross-entropy by default; distillation adds its terms there.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from edgenas.core.atomic import atomic_torch_save
+from edgenas.core.errors import ResumeError, UserError
+from edgenas.core.progress import progress_bar
+from edgenas.core.rundir import RunDir
+from edgenas.data import BatchLoader, DataSplits
+from edgenas.train.evaluate import evaluate
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN/inf: the learning rate is too high for this model."""
+
+
+class TrainConfig(BaseModel):
+    """The training protocol; recorded in every run so results can be reproduced."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(0.1, gt=0, description="peak learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(5e-4, ge=0)
+    schedule: Literal["cosine", "onecycle"] = "onecycle"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    grad_clip: float | None = Field(5.0, gt=0)
+    augment: Literal["crop-flip"] | None = None
+    eval_batch_size: int = Field(512, ge=1)
+    seed: int = 0
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with weight decay on weights only (not on BN/bias parameters, which it only harms)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+
+
+def make_scheduler(
+    opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-step schedule: one-cycle (fast convergence in few epochs) or cosine to zero."""
+    total = cfg.epochs * steps_per_epoch
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.lr, total_steps=total, pct_start=0.25, div_factor=10.0, final_div_factor=100.0
+        )
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+
+
+def cross_entropy_loss(label_smoothing: float) -> LossFn:
+    """The default task loss."""
+
+    def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+
+    return loss
+
+
+class Trainer:
+    """Trains one model on one dataset, checkpointing into a run directory."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: DataSplits,
+        cfg: TrainConfig,
+        device: torch.device,
+        run: RunDir | None = None,
+        loss_fn: LossFn | None = None,
+        quiet: bool = False,
+    ) -> None:
+        self.cfg = cfg
+        self.device = device
+        self.run = run
+        self.quiet = quiet
+        self.data = data
+        self.channels_last = device.type == "cpu"  # ~1.4x faster convs on CPU
+        self.model = model.to(device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.loss_fn = loss_fn or cross_entropy_loss(cfg.label_smoothing)
+        self.train_batches = BatchLoader(
+            data.train, cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=True, augment=cfg.augment
+        )
+        if len(self.train_batches) == 0:
+            self.train_batches = BatchLoader(
+                data.train, cfg.batch_size, shuffle=True, seed=cfg.seed, augment=cfg.augment
+            )
+        self.opt = make_optimizer(self.model, cfg)
+        self.sched = make_scheduler(self.opt, cfg, len(self.train_batches))
+        self.epoch = 0  # epochs completed
+        self.history: list[dict] = []
+        self.train_seconds = 0.0
+
+    # -- checkpoints -------------------------------------------------------------------
+    def checkpoint_path(self) -> Path | None:
+        return self.run.file(CHECKPOINT) if self.run else None
+
+    def save_checkpoint(self) -> None:
+        path = self.checkpoint_path()
+        if path is None:
+            return
+        atomic_torch_save(
+            path,
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(),
+                "epoch": self.epoch,
+                "history": self.history,
+                "train_seconds": self.train_seconds,
+                "config": self.cfg.model_dump(),
+            },
+        )
+
+    def load_checkpoint(self) -> bool:
+        """Restore from the run's checkpoint if there is one; True if restored."""
+        path = self.checkpoint_path()
+        if path is None or not path.exists():
+            return False
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as exc:  # a file we wrote atomically should never be torn
+            raise ResumeError(f"{path}: cannot read checkpoint ({exc}); delete it to restart the run") from None
+        if state.get("config") != self.cfg.model_dump():
+            raise ResumeError(f"{path}: checkpoint was made with other training options; resume with the same ones")
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.epoch = state["epoch"]
+        self.history = state["history"]
+        self.train_seconds = state["train_seconds"]
+        return True
+
+    # -- loop --------------------------------------------------------------------------
+    def train_epoch(self, bar, task) -> dict:
+        self.model.train()
+        self.train_batches.set_epoch(self.epoch)
+        loss_sum, seen = 0.0, 0
+        start = time.perf_counter()
+        for step, (x, y) in enumerate(self.train_batches):
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            loss = self.loss_fn(self.model, x, y)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"training diverged at epoch {self.epoch + 1} step {step} (loss={loss.item()}); lower --lr"
+                )
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.grad_clip:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.opt.step()
+            self.sched.step()
+            loss_sum += loss.item() * y.numel()
+            seen += y.numel()
+            bar.update(task, advance=1, status=f"loss {loss_sum / seen:.3f}")
+        seconds = time.perf_counter() - start
+        return {
+            "train_loss": loss_sum / max(seen, 1),
+            "images": seen,
+            "seconds": seconds,
+            "images_per_s": seen / max(seconds, 1e-9),
+        }
+
+    def fit(self) -> dict:
+        """Train for the configured epochs (continuing after a restored checkpoint)."""
+        val_batches = BatchLoader(self.data.val, self.cfg.eval_batch_size)
+        with progress_bar(self.quiet) as bar:
+            for epoch in range(self.epoch, self.cfg.epochs):
+                task = bar.add_task(f"epoch {epoch + 1}/{self.cfg.epochs}", total=len(self.train_batches), status="")
+                stats = self.train_epoch(bar, task)
+                val = evaluate(self.model, val_batches, self.device) if len(self.data.val) else {"accuracy": None}
+                self.epoch = epoch + 1
+                self.train_seconds += stats["seconds"]
+                record = {
+                    "epoch": self.epoch,
+                    "train_loss": round(stats["train_loss"], 5),
+                    "val_accuracy": val["accuracy"],
+                    "lr": self.opt.param_groups[0]["lr"],
+                    "seconds": round(stats["seconds"], 2),
+                    "images_per_s": round(stats["images_per_s"], 1),
+                }
+                self.history.append(record)
+                bar.update(task, status=f"loss {record['train_loss']:.3f} val {val['accuracy'] or 0:.4f}")
+                self.save_checkpoint()
+                if self.run:
+                    self.run.event("epoch", **record)
+        test = evaluate(self.model, BatchLoader(self.data.test, self.cfg.eval_batch_size), self.device)
+        return {
+            "test_accuracy": test["accuracy"],
+            "test_loss": test["loss"],
+            "test_images": test["n"],
+            "epochs": self.epoch,
+            "train_seconds": round(self.train_seconds, 2),
+            "history": self.history,
+        }

@@ -1,0 +1,89 @@
+"""The CLI: user mistakes give one line and exit 2; commands print their tables."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgenas.cli import run
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "devices"
+ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["train", "--arch", "|bogus~0|+|none~0|none~1|+|none~0|none~1|none~2|", "--dataset", "digits"], "'bogus'"),
+        (["train", "--dataset", "digits"], "needs --arch"),
+        (["train", "--arch", ARCH, "--dataset", "folder"], "--data-dir"),
+        (["train", "--arch", ARCH, "--dataset", "mnist", "--data-dir", "/nonexistent/mnist"], "/nonexistent/mnist"),
+        (["train", "--resume", "/nonexistent/run"], "no such run directory"),
+        (["devices", "check", "--arch", ARCH, "--device", "/nonexistent.yaml"], "no such file"),
+        (["export", "/nonexistent/model.pt"], "no such model file"),
+    ],
+)
+def test_user_errors_are_one_line_exit_2(argv: list[str], needle: str, capsys: pytest.CaptureFixture) -> None:
+    assert run([*argv, "--quiet"] if argv[0] == "train" else argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edgenas: error: ")
+    assert needle in err
+    assert "\n" not in err and "Traceback" not in err
+
+
+def test_bad_option_value_exits_2_without_traceback() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgenas.cli", "train", "--arch", ARCH, "--epochs", "0"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert "must be >= 1" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_devices_check_prints_every_budget(capsys: pytest.CaptureFixture) -> None:
+    code = run(
+        [
+            "devices",
+            "check",
+            "--arch",
+            ARCH,
+            "--device",
+            str(EXAMPLES / "gateway.yaml"),
+            "--device",
+            str(EXAMPLES / "mcu.yaml"),
+        ]
+    )
+    out = capsys.readouterr().out
+    for budget in ("max_params", "max_flops", "max_peak_memory_bytes", "max_latency_ms"):
+        assert out.count(budget) == 2
+    assert "FAIL" in out  # this arch (316k params) is far over the mcu's 100k budget
+    assert code == 1
+
+
+def test_train_then_export(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert (
+        run(
+            [
+                "train",
+                "--arch",
+                ARCH,
+                "--dataset",
+                "digits",
+                "--width",
+                "8",
+                "--epochs",
+                "1",
+                "--quiet",
+                "--run-dir",
+                str(tmp_path / "t"),
+            ]
+        )
+        == 0
+    )
+    assert "test accuracy" in capsys.readouterr().out
+    assert run(["export", str(tmp_path / "t"), "--onnx", "--repeats", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "onnxruntime" in out and "max abs diff" in out
+    assert (tmp_path / "t" / "model.onnx").is_file() and (tmp_path / "t" / "model.json").is_file()
