@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="device profiles (default: examples/devices/*.yaml)",
     )
     p.add_argument("--n", type=_positive_int, default=300, help="candidates to sample (300)")
-    p.add_argument("--epochs", type=_positive_int, default=1)
+    p.add_argument("--epochs", type=_positive_int, default=2)
     p.add_argument("--subset", type=_positive_int, default=12000, help="training images (12000)")
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--data-dir", type=Path)

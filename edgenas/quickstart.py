@@ -80,7 +80,7 @@ def quickstart(
     dataset: str = "fashion-mnist",
     data_dir: Path | None = None,
     n: int = 300,
-    epochs: int = 1,
+    epochs: int = 2,
     subset: int | None = 12000,
     space: str = "nb201",
     width: int = 16,

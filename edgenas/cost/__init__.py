@@ -1,4 +1,8 @@
-"""Cost model: params, FLOPs, peak activation memory, latency."""
+"""Cost model: what a network costs on a device (params, FLOPs, peak memory, latency).
+
+Conventions are those of `edgenas.core.cost` (`FLOPS_CONVENTION`); every figure is
+measured from the network as PyTorch runs it, not read from a table of layer formulas.
+"""
 
 from edgenas.core.cost import FLOPS_CONVENTION, Cost
 from edgenas.cost.flops import count_flops

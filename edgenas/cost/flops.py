@@ -1,34 +1,29 @@
-"""FLOPs with PyTorch's own counter (`torch.utils.flop_counter`).
+"""FLOPs of one forward pass: the `flops` field of `Cost`.
 
-Why not an analytic formula per layer: the counter sees the ops that actually run, so
-any network from any space is counted the same way. Convention: `edgenas.core.cost`.
+The count comes from `torch.utils.flop_counter.FlopCounterMode`, so it follows the
+`FLOPS_CONVENTION` of `edgenas.core.cost` by construction instead of by a hand-kept table
+of layer formulas that drifts from what PyTorch actually executes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-
-def _first_param(model: nn.Module) -> torch.Tensor | None:
-    return next(iter(model.parameters()), None)
+from edgenas.cost._runtime import eval_mode, probe_input
 
 
-def example_input(model: nn.Module, input_shape: tuple[int, int, int], batch: int = 1) -> torch.Tensor:
-    """A random input on the model's device and dtype."""
-    p = _first_param(model)
-    device, dtype = (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.float32)
-    return torch.randn(batch, *input_shape, device=device, dtype=dtype)
+def count_flops(model: nn.Module, input_shape: Sequence[int], batch: int = 1) -> int:
+    """FLOPs of one inference forward pass of `model` on a `(batch, *input_shape)` input.
 
-
-def count_flops(model: nn.Module, input_shape: tuple[int, int, int], batch: int = 1) -> int:
-    """FLOPs of one forward pass (eval mode) at `batch`; the model's mode is restored."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(example_input(model, input_shape, batch))
-    finally:
-        model.train(was_training)
+    Runs on the model's own device and dtype, in eval mode without autograd (so no
+    backward FLOPs), and restores the model's train/eval flags afterwards.
+    """
+    x = probe_input(model, input_shape, batch)
+    counter = FlopCounterMode(display=False)
+    with eval_mode(model), torch.no_grad(), counter:
+        model(x)
     return int(counter.get_total_flops())

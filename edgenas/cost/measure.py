@@ -1,22 +1,27 @@
-"""All costs of one network in one call."""
+"""All costs of one network in one call: the `Cost` that device budgets are checked against."""
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from torch import nn
 
 from edgenas.core.cost import Cost
+from edgenas.core.errors import ConfigError
+from edgenas.cost._runtime import model_device
 from edgenas.cost.flops import count_flops
 from edgenas.cost.latency import measure_onnx_latency, measure_torch_latency
 from edgenas.cost.memory import peak_activation_bytes
 from edgenas.cost.params import count_params
 
+LATENCY_BACKENDS = ("onnx", "torch")
+
 
 def measure_cost(
     model: nn.Module,
-    input_shape: tuple[int, int, int],
+    input_shape: Sequence[int],
     *,
     latency: str | None = None,
     threads: int = 1,
@@ -24,25 +29,33 @@ def measure_cost(
     warmup: int = 10,
     workdir: str | Path | None = None,
 ) -> Cost:
-    """Params, FLOPs, peak memory, and optionally latency ("onnx" or "torch", batch 1)."""
+    """Params, FLOPs and peak memory (batch 1, model's own device), and optionally latency.
+
+    `latency`: None skips it (it is the slow part); "onnx" exports the model to a
+    temporary ONNX file (under `workdir` if given, removed afterwards) and times it with
+    onnxruntime on the CPU, which is what a device would run; "torch" times eager PyTorch
+    on the model's device. The latency figure is the median of `repeats` batch-1 runs.
+    """
+    if latency is not None and latency not in LATENCY_BACKENDS:
+        raise ConfigError(f"latency must be None, 'onnx' or 'torch', not {latency!r}")
+    params = count_params(model)
+    flops = count_flops(model, input_shape)
+    peak = peak_activation_bytes(model, input_shape)
     latency_ms = None
     if latency == "onnx":
+        # Imported here: edgenas.export.onnx itself builds on edgenas.cost helpers.
         from edgenas.export.onnx import export_onnx
 
-        with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-            path = export_onnx(model, input_shape, Path(tmp) / "model.onnx")
-            latency_ms = measure_onnx_latency(
-                path, input_shape, threads=threads, warmup=warmup, repeats=repeats
-            ).median_ms
+        if workdir is not None:
+            Path(workdir).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="edgenas-cost-", dir=workdir) as tmp:
+            # batch-1 timing only: a static batch exports faster than a dynamic one
+            path = export_onnx(model, input_shape, Path(tmp) / "model.onnx", dynamic_batch=False)
+            stats = measure_onnx_latency(path, input_shape, threads=threads, warmup=warmup, repeats=repeats)
+        latency_ms = stats.median_ms
     elif latency == "torch":
-        latency_ms = measure_torch_latency(
-            model, input_shape, threads=threads, warmup=warmup, repeats=repeats
-        ).median_ms
-    elif latency is not None:
-        raise ValueError(f"latency must be None, 'onnx' or 'torch', not {latency!r}")
-    return Cost(
-        params=count_params(model),
-        flops=count_flops(model, input_shape),
-        peak_memory_bytes=peak_activation_bytes(model, input_shape),
-        latency_ms=latency_ms,
-    )
+        stats = measure_torch_latency(
+            model, input_shape, threads=threads, warmup=warmup, repeats=repeats, device=model_device(model)
+        )
+        latency_ms = stats.median_ms
+    return Cost(params=params, flops=flops, peak_memory_bytes=peak, latency_ms=latency_ms)
