@@ -28,13 +28,7 @@ OUT = Path(__file__).parent / "results" / "train_throughput.json"
 
 def measure(width: int, cells: int, data, device: torch.device, batch: int, steps: int, warmup: int) -> dict:
     space = get_space("nb201")
-    shape = NetShape(
-        width=width,
-        cells=cells,
-        in_channels=data.info.channels,
-        resolution=data.info.resolution,
-        num_classes=data.info.num_classes,
-    )
+    shape = NetShape.for_data(data.info, width, cells)
     torch.manual_seed(0)
     model = space.build(space.parse(ARCH), shape).to(device)
     channels_last = device.type == "cpu"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from edgenas import __version__
 from edgenas.core.compute import COMPUTE_CHOICES
-from edgenas.core.errors import UserError
+from edgenas.core.errors import Interrupted, UserError
 
 TRAIN_DEFAULTS = {"epochs": 3, "batch_size": 128, "lr": 0.1, "weight_decay": 5e-4, "schedule": "onecycle"}
 
@@ -142,13 +142,7 @@ def _shape_from_args(args: argparse.Namespace):
     from edgenas.data import dataset_info
 
     info = dataset_info(args.dataset, args.data_dir, resize=args.resize)
-    return NetShape(
-        width=args.width,
-        cells=args.cells,
-        in_channels=info.channels,
-        resolution=info.resolution,
-        num_classes=info.num_classes,
-    )
+    return NetShape.for_data(info, args.width, args.cells)
 
 
 def cmd_devices_check(args: argparse.Namespace) -> int:
@@ -315,8 +309,15 @@ def run(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"edgenas: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Interrupted as exc:
+        print(
+            f"edgenas: interrupted; completed epochs are saved in {exc.run_dir}. Continue with: "
+            f"edgenas {exc.command} --resume {exc.run_dir}",
+            file=sys.stderr,
+        )
+        return 130
     except KeyboardInterrupt:
-        print("edgenas: interrupted; completed epochs are saved, continue with --resume RUN_DIR", file=sys.stderr)
+        print("edgenas: interrupted", file=sys.stderr)
         return 130
 
 

@@ -93,9 +93,7 @@ def quickstart(
     """Pick and train one model per device; print the table and write `results.json`."""
     profiles = [(p, load_device(p)) for p in (device_files or default_device_files())]
     info = dataset_info(dataset, data_dir)
-    shape = NetShape(
-        width=width, cells=cells, in_channels=info.channels, resolution=info.resolution, num_classes=info.num_classes
-    )
+    shape = NetShape.for_data(info, width, cells)
     run = RunDir.create("quickstart", run_dir)
     run.write_config(
         {

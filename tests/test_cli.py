@@ -87,3 +87,15 @@ def test_train_then_export(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
     out = capsys.readouterr().out
     assert "onnxruntime" in out and "max abs diff" in out
     assert (tmp_path / "t" / "model.onnx").is_file() and (tmp_path / "t" / "model.json").is_file()
+
+
+def test_interrupt_says_how_to_resume(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import edgenas.train.train_arch as train_mod
+    from edgenas.core.errors import Interrupted
+
+    def interrupted(*args, **kwargs):
+        raise Interrupted("train", "runs/train-x")
+
+    monkeypatch.setattr(train_mod, "train_arch", interrupted)
+    assert run(["train", "--arch", ARCH, "--quiet"]) == 130
+    assert "edgenas train --resume runs/train-x" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from edgenas.core.errors import ResumeError, UserError
+from edgenas.core.errors import Interrupted, ResumeError, UserError
 from edgenas.core.rundir import RunDir
 from edgenas.train.model_file import load_model_file
 from edgenas.train.train_arch import train_arch
@@ -41,9 +41,11 @@ def test_learns_digits_and_writes_run(tmp_path: Path) -> None:
 
 def test_resume_continues_exactly(tmp_path: Path) -> None:
     straight = _train(tmp_path, "straight", epochs=3)
-    with _interrupted_after(epochs=2), pytest.raises(KeyboardInterrupt):
+    with _interrupted_after(epochs=2), pytest.raises(Interrupted) as info:
         _train(tmp_path, "part", epochs=3)
     run = tmp_path / "part"
+    assert info.value.run_dir == str(run)
+    assert RunDir(run).events()[-1] == {**RunDir(run).events()[-1], "event": "interrupted", "epochs_completed": 2}
     assert torch.load(run / "checkpoint.pt", weights_only=False)["epoch"] == 2
     assert not (run / "model.pt").exists()
     resumed = train_arch("", resume=run, device="cpu", quiet=True)

@@ -29,3 +29,12 @@ class ConfigError(UserError):
 
 class ResumeError(UserError):
     """A run directory cannot be resumed (missing, or made by another command)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a resumable command; carries the run directory so the CLI can say how to resume."""
+
+    def __init__(self, command: str, run_dir: str) -> None:
+        super().__init__(run_dir)
+        self.command = command
+        self.run_dir = run_dir

@@ -9,9 +9,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import nn
+
+if TYPE_CHECKING:
+    from edgenas.data import DataInfo
 
 
 class Arch(ABC):
@@ -38,6 +42,17 @@ class NetShape:
     in_channels: int = 3
     resolution: int = 32
     num_classes: int = 10
+
+    @classmethod
+    def for_data(cls, info: DataInfo, width: int = 16, cells: int = 5) -> NetShape:
+        """The shape for a dataset: its channels, resolution and class count."""
+        return cls(
+            width=width,
+            cells=cells,
+            in_channels=info.channels,
+            resolution=info.resolution,
+            num_classes=info.num_classes,
+        )
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

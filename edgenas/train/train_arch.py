@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from edgenas.core.compute import resolve_device
+from edgenas.core.errors import Interrupted
 from edgenas.core.rundir import RunDir
 from edgenas.core.seeding import derive_seed, seed_everything
 from edgenas.core.space import NetShape
@@ -80,13 +81,7 @@ def _train(run: RunDir, opts: dict[str, Any], *, device: str, quiet: bool, data=
             resize=opts["resize"],
         )
     sp = get_space(opts["space"])
-    shape = NetShape(
-        width=opts["width"],
-        cells=opts["cells"],
-        in_channels=data.info.channels,
-        resolution=data.info.resolution,
-        num_classes=data.info.num_classes,
-    )
+    shape = NetShape.for_data(data.info, opts["width"], opts["cells"])
     seed_everything(cfg.seed)
     with torch.random.fork_rng():
         torch.manual_seed(derive_seed(cfg.seed, "init"))
@@ -95,7 +90,11 @@ def _train(run: RunDir, opts: dict[str, Any], *, device: str, quiet: bool, data=
     resumed_from = trainer.epoch if trainer.load_checkpoint() else None
     run.event("start", resumed_from_epoch=resumed_from, device=str(dev), threads=torch.get_num_threads())
     t0 = time.perf_counter()
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except KeyboardInterrupt:
+        run.event("interrupted", epochs_completed=trainer.epoch)
+        raise Interrupted("train", str(run.path)) from None
     save_model_file(
         run.file("model.pt"),
         trainer.model,
