@@ -236,6 +236,37 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_truth(args: argparse.Namespace) -> int:
+    from edgenas.bench.truth import TruthProtocol, build_truth, read_arch_list
+    from edgenas.report.tables import stdout
+
+    if (args.n is None) == (args.archs is None):
+        raise UserError("edgenas bench truth needs exactly one of --n N (sample) or --archs FILE (listed)")
+    protocol = TruthProtocol(
+        space=args.space,
+        dataset=args.dataset,
+        data_dir=str(args.data_dir) if args.data_dir else None,
+        width=args.width,
+        cells=args.cells,
+        subset=args.subset,
+        val_fraction=args.val_fraction,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        seed=args.seed,
+    )
+    archs = read_arch_list(args.archs, args.space) if args.archs else None
+    rows = build_truth(args.out, protocol, n=args.n, archs=archs, workers=args.workers, quiet=args.quiet)
+    accs = sorted(r["test_accuracy"] for r in rows)
+    stdout.print(
+        f"{len(rows)} archs in {args.out}; test accuracy min {accs[0] * 100:.2f}% "
+        f"median {accs[len(accs) // 2] * 100:.2f}% max {accs[-1] * 100:.2f}%"
+    )
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgenas", description=__doc__.splitlines()[0])
@@ -298,6 +329,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path)
     _common(p)
     p.set_defaults(func=cmd_quickstart)
+    p = sub.add_parser("bench", help="ground truth and figures")
+    bsub = p.add_subparsers(dest="bench_command", metavar="ACTION", required=True)
+    p = bsub.add_parser("truth", help="train N archs with one fixed protocol; one JSON line per arch (resumable)")
+    p.add_argument("--n", type=_positive_int, help="number of archs to sample uniformly from the space")
+    p.add_argument("--archs", type=Path, help="file of arch strings, one a line (instead of --n)")
+    p.add_argument("--out", type=Path, required=True, help="JSON-lines file to append to (rerun to resume)")
+    p.add_argument("--workers", type=_positive_int, default=2, help="parallel training processes (2)")
+    _net_args(p, cells=1)
+    p.set_defaults(width=8)
+    _data_args(p)
+    p.set_defaults(subset=10000)
+    _train_args(p)
+    p.set_defaults(epochs=2)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_bench_truth)
     return parser
 
 
@@ -310,11 +356,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(f"edgenas: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except Interrupted as exc:
-        print(
-            f"edgenas: interrupted; completed epochs are saved in {exc.run_dir}. Continue with: "
-            f"edgenas {exc.command} --resume {exc.run_dir}",
-            file=sys.stderr,
-        )
+        print(f"edgenas: interrupted; {exc.hint}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("edgenas: interrupted", file=sys.stderr)

@@ -94,7 +94,7 @@ def test_interrupt_says_how_to_resume(monkeypatch: pytest.MonkeyPatch, capsys: p
     from edgenas.core.errors import Interrupted
 
     def interrupted(*args, **kwargs):
-        raise Interrupted("train", "runs/train-x")
+        raise Interrupted("continue with: edgenas train --resume runs/train-x")
 
     monkeypatch.setattr(train_mod, "train_arch", interrupted)
     assert run(["train", "--arch", ARCH, "--quiet"]) == 130

@@ -44,7 +44,7 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     with _interrupted_after(epochs=2), pytest.raises(Interrupted) as info:
         _train(tmp_path, "part", epochs=3)
     run = tmp_path / "part"
-    assert info.value.run_dir == str(run)
+    assert f"edgenas train --resume {run}" in info.value.hint
     assert RunDir(run).events()[-1] == {**RunDir(run).events()[-1], "event": "interrupted", "epochs_completed": 2}
     assert torch.load(run / "checkpoint.pt", weights_only=False)["epoch"] == 2
     assert not (run / "model.pt").exists()
@@ -92,3 +92,20 @@ def test_divergence_is_a_user_error(tmp_path: Path) -> None:
     cfg = TrainConfig(epochs=1, batch_size=64, lr=1e6, grad_clip=None, momentum=0.0, seed=0)
     with pytest.raises(UserError, match="lower --lr"):
         train_arch(ARCH, dataset="digits", width=8, train=cfg, device="cpu", quiet=True, run_dir=tmp_path / "d")
+
+
+@pytest.mark.parametrize("steps", [1, 4, 7, 8, 50])
+def test_schedule_handles_short_runs(steps: int) -> None:
+    from edgenas.train.trainer import make_optimizer, make_scheduler
+
+    model = torch.nn.Linear(2, 2)
+    cfg = TrainConfig(epochs=1, lr=0.1)
+    opt = make_optimizer(model, cfg)
+    sched = make_scheduler(opt, cfg, steps)
+    lrs = []
+    for _ in range(steps):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert all(0 <= lr <= 0.1 + 1e-12 for lr in lrs)
+    assert lrs[-1] < 0.01  # annealed by the end either way

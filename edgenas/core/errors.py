@@ -32,9 +32,8 @@ class ResumeError(UserError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during a resumable command; carries the run directory so the CLI can say how to resume."""
+    """Ctrl-C during a resumable command; `hint` tells the user where the work is and how to go on."""
 
-    def __init__(self, command: str, run_dir: str) -> None:
-        super().__init__(run_dir)
-        self.command = command
-        self.run_dir = run_dir
+    def __init__(self, hint: str) -> None:
+        super().__init__(hint)
+        self.hint = hint

@@ -94,7 +94,9 @@ def _train(run: RunDir, opts: dict[str, Any], *, device: str, quiet: bool, data=
         result = trainer.fit()
     except KeyboardInterrupt:
         run.event("interrupted", epochs_completed=trainer.epoch)
-        raise Interrupted("train", str(run.path)) from None
+        raise Interrupted(
+            f"completed epochs are saved in {run.path}; continue with: edgenas train --resume {run.path}"
+        ) from None
     save_model_file(
         run.file("model.pt"),
         trainer.model,

@@ -30,6 +30,7 @@ from edgenas.train.evaluate import evaluate
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 CHECKPOINT = "checkpoint.pt"
+MIN_ONECYCLE_STEPS = 8
 
 
 class TrainingDiverged(UserError):
@@ -66,9 +67,13 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 def make_scheduler(
     opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-step schedule: one-cycle (fast convergence in few epochs) or cosine to zero."""
-    total = cfg.epochs * steps_per_epoch
-    if cfg.schedule == "onecycle":
+    """Per-step schedule: one-cycle (fast convergence in few epochs) or cosine to zero.
+
+    One-cycle's warm-up phase needs a few steps (torch divides by zero below 8 in all);
+    shorter runs, such as smoke tests on tiny subsets, use the cosine schedule.
+    """
+    total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.schedule == "onecycle" and total >= MIN_ONECYCLE_STEPS:
         return torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=cfg.lr, total_steps=total, pct_start=0.25, div_factor=10.0, final_div_factor=100.0
         )

@@ -1,0 +1,1 @@
+"""Benchmarks that produce ground truth and figures: trained accuracies, proxy correlations."""

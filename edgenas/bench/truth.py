@@ -1,0 +1,232 @@
+"""Ground truth for training-free screening: train N archs with one fixed, recorded protocol.
+
+Output is a JSON-lines file, one finished arch a line, appended and fsynced by the parent
+as each job completes, so an interrupted build loses only the archs in flight; rerunning
+the same command skips archs already in the file. The protocol lives in a sidecar
+`<file>.protocol.json`; resuming with a different protocol is refused, because mixing
+protocols would make the accuracies incomparable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgenas.core.atomic import atomic_write_json
+from edgenas.core.errors import ConfigError, Interrupted
+from edgenas.core.progress import progress_bar
+from edgenas.core.seeding import derive_seed, numpy_rng
+from edgenas.core.space import NetShape
+from edgenas.spaces import get_space
+
+TRUTH_SCHEMA_VERSION = 1
+
+
+class TruthProtocol(BaseModel):
+    """Everything that determines an arch's accuracy in the ground truth."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    space: str = "nb201"
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    width: int = Field(8, ge=1)
+    cells: int = Field(1, ge=1)
+    subset: int | None = Field(10000, ge=1)
+    val_fraction: float = 0.1
+    epochs: int = Field(2, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = 0.1
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"
+    seed: int = 0
+
+
+def read_truth(path: str | Path) -> list[dict[str, Any]]:
+    """All complete lines of a ground-truth file (a torn last line is skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def _protocol_file(out: Path) -> Path:
+    return out.with_name(out.name + ".protocol.json")
+
+
+def _check_protocol(out: Path, protocol: TruthProtocol) -> None:
+    pfile = _protocol_file(out)
+    if pfile.is_file():
+        stored = json.loads(pfile.read_text())["protocol"]
+        if stored != protocol.model_dump():
+            diff = sorted(k for k in stored if stored.get(k) != protocol.model_dump().get(k))
+            raise ConfigError(
+                f"{out} was built with another protocol (differs in: {', '.join(diff)}); "
+                "use the same options or another output file"
+            )
+    else:
+        atomic_write_json(
+            pfile,
+            {"schema_version": TRUTH_SCHEMA_VERSION, "protocol": protocol.model_dump(), "torch": torch.__version__},
+        )
+
+
+# -- worker side ------------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(protocol: dict[str, Any], threads: int) -> None:
+    """Load the data once per worker process and pin its thread count."""
+    from edgenas.data import load_dataset
+
+    torch.set_num_threads(threads)
+    p = TruthProtocol(**protocol)
+    _WORKER["protocol"] = p
+    _WORKER["data"] = load_dataset(p.dataset, p.data_dir, seed=p.seed, val_fraction=p.val_fraction, subset=p.subset)
+
+
+def train_one(arch: str) -> dict[str, Any]:
+    """Train one arch under the worker's protocol; returns its ground-truth line."""
+    from edgenas.cost import count_flops, count_params
+    from edgenas.data import BatchLoader
+    from edgenas.train.evaluate import evaluate
+    from edgenas.train.trainer import TrainConfig, Trainer
+
+    p: TruthProtocol = _WORKER["protocol"]
+    data = _WORKER["data"]
+    space = get_space(p.space)
+    shape = NetShape.for_data(data.info, p.width, p.cells)
+    t0 = time.perf_counter()
+    torch.manual_seed(derive_seed(p.seed, "init", arch))
+    model = space.build(space.parse(arch), shape)
+    params, flops = count_params(model), count_flops(model, shape.input_shape)
+    cfg = TrainConfig(
+        epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay, schedule=p.schedule, seed=p.seed
+    )
+    trainer = Trainer(model, data, cfg, torch.device("cpu"), quiet=True)
+    result = trainer.fit()
+    val = evaluate(trainer.model, BatchLoader(data.val, 512), torch.device("cpu"))
+    return {
+        "arch": arch,
+        "test_accuracy": result["test_accuracy"],
+        "val_accuracy": val["accuracy"],
+        "final_train_loss": result["history"][-1]["train_loss"],
+        "params": params,
+        "flops": flops,
+        "train_seconds": result["train_seconds"],
+        "seconds": round(time.perf_counter() - t0, 2),
+        "threads": torch.get_num_threads(),
+    }
+
+
+# -- parent side ------------------------------------------------------------------------
+def sample_archs(space_name: str, n: int, seed: int) -> list[str]:
+    """`n` distinct archs drawn uniformly from the space (disconnected cells included, as in NAS-Bench-201)."""
+    space = get_space(space_name)
+    total = space.size()
+    if total is not None and n > total:
+        raise ConfigError(f"--n {n}: the {space_name} space has only {total} architectures")
+    rng = numpy_rng(seed, "truth-sample")
+    seen: dict[str, None] = {}
+    while len(seen) < n:
+        seen.setdefault(str(space.sample(rng)))
+    return list(seen)
+
+
+def read_arch_list(path: str | Path, space_name: str) -> list[str]:
+    """Arch strings from a file, one a line (blank lines and # comments skipped), validated."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--archs {path}: no such file")
+    space = get_space(space_name)
+    archs = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            archs.append(str(space.parse(line)))
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError(f"{path}:{lineno}: {exc}") from None
+    if not archs:
+        raise ConfigError(f"--archs {path}: no architecture strings in the file")
+    return list(dict.fromkeys(archs))
+
+
+def build_truth(
+    out: str | Path,
+    protocol: TruthProtocol,
+    *,
+    n: int | None = None,
+    archs: list[str] | None = None,
+    workers: int = 2,
+    quiet: bool = False,
+) -> list[dict[str, Any]]:
+    """Train the sampled (or listed) archs not yet in `out`; returns every line of `out`."""
+    from edgenas.data import load_dataset
+
+    out = Path(out)
+    load_dataset(
+        protocol.dataset,
+        protocol.data_dir,
+        seed=protocol.seed,
+        val_fraction=protocol.val_fraction,
+        subset=protocol.subset,
+    )  # fail fast on a bad dataset, before any process starts
+    wanted = archs if archs is not None else sample_archs(protocol.space, n or 0, protocol.seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _check_protocol(out, protocol)
+    done = {row["arch"] for row in read_truth(out)}
+    todo = [a for a in wanted if a not in done]
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    if todo:
+        _run_jobs(out, protocol, todo, workers, threads, quiet, already=len(wanted) - len(todo))
+    return read_truth(out)
+
+
+def _run_jobs(
+    out: Path, protocol: TruthProtocol, todo: list[str], workers: int, threads: int, quiet: bool, already: int
+) -> None:
+    ctx = get_context("spawn")  # fresh interpreters: no forked torch thread pools
+    with (
+        progress_bar(quiet) as bar,
+        ProcessPoolExecutor(
+            workers, mp_context=ctx, initializer=_init_worker, initargs=(protocol.model_dump(), threads)
+        ) as pool,
+    ):
+        task = bar.add_task("ground truth", total=already + len(todo), completed=already, status="")
+        pending: set[Future] = set()
+        queue = list(todo)
+        try:
+            while queue or pending:
+                while queue and len(pending) < workers * 2:
+                    pending.add(pool.submit(train_one, queue.pop(0)))
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    row = fut.result()
+                    with open(out, "a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(row) + "\n")
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                    bar.update(task, advance=1, status=f"last {row['test_accuracy'] * 100:.1f}%")
+        except KeyboardInterrupt:
+            for fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise Interrupted(f"finished archs are saved in {out}; rerun the same command to continue") from None

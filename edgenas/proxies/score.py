@@ -1,0 +1,43 @@
+"""Score one candidate with named proxies: the entry point for search loops and benchmarks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from edgenas.proxies.context import ProxyContext
+from edgenas.proxies.registry import get
+
+
+def score_network(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    names: Sequence[str],
+    *,
+    batch: int = 64,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Proxy values and wall-clock seconds per proxy for one candidate.
+
+    One `ProxyContext` serves all names, so the AZ proxies share one forward pass and one VJP
+    chain. Seconds are per proxy call, the lazily shared work landing on whichever proxy needs it
+    first, and the context's set-up (copy, re-init, noise batch) is added to the first name, so the
+    seconds sum to the whole call. Names are checked before any work, so a typo fails fast.
+    """
+    fns = {name: get(name) for name in names}
+    t0 = time.perf_counter()
+    ctx = ProxyContext(model, input_shape, batch=batch, seed=seed, device=device)
+    setup = time.perf_counter() - t0
+    values: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    for i, (name, fn) in enumerate(fns.items()):
+        t0 = time.perf_counter()
+        values[name] = float(fn(ctx))
+        if ctx.device.type == "cuda":
+            torch.cuda.synchronize(ctx.device)
+        seconds[name] = time.perf_counter() - t0 + (setup if i == 0 else 0.0)
+    return values, seconds
