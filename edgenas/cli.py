@@ -236,6 +236,72 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_screen(args: argparse.Namespace) -> int:
+    from edgenas.bench.truth import read_arch_list
+    from edgenas.core.device import load_device
+    from edgenas.core.rundir import RunDir
+    from edgenas.data import dataset_info
+    from edgenas.proxies.pool import expand_proxy_names
+    from edgenas.report.tables import rows_table, stdout
+    from edgenas.report.units import binary_bytes, ms, si
+    from edgenas.search.screen import run_screen
+
+    names = expand_proxy_names(args.proxies)
+    profile = load_device(args.device_file) if args.device_file else None
+    archs = read_arch_list(args.archs, args.space) if args.archs else None
+    if archs is not None and args.strategy == "evolution":
+        raise UserError("--archs scores a given list; it cannot be combined with --strategy evolution")
+    info = dataset_info(args.dataset, args.data_dir, resize=args.resize)
+    from edgenas.core.space import NetShape
+
+    shape = NetShape.for_data(info, args.width, args.cells)
+    run = RunDir.create("screen", args.run_dir)
+    run.write_config(
+        {
+            "command": "screen",
+            "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "func"},
+        }
+    )
+    res = run_screen(
+        profile=profile,
+        shape=shape,
+        names=names,
+        space_name=args.space,
+        strategy=args.strategy,
+        n=args.n,
+        archs=archs,
+        top=args.top,
+        population=args.population,
+        batch=args.batch,
+        seed=args.seed,
+        compute=args.compute,
+        run=run,
+        quiet=args.quiet,
+    )
+    rows = [
+        (
+            r["rank"],
+            r["arch"],
+            f"{r['az_score']:.3f}",
+            si(r["params"]),
+            si(r["flops"]),
+            binary_bytes(r["peak_memory_bytes"]),
+            ms(r["latency_ms"]),
+        )
+        for r in res["chosen"]
+    ]
+    stdout.print(
+        rows_table(
+            f"top {len(rows)} of {res['candidates_in_budget']} in budget "
+            f"({res['rejected_over_budget']} over budget dropped), {res['search_seconds']:.0f}s",
+            ("rank", "arch", "score", "params", "FLOPs", "peak mem", "latency"),
+            rows,
+        )
+    )
+    stdout.print(f"run directory: {run.path}  (results.json, screen.csv, screen.png)")
+    return 0
+
+
 def cmd_bench_truth(args: argparse.Namespace) -> int:
     from edgenas.bench.truth import TruthProtocol, build_truth, read_arch_list
     from edgenas.report.tables import stdout
@@ -264,6 +330,45 @@ def cmd_bench_truth(args: argparse.Namespace) -> int:
         f"{len(rows)} archs in {args.out}; test accuracy min {accs[0] * 100:.2f}% "
         f"median {accs[len(accs) // 2] * 100:.2f}% max {accs[-1] * 100:.2f}%"
     )
+    return 0
+
+
+def cmd_bench_proxies(args: argparse.Namespace) -> int:
+    from edgenas.bench.proxy_bench import bench_proxies
+    from edgenas.core.rundir import RunDir
+    from edgenas.proxies import available
+    from edgenas.proxies.pool import expand_proxy_names
+    from edgenas.report.tables import rows_table, stdout
+
+    names = expand_proxy_names(args.proxies) if args.proxies else available()
+    run = RunDir.create("bench-proxies", args.run_dir)
+    run.write_config(
+        {
+            "command": "bench proxies",
+            "options": {"truth": str(args.truth), "proxies": names, "batch": args.batch, "seed": args.seed},
+        }
+    )
+    res = bench_proxies(
+        args.truth, names, run=run, batch=args.batch, seed=args.seed, compute=args.compute, quiet=args.quiet
+    )
+    order = sorted(res["kendall_tau"], key=lambda n: -res["kendall_tau"][n])
+    rows = [
+        (
+            n,
+            f"{res['kendall_tau'][n]:.3f}",
+            f"{res['spearman_rho'][n]:.3f}",
+            f"{res['seconds_per_arch'][n]:.3f}" if n in res["seconds_per_arch"] else "-",
+        )
+        for n in order
+    ]
+    stdout.print(
+        rows_table(
+            f"proxies vs trained accuracy on {res['archs']} archs ({args.truth})",
+            ("proxy", "Kendall τ", "Spearman ρ", "s / arch"),
+            rows,
+        )
+    )
+    stdout.print(f"run directory: {run.path}  (results.json, proxies.csv, correlations.png)")
     return 0
 
 
@@ -329,6 +434,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path)
     _common(p)
     p.set_defaults(func=cmd_quickstart)
+    p = sub.add_parser("screen", help="rank archs without training (AZ-NAS) inside a device budget")
+    p.add_argument("--device", dest="device_file", type=Path, help="device profile YAML (budgets to respect)")
+    p.add_argument("--n", type=_positive_int, default=1000, help="candidates to sample / evaluate (1000)")
+    p.add_argument("--top", type=_positive_int, default=20, help="how many to choose (20)")
+    p.add_argument("--archs", type=Path, help="score the arch strings in this file (one a line) instead")
+    p.add_argument("--proxies", default="az", help="comma-separated proxies; 'az' = the four AZ-NAS ones (az)")
+    p.add_argument("--strategy", choices=("random", "evolution"), default="random")
+    p.add_argument("--population", type=_positive_int, default=64, help="evolution: parents from the top P-1 (64)")
+    p.add_argument("--batch", type=_positive_int, default=64, help="noise batch for the proxies (64)")
+    p.add_argument("--compute", default="auto", choices=COMPUTE_CHOICES, help="torch device (auto)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-dir", type=Path)
+    p.add_argument("--quiet", action="store_true")
+    _net_args(p)
+    _data_args(p)
+    p.set_defaults(func=cmd_screen)
+
     p = sub.add_parser("bench", help="ground truth and figures")
     bsub = p.add_subparsers(dest="bench_command", metavar="ACTION", required=True)
     p = bsub.add_parser("truth", help="train N archs with one fixed protocol; one JSON line per arch (resumable)")
@@ -344,6 +466,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(epochs=2)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_bench_truth)
+
+    p = bsub.add_parser("proxies", help="Kendall tau / Spearman rho of every proxy against a ground truth")
+    p.add_argument("--truth", type=Path, required=True, help="ground-truth JSON-lines file (bench truth)")
+    p.add_argument("--proxies", help="comma-separated proxies (default: all)")
+    p.add_argument("--batch", type=_positive_int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compute", default="auto", choices=COMPUTE_CHOICES)
+    p.add_argument("--run-dir", type=Path)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_bench_proxies)
     return parser
 
 

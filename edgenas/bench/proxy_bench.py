@@ -1,0 +1,120 @@
+"""`edgenas bench proxies`: how well each proxy ranks a ground truth (Kendall tau, Spearman rho).
+
+Every arch of the ground-truth file is built at the ground truth's own macro shape (width,
+cells, input) and scored with every proxy on the same noise batch (and, for the proxies
+that use labels, the same real batch). Besides each single proxy, the AZ aggregate
+(sum of log ranks of the four AZ proxies) and its linear rank-sum ablation are scored.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgenas.bench.correlation import kendall, spearman
+from edgenas.bench.truth import read_truth
+from edgenas.core.atomic import atomic_write_text
+from edgenas.core.compute import resolve_device
+from edgenas.core.errors import ConfigError
+from edgenas.core.progress import progress_bar
+from edgenas.core.rundir import RunDir
+from edgenas.core.space import NetShape
+from edgenas.data import BatchLoader, dataset_info, load_dataset
+from edgenas.proxies import AZ_PROXIES, az_aggregate, linear_rank_sum
+from edgenas.proxies.pool import score_arch
+from edgenas.report.plots import proxy_scatter_grid
+from edgenas.spaces import get_space
+
+
+def read_protocol(truth: Path) -> dict[str, Any]:
+    """The protocol sidecar of a ground-truth file."""
+    pfile = truth.with_name(truth.name + ".protocol.json")
+    if not pfile.is_file():
+        raise ConfigError(f"{pfile} is missing; build the ground truth with `edgenas bench truth`")
+    return json.loads(pfile.read_text())["protocol"]
+
+
+def real_batch_for(protocol: dict[str, Any], batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One labelled training batch of the ground truth's dataset (for snip, grad_norm, ...)."""
+    data = load_dataset(
+        protocol["dataset"],
+        protocol.get("data_dir"),
+        seed=protocol["seed"],
+        val_fraction=protocol["val_fraction"],
+        subset=protocol["subset"],
+    )
+    return next(iter(BatchLoader(data.train, batch, shuffle=True, seed=seed)))
+
+
+def bench_proxies(
+    truth: str | Path,
+    names: list[str],
+    *,
+    run: RunDir,
+    batch: int = 64,
+    seed: int = 0,
+    compute: str = "auto",
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Score every ground-truth arch with every proxy; write correlations, per-arch values and plots."""
+    truth = Path(truth)
+    rows = read_truth(truth)
+    if len(rows) < 3:
+        raise ConfigError(f"{truth}: needs at least 3 trained archs for a correlation, found {len(rows)}")
+    protocol = read_protocol(truth)
+    space = get_space(protocol["space"])
+    shape = NetShape.for_data(
+        dataset_info(protocol["dataset"], protocol.get("data_dir")), protocol["width"], protocol["cells"]
+    )
+    device = resolve_device(compute)
+    real = real_batch_for(protocol, batch, seed)
+    values: dict[str, list[float]] = {n: [] for n in names}
+    seconds: dict[str, float] = dict.fromkeys(names, 0.0)
+    with progress_bar(quiet) as bar:
+        task = bar.add_task("proxies", total=len(rows), status="")
+        for row in rows:
+            v, s = score_arch(space, row["arch"], shape, names, batch=batch, seed=seed, device=device, real_batch=real)
+            for n in names:
+                values[n].append(v[n])
+                seconds[n] += s[n]
+            bar.update(task, advance=1)
+    acc = [r["test_accuracy"] for r in rows]
+    columns: dict[str, list[float]] = dict(values)
+    if all(n in names for n in AZ_PROXIES):
+        az_table = {n: values[n] for n in AZ_PROXIES}
+        columns["AZ (log-rank sum)"] = az_aggregate(az_table).tolist()
+        columns["AZ linear rank sum"] = linear_rank_sum(az_table).tolist()
+    taus = {n: kendall(col, acc) for n, col in columns.items()}
+    rhos = {n: spearman(col, acc) for n, col in columns.items()}
+    per_arch_s = {n: seconds[n] / len(rows) for n in names}
+    _write_values(run.file("proxies.csv"), rows, columns)
+    proxy_scatter_grid(run.file("correlations.png"), acc, columns, taus)
+    results = {
+        "command": "bench proxies",
+        "truth": str(truth),
+        "archs": len(rows),
+        "protocol": protocol,
+        "proxy_batch": batch,
+        "seed": seed,
+        "compute": str(device),
+        "threads": torch.get_num_threads(),
+        "kendall_tau": taus,
+        "spearman_rho": rhos,
+        "seconds_per_arch": per_arch_s,
+    }
+    run.write_results(results)
+    return results
+
+
+def _write_values(path: Path, rows: list[dict[str, Any]], columns: dict[str, list[float]]) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["arch", "test_accuracy", *columns])
+    for i, row in enumerate(rows):
+        writer.writerow([row["arch"], row["test_accuracy"], *(columns[n][i] for n in columns)])
+    atomic_write_text(path, buf.getvalue())

@@ -1,0 +1,65 @@
+"""PNG plots written next to results (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def score_vs_flops(
+    path: str | Path,
+    flops: Sequence[float],
+    scores: Sequence[float],
+    chosen: Sequence[bool],
+    title: str,
+    budget_flops: float | None = None,
+) -> Path:
+    """Ranking score against FLOPs, chosen candidates highlighted, the FLOPs budget drawn."""
+    flops_m = np.asarray(flops, dtype=float) / 1e6
+    scores_a = np.asarray(scores, dtype=float)
+    chosen_a = np.asarray(chosen, dtype=bool)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    ax.scatter(flops_m[~chosen_a], scores_a[~chosen_a], s=12, alpha=0.5, color="tab:gray", label="screened")
+    ax.scatter(flops_m[chosen_a], scores_a[chosen_a], s=36, color="tab:red", edgecolor="black", label="chosen")
+    if budget_flops:
+        ax.axvline(budget_flops / 1e6, color="tab:blue", linestyle="--", label="FLOPs budget")
+    ax.set_xlabel("MFLOPs (batch 1)")
+    ax.set_ylabel("AZ score (sum of log normalised ranks)")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def proxy_scatter_grid(
+    path: str | Path, accuracy: Sequence[float], columns: dict[str, Sequence[float]], taus: dict[str, float]
+) -> Path:
+    """One panel per proxy: proxy rank (x) against trained accuracy (y), Kendall tau in the title."""
+    from edgenas.proxies.aggregate import rank_scores
+
+    names = list(columns)
+    cols = 4
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), dpi=110, squeeze=False)
+    acc = np.asarray(accuracy, dtype=float) * 100
+    for ax, name in zip(axes.flat, names, strict=False):
+        ax.scatter(rank_scores(columns[name]), acc, s=8, alpha=0.6)
+        ax.set_title(f"{name}  τ={taus[name]:.3f}", fontsize=9)
+        ax.set_xlabel("proxy rank", fontsize=8)
+        ax.set_ylabel("test acc %", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)

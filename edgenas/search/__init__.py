@@ -1,0 +1,1 @@
+"""Architecture search: training-free screening (random, evolution), and more to come."""

@@ -1,0 +1,208 @@
+"""`edgenas screen`: rank candidate archs without training, inside a device's budget.
+
+Candidates come from uniform sampling (`random`), the AZ-NAS evolutionary search
+(`evolution`) or a given list. Each is costed (params, FLOPs, peak memory) and dropped if it
+misses a static budget; the rest are scored with the chosen proxies and ranked by the
+aggregated AZ score. Latency, costly to measure, is checked last: walking down the ranking,
+each candidate's ONNX latency is measured until `top` candidates meet every budget.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgenas.core.atomic import atomic_write_text
+from edgenas.core.compute import resolve_device
+from edgenas.core.device import DeviceProfile, fits
+from edgenas.core.errors import UserError
+from edgenas.core.progress import progress_bar
+from edgenas.core.rundir import RunDir
+from edgenas.core.seeding import numpy_rng
+from edgenas.core.space import NetShape
+from edgenas.cost.measure import measure_cost
+from edgenas.proxies.pool import rank_pool, score_arch
+from edgenas.report.plots import score_vs_flops
+from edgenas.search.evolution import evolve
+from edgenas.spaces import get_space
+
+
+def sample_distinct(space_name: str, n: int, seed: int) -> list[str]:
+    """Up to `n` distinct archs drawn uniformly (fewer if the space is smaller)."""
+    space = get_space(space_name)
+    size = space.size()
+    n = min(n, size) if size is not None else n
+    rng = numpy_rng(seed, "screen-sample")
+    seen: dict[str, None] = {}
+    while len(seen) < n:
+        seen.setdefault(str(space.sample(rng)))
+    return list(seen)
+
+
+def run_screen(
+    *,
+    profile: DeviceProfile | None,
+    shape: NetShape,
+    names: list[str],
+    space_name: str = "nb201",
+    strategy: str = "random",
+    n: int = 1000,
+    archs: list[str] | None = None,
+    top: int = 20,
+    population: int = 64,
+    batch: int = 64,
+    seed: int = 0,
+    compute: str = "auto",
+    real_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
+    run: RunDir,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Screen, rank, check latency of the best, and write results.json, screen.csv, screen.png."""
+    space = get_space(space_name)
+    device = resolve_device(compute)
+    budgets = profile.budgets if profile else None
+    static_cost: dict[str, Any] = {}
+
+    def cost_of(arch: str):
+        if arch not in static_cost:
+            static_cost[arch] = measure_cost(space.build(space.parse(arch), shape), shape.input_shape)
+        return static_cost[arch]
+
+    def inside(arch) -> bool:
+        return budgets is None or fits(budgets, cost_of(str(arch)))
+
+    def evaluate(arch) -> dict[str, float]:
+        return score_arch(space, str(arch), shape, names, batch=batch, seed=seed, device=device, real_batch=real_batch)[
+            0
+        ]
+
+    t0 = time.perf_counter()
+    with progress_bar(quiet) as bar:
+        if strategy == "evolution":
+            task = bar.add_task("evolution", total=n, status="")
+            pool, values, rejected = evolve(
+                space,
+                n,
+                fits=inside,
+                evaluate=evaluate,
+                rank=lambda v: rank_pool(v, names),
+                rng=numpy_rng(seed, "evolution"),
+                population=population,
+                on_candidate=lambda k: bar.update(task, completed=k),
+            )
+        else:
+            candidates = archs if archs is not None else sample_distinct(space_name, n, seed)
+            task = bar.add_task("cost", total=len(candidates), status="")
+            pool = []
+            for arch in candidates:
+                if inside(arch):
+                    pool.append(arch)
+                bar.update(task, advance=1)
+            rejected = len(candidates) - len(pool)
+            task = bar.add_task("proxies", total=len(pool), status="")
+            values = []
+            for arch in pool:
+                values.append(evaluate(arch))
+                bar.update(task, advance=1)
+    search_seconds = time.perf_counter() - t0
+    if not pool:
+        raise_no_fit(profile)
+    scores = rank_pool(values, names)
+    order = np.argsort(-scores, kind="stable")
+    chosen, latency = _pick_top(order, pool, shape, profile, top, space_name)
+    rows = []
+    for i, arch in enumerate(pool):
+        c = cost_of(arch)
+        rows.append(
+            {
+                "arch": arch,
+                "rank": int(np.where(order == i)[0][0]) + 1,
+                "az_score": float(scores[i]),
+                "params": c.params,
+                "flops": c.flops,
+                "peak_memory_bytes": c.peak_memory_bytes,
+                "latency_ms": latency.get(arch),
+                "chosen": arch in chosen,
+                **values[i],
+            }
+        )
+    rows.sort(key=lambda r: r["rank"])
+    _write_csv(run.file("screen.csv"), rows)
+    score_vs_flops(
+        run.file("screen.png"),
+        [r["flops"] for r in rows],
+        [r["az_score"] for r in rows],
+        [r["chosen"] for r in rows],
+        f"{space_name} screen ({strategy}, {len(rows)} in budget)" + (f", {profile.name}" if profile else ""),
+        budget_flops=budgets.max_flops if budgets else None,
+    )
+    results = {
+        "command": "screen",
+        "strategy": strategy,
+        "space": space_name,
+        "proxies": names,
+        "device_profile": profile.model_dump(mode="json") if profile else None,
+        "shape": shape.__dict__,
+        "proxy_batch": batch,
+        "seed": seed,
+        "compute": str(device),
+        "candidates_in_budget": len(pool),
+        "rejected_over_budget": rejected,
+        "search_seconds": round(search_seconds, 2),
+        "chosen": [r for r in rows if r["chosen"]],
+        "candidates": rows,
+    }
+    run.write_results(results)
+    run.event("done", chosen=len(chosen), seconds=round(search_seconds, 2))
+    return results
+
+
+def _pick_top(
+    order: np.ndarray, pool: list[str], shape: NetShape, profile: DeviceProfile | None, top: int, space_name: str
+) -> tuple[list[str], dict[str, float]]:
+    """Best `top` candidates that also meet the latency budget (measured only for those walked)."""
+    space = get_space(space_name)
+    chosen: list[str] = []
+    latency: dict[str, float] = {}
+    need_latency = profile is not None and profile.budgets.max_latency_ms is not None
+    for i in order:
+        if len(chosen) == top:
+            break
+        arch = pool[int(i)]
+        if need_latency:
+            spec = profile.latency
+            cost = measure_cost(
+                space.build(space.parse(arch), shape),
+                shape.input_shape,
+                latency="onnx",
+                threads=spec.threads,
+                repeats=spec.repeats,
+                warmup=spec.warmup,
+            )
+            latency[arch] = cost.latency_ms
+            if not fits(profile.budgets, cost):
+                continue
+        chosen.append(arch)
+    return chosen, latency
+
+
+def raise_no_fit(profile: DeviceProfile | None) -> None:
+    """No candidate met the static budgets."""
+    name = profile.name if profile else "the budget"
+    raise UserError(f"no candidate fits {name}; loosen its budgets, screen more (--n) or use a smaller --width")
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())

@@ -1,0 +1,170 @@
+"""Screening: evolution mechanics, the screen's budget handling and outputs, CLI errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgenas.cli import run
+from edgenas.core.device import Budgets, DeviceProfile
+from edgenas.core.rundir import RunDir
+from edgenas.core.space import NetShape
+from edgenas.proxies import AZ_PROXIES
+from edgenas.proxies.pool import expand_proxy_names, rank_pool
+from edgenas.search.evolution import evolve
+from edgenas.search.screen import run_screen
+from edgenas.spaces.nb201 import NB201Space
+
+TINY = NetShape(width=4, cells=1, in_channels=1, resolution=8, num_classes=10)
+
+
+def test_expand_proxy_names() -> None:
+    assert expand_proxy_names("az") == list(AZ_PROXIES)
+    assert expand_proxy_names("az_complexity,az") == ["az_complexity", *AZ_PROXIES[:3]]
+    from edgenas.core.errors import UserError
+
+    with pytest.raises(UserError, match="bogus"):
+        expand_proxy_names("az,bogus")
+
+
+def _convs(arch) -> dict[str, float]:
+    return {"convs": float(sum(op == "nor_conv_3x3" for op in arch.ops))}
+
+
+def test_evolution_climbs_and_respects_budget() -> None:
+    space = NB201Space()
+
+    def fits(arch) -> bool:  # a "budget": no avg_pool anywhere
+        return "avg_pool_3x3" not in arch.ops
+
+    archs, values, rejected = evolve(
+        space,
+        80,
+        fits=fits,
+        evaluate=_convs,
+        rank=lambda v: rank_pool(v, ["convs"]),
+        rng=np.random.default_rng(0),
+        population=16,
+    )
+    assert len(archs) == len(set(archs)) == 80
+    assert all("avg_pool_3x3" not in a for a in archs)
+    assert rejected > 0
+    first, last = np.mean([v["convs"] for v in values[:20]]), np.mean([v["convs"] for v in values[-20:]])
+    assert last > first + 1  # selection from the top pushes toward more 3x3 convs
+    assert last >= 2.5  # uniform sampling without avg_pool averages 1.5 3x3 convs of 6 edges
+    again = evolve(
+        space,
+        80,
+        fits=fits,
+        evaluate=_convs,
+        rank=lambda v: rank_pool(v, ["convs"]),
+        rng=np.random.default_rng(0),
+        population=16,
+    )
+    assert again[0] == archs
+
+
+def test_evolution_gives_up_clearly_when_nothing_fits() -> None:
+    from edgenas.core.errors import UserError
+
+    with pytest.raises(UserError, match="inside the budget"):
+        evolve(
+            NB201Space(),
+            5,
+            fits=lambda a: False,
+            evaluate=_convs,
+            rank=lambda v: rank_pool(v, ["convs"]),
+            rng=np.random.default_rng(0),
+        )
+
+
+@pytest.mark.parametrize("strategy", ["random", "evolution"])
+def test_screen_outputs_and_budget(tmp_path: Path, strategy: str) -> None:
+    profile = DeviceProfile(name="tiny", budgets=Budgets(max_flops=130_000))
+    run_dir = RunDir.create("screen", tmp_path / strategy)
+    res = run_screen(
+        profile=profile,
+        shape=TINY,
+        names=list(AZ_PROXIES),
+        strategy=strategy,
+        n=12,
+        top=3,
+        batch=8,
+        seed=1,
+        compute="cpu",
+        run=run_dir,
+        quiet=True,
+    )
+    assert len(res["chosen"]) == 3
+    assert all(r["flops"] <= 130_000 for r in res["candidates"])
+    assert res["rejected_over_budget"] > 0
+    ranks = [r["rank"] for r in res["candidates"]]
+    assert ranks == sorted(ranks) and [r["rank"] for r in res["chosen"]] == [1, 2, 3]
+    scores = [r["az_score"] for r in res["candidates"]]
+    assert scores == sorted(scores, reverse=True)
+    for name in AZ_PROXIES:
+        assert name in res["candidates"][0]
+    for f in ("results.json", "screen.csv", "screen.png"):
+        assert (tmp_path / strategy / f).is_file()
+    again = run_screen(
+        profile=profile,
+        shape=TINY,
+        names=list(AZ_PROXIES),
+        strategy=strategy,
+        n=12,
+        top=3,
+        batch=8,
+        seed=1,
+        compute="cpu",
+        run=RunDir.create("screen", tmp_path / "again"),
+        quiet=True,
+    )
+    assert [r["arch"] for r in again["candidates"]] == [r["arch"] for r in res["candidates"]]
+
+
+def test_screen_cli_with_arch_list(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    space = NB201Space()
+    archs = [str(space.sample(np.random.default_rng(i))) for i in range(5)]
+    (tmp_path / "archs.txt").write_text("# five archs\n" + "\n".join(archs) + "\n")
+    code = run(
+        [
+            "screen",
+            "--archs",
+            str(tmp_path / "archs.txt"),
+            "--dataset",
+            "digits",
+            "--width",
+            "4",
+            "--batch",
+            "8",
+            "--top",
+            "2",
+            "--quiet",
+            "--run-dir",
+            str(tmp_path / "r"),
+        ]
+    )
+    assert code == 0
+    res = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert sorted(r["arch"] for r in res["candidates"]) == sorted(set(archs))
+    assert "top 2 of 5" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["screen", "--proxies", "az,bogus"], "'bogus'"),
+        (["screen", "--archs", "/nonexistent.txt"], "no such file"),
+        (["screen", "--archs", "{list}", "--strategy", "evolution"], "cannot be combined"),
+        (["screen", "--device", "/nonexistent.yaml"], "no such file"),
+    ],
+)
+def test_screen_user_errors(tmp_path: Path, argv: list[str], needle: str, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "l.txt").write_text("|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|\n")
+    argv = [a.replace("{list}", str(tmp_path / "l.txt")) for a in argv]
+    assert run([*argv, "--dataset", "digits", "--quiet", "--run-dir", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and "\n" not in err
