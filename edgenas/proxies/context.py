@@ -53,6 +53,13 @@ class ProxyContext:
     puts it in `train()` mode so BN normalises with the noise batch's own statistics. The input is
     one N(0, 1) batch of shape `(batch, *input_shape)` drawn from `seed`.
 
+    `real_batch` (optional) is one labelled batch `(images, labels)` of real data, images of shape
+    `(B, *input_shape)` and int64 labels of shape `(B,)`, kept as `ctx.real_batch` (on `device`,
+    images in fp32) for the baselines that are defined on a labelled loss (snip, grad_norm; spec
+    az-nas.md §3.1: proxies that need real images get a real batch). It does not change `inputs`,
+    so the AZ proxies always see the noise batch. `None` (the default) leaves `ctx.real_batch`
+    `None`, and those baselines then use `inputs` with seeded uniform labels.
+
     `features` runs `forward_features` lazily, once, and keeps the primary-block outputs in the
     autograd graph (with `retain_grad`) for the trainability VJPs. `cache` holds values that
     several proxies share (per-block expressivity, per-block trainability); the owning proxy
@@ -68,6 +75,7 @@ class ProxyContext:
         seed: int = 0,
         device: str | torch.device = "cpu",
         reinit: bool = True,
+        real_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
         if not callable(getattr(model, "forward_features", None)):
             raise UserError(
@@ -84,8 +92,30 @@ class ProxyContext:
         self.model.train()
         x = torch.randn((self.batch, *self.input_shape), generator=torch_generator(self.seed, "proxy", "input"))
         self.inputs = x.to(self.device)
+        self.real_batch = None if real_batch is None else self._check_real_batch(real_batch)
         self.cache: dict[str, Any] = {}
         self._features: list[torch.Tensor] | None = None
+
+    def _check_real_batch(self, real_batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(images, labels)` validated against `input_shape` and moved to the device."""
+        try:
+            images, labels = real_batch
+        except (TypeError, ValueError):
+            raise UserError("real_batch must be a pair (images, labels)") from None
+        if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
+            raise UserError("real_batch must hold two tensors (images, labels)")
+        if images.dim() != len(self.input_shape) + 1 or tuple(images.shape[1:]) != self.input_shape:
+            raise UserError(
+                f"real_batch images must have shape (B, {', '.join(map(str, self.input_shape))}), "
+                f"got {tuple(images.shape)}"
+            )
+        if images.shape[0] < 1 or tuple(labels.shape) != (images.shape[0],):
+            raise UserError(
+                f"real_batch labels must have shape ({images.shape[0]},), one per image, got {tuple(labels.shape)}"
+            )
+        if labels.dtype != torch.int64:
+            raise UserError(f"real_batch labels must be int64 class indices, got {labels.dtype}")
+        return images.detach().to(device=self.device, dtype=torch.float32), labels.detach().to(self.device)
 
     @property
     def features(self) -> list[torch.Tensor]:

@@ -20,6 +20,7 @@ def score_network(
     batch: int = 64,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    real_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Proxy values and wall-clock seconds per proxy for one candidate.
 
@@ -27,10 +28,12 @@ def score_network(
     chain. Seconds are per proxy call, the lazily shared work landing on whichever proxy needs it
     first, and the context's set-up (copy, re-init, noise batch) is added to the first name, so the
     seconds sum to the whole call. Names are checked before any work, so a typo fails fast.
+    `real_batch` (images, int64 labels) is passed to the context for the proxies that use a
+    labelled batch (snip, grad_norm); the AZ proxies ignore it.
     """
     fns = {name: get(name) for name in names}
     t0 = time.perf_counter()
-    ctx = ProxyContext(model, input_shape, batch=batch, seed=seed, device=device)
+    ctx = ProxyContext(model, input_shape, batch=batch, seed=seed, device=device, real_batch=real_batch)
     setup = time.perf_counter() - t0
     values: dict[str, float] = {}
     seconds: dict[str, float] = {}
