@@ -210,3 +210,23 @@ def test_zen_ignores_the_context_reinit_scale():
     a = get("zen")(ProxyContext(net, INPUT, batch=8, seed=2))
     b = get("zen")(ProxyContext(net, INPUT, batch=8, seed=2, reinit=False))
     assert a == pytest.approx(b, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "arch",
+    [
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|none~0|none~1|none~2|",  # no input-output path
+        "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|",  # identity cell
+    ],
+)
+def test_every_proxy_survives_degenerate_cells(arch: str) -> None:
+    """Uniform samples of NB201 contain such cells; a proxy must score them, not crash."""
+    from edgenas.core.space import NetShape
+    from edgenas.proxies import available, score_network
+    from edgenas.spaces.nb201 import NB201Arch, NB201Space
+
+    shape = NetShape(width=4, cells=1, in_channels=1, resolution=8)
+    model = NB201Space().build(NB201Arch.parse(arch), shape)
+    values, _ = score_network(model, shape.input_shape, available(), batch=8)
+    assert set(values) == set(available())
+    assert all(isinstance(v, float) and v == v for v in values.values())  # no NaN

@@ -64,6 +64,11 @@ def pre_gap_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return captured[-1]
 
 
+def _log_or_neg_inf(v: float) -> float:
+    """ln v, or -inf where v <= 0 (a dead signal scores as badly as possible)."""
+    return math.log(v) if v > 0 else -math.inf
+
+
 def zen_score(model: nn.Module, x: torch.Tensor, eps: torch.Tensor, alpha: float = ALPHA) -> float:
     """log Δ + Σ_BN2d log sqrt(mean running_var) for `model` as given (its BN stats are overwritten)."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -75,10 +80,11 @@ def zen_score(model: nn.Module, x: torch.Tensor, eps: torch.Tensor, alpha: float
         f0 = pre_gap_features(model, x)
         f1 = pre_gap_features(model, x + alpha * eps)
         delta = (f0 - f1).abs().double().reshape(f0.shape[0], -1).sum(dim=1).mean()
-        value = math.log(float(delta)) if float(delta) > 0 else -math.inf
+        value = _log_or_neg_inf(float(delta))
         for bn in bns:
             if isinstance(bn, nn.BatchNorm2d) and bn.running_var is not None:
-                value += 0.5 * math.log(float(bn.running_var.double().mean()))
+                # a BN fed only zeros (a cell with no input-output path) has variance 0
+                value += 0.5 * _log_or_neg_inf(float(bn.running_var.double().mean()))
     return nonfinite_to_neg_inf(value)
 
 
