@@ -7,7 +7,7 @@ proxies' raw values are kept per arch for reporting and correlation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -64,28 +64,3 @@ def score_arch(
     model = space.build(space.parse(arch), shape)
     kwargs: dict[str, Any] = {"real_batch": real_batch} if real_batch is not None else {}
     return score_network(model, shape.input_shape, names, batch=batch, seed=seed, device=device, **kwargs)
-
-
-def score_pool(
-    space: SearchSpace,
-    archs: Sequence[str],
-    shape: NetShape,
-    names: Sequence[str],
-    *,
-    batch: int = 64,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    real_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
-    on_arch: Callable[[int], None] | None = None,
-) -> tuple[list[dict[str, float]], dict[str, float]]:
-    """Values for every arch, and the mean seconds per arch of each proxy."""
-    values, total = [], dict.fromkeys(names, 0.0)
-    for i, arch in enumerate(archs):
-        v, s = score_arch(space, arch, shape, names, batch=batch, seed=seed, device=device, real_batch=real_batch)
-        values.append(v)
-        for k in names:
-            total[k] += s[k]
-        if on_arch:
-            on_arch(i)
-    n = max(len(archs), 1)
-    return values, {k: t / n for k, t in total.items()}
