@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edgenas.core.atomic import atomic_write_json
 from edgenas.core.errors import ConfigError, Interrupted
+from edgenas.core.jsonl import append_jsonl, read_jsonl
 from edgenas.core.progress import progress_bar
 from edgenas.core.seeding import derive_seed, numpy_rng
 from edgenas.core.space import NetShape
@@ -52,16 +53,7 @@ class TruthProtocol(BaseModel):
 
 def read_truth(path: str | Path) -> list[dict[str, Any]]:
     """All complete lines of a ground-truth file (a torn last line is skipped)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+    return read_jsonl(path)
 
 
 def _protocol_file(out: Path) -> Path:
@@ -140,11 +132,7 @@ def sample_archs(space_name: str, n: int, seed: int) -> list[str]:
     total = space.size()
     if total is not None and n > total:
         raise ConfigError(f"--n {n}: the {space_name} space has only {total} architectures")
-    rng = numpy_rng(seed, "truth-sample")
-    seen: dict[str, None] = {}
-    while len(seen) < n:
-        seen.setdefault(str(space.sample(rng)))
-    return list(seen)
+    return [str(a) for a in space.sample_distinct(n, numpy_rng(seed, "truth-sample"))]
 
 
 def read_arch_list(path: str | Path, space_name: str) -> list[str]:
@@ -220,10 +208,7 @@ def _run_jobs(
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     row = fut.result()
-                    with open(out, "a", encoding="utf-8") as fh:
-                        fh.write(json.dumps(row) + "\n")
-                        fh.flush()
-                        os.fsync(fh.fileno())
+                    append_jsonl(out, row)
                     bar.update(task, advance=1, status=f"last {row['test_accuracy'] * 100:.1f}%")
         except KeyboardInterrupt:
             for fut in pending:

@@ -8,8 +8,6 @@ killed run loses at most the line being written.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +17,7 @@ import yaml
 
 from edgenas.core.atomic import atomic_write_json, atomic_write_text
 from edgenas.core.errors import ResumeError
+from edgenas.core.jsonl import append_jsonl, read_jsonl
 
 RESULTS_SCHEMA_VERSION = 1
 
@@ -86,25 +85,12 @@ class RunDir:
         return atomic_write_json(self.path / name, {"schema_version": RESULTS_SCHEMA_VERSION, **results})
 
     def event(self, kind: str, **fields: Any) -> None:
-        """Append one progress event (flushed and fsynced, so `kill -9` keeps it)."""
-        line = json.dumps({"time": round(time.time(), 3), "event": kind, **fields}, default=str)
-        with open(self.path / "events.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        """Append one progress event (fsynced, so `kill -9` keeps it)."""
+        append_jsonl(self.path / "events.jsonl", {"time": round(time.time(), 3), "event": kind, **fields})
 
     def events(self) -> list[dict[str, Any]]:
         """All complete events written so far (a torn last line is skipped)."""
-        p = self.path / "events.jsonl"
-        if not p.exists():
-            return []
-        out = []
-        for line in p.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return out
+        return read_jsonl(self.path / "events.jsonl")
 
     def __str__(self) -> str:
         return str(self.path)
