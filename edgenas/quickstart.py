@@ -43,15 +43,10 @@ def default_device_files() -> list[Path]:
 def sample_pool(space_name: str, n: int, seed: int) -> list[str]:
     """Up to `n` distinct, connected archs drawn from the space with the run's seed."""
     space = get_space(space_name)
-    rng = numpy_rng(seed, "quickstart-sample")
-    seen: dict[str, None] = {}
-    for _ in range(n * 20):
-        arch = space.sample(rng)
-        if getattr(arch, "is_connected", True):
-            seen.setdefault(str(arch))
-        if len(seen) == n:
-            break
-    return list(seen)
+    archs = space.sample_distinct(
+        n, numpy_rng(seed, "quickstart-sample"), accept=lambda a: getattr(a, "is_connected", True)
+    )
+    return [str(a) for a in archs]
 
 
 def pick_for_device(

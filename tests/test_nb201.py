@@ -95,3 +95,13 @@ def test_zero_cell_outputs_zeros_and_skip_cell_is_identity() -> None:
 
 def test_ops_table() -> None:
     assert len(OPS) == 5 and len(EDGES) == 6
+
+
+def test_sample_distinct() -> None:
+    space = NB201Space()
+    archs = space.sample_distinct(200, np.random.default_rng(0))
+    assert len(archs) == len({str(a) for a in archs}) == 200
+    assert [str(a) for a in archs] == [str(a) for a in space.sample_distinct(200, np.random.default_rng(0))]
+    connected = space.sample_distinct(50, np.random.default_rng(0), accept=lambda a: a.is_connected)
+    assert len(connected) == 50 and all(a.is_connected for a in connected)
+    assert space.sample_distinct(5, np.random.default_rng(0), accept=lambda a: False) == []

@@ -7,7 +7,7 @@ space (the DARTS cell space, a ResNet-like space) plugs in without touching them
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -88,3 +88,23 @@ class SearchSpace(ABC):
     @abstractmethod
     def build(self, arch: Arch, shape: NetShape) -> nn.Module:
         """A freshly initialised network for `arch`."""
+
+    def sample_distinct(
+        self,
+        n: int,
+        rng: np.random.Generator,
+        accept: Callable[[Arch], bool] | None = None,
+    ) -> list[Arch]:
+        """Up to `n` distinct archs drawn uniformly (those `accept` allows), in draw order.
+
+        Fewer come back when the space (or its accepted part) runs out: drawing stops after
+        `50 n + 1000` draws.
+        """
+        seen: dict[str, Arch] = {}
+        for _ in range(50 * n + 1000):
+            if len(seen) == n:
+                break
+            arch = self.sample(rng)
+            if str(arch) not in seen and (accept is None or accept(arch)):
+                seen[str(arch)] = arch
+        return list(seen.values())

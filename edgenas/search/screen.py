@@ -33,18 +33,6 @@ from edgenas.search.evolution import evolve
 from edgenas.spaces import get_space
 
 
-def sample_distinct(space_name: str, n: int, seed: int) -> list[str]:
-    """Up to `n` distinct archs drawn uniformly (fewer if the space is smaller)."""
-    space = get_space(space_name)
-    size = space.size()
-    n = min(n, size) if size is not None else n
-    rng = numpy_rng(seed, "screen-sample")
-    seen: dict[str, None] = {}
-    while len(seen) < n:
-        seen.setdefault(str(space.sample(rng)))
-    return list(seen)
-
-
 def run_screen(
     *,
     profile: DeviceProfile | None,
@@ -97,7 +85,11 @@ def run_screen(
                 on_candidate=lambda k: bar.update(task, completed=k),
             )
         else:
-            candidates = archs if archs is not None else sample_distinct(space_name, n, seed)
+            candidates = (
+                archs
+                if archs is not None
+                else [str(a) for a in space.sample_distinct(n, numpy_rng(seed, "screen-sample"))]
+            )
             task = bar.add_task("cost", total=len(candidates), status="")
             pool = []
             for arch in candidates:
