@@ -51,8 +51,25 @@ def proxy_scatter_grid(
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), dpi=110, squeeze=False)
     acc = np.asarray(accuracy, dtype=float) * 100
+    # A few dead archs (chance accuracy) would squash the informative range: clip the axis to
+    # the bulk of the data and draw what falls below as triangles on the bottom edge.
+    low = np.percentile(acc, 2) - 1.0
+    below = acc < low
     for ax, name in zip(axes.flat, names, strict=False):
-        ax.scatter(rank_scores(columns[name]), acc, s=8, alpha=0.6)
+        ranks = rank_scores(columns[name])
+        ax.scatter(ranks[~below], acc[~below], s=8, alpha=0.6)
+        ax.scatter(
+            ranks[below],
+            np.full(below.sum(), low),
+            marker="v",
+            s=14,
+            color="tab:red",
+            clip_on=False,
+            label=f"{below.sum()} below {low:.0f}%" if below.any() else None,
+        )
+        ax.set_ylim(low, acc.max() + 0.5)
+        if below.any():
+            ax.legend(fontsize=6, loc="upper left")
         ax.set_title(f"{name}  τ={taus[name]:.3f}", fontsize=9)
         ax.set_xlabel("proxy rank", fontsize=8)
         ax.set_ylabel("test acc %", fontsize=8)
