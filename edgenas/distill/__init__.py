@@ -1,0 +1,1 @@
+"""Knowledge distillation: losses now; the generic teacher and CDD build on them."""

@@ -1,0 +1,83 @@
+"""Knowledge-distillation losses (methods.md §6), one function or module each.
+
+- `hinton_kd`: KL(teacher || student) on temperature-softened logits, times T² so the
+  gradient scale does not shrink with T (Hinton et al., 2015).
+- `FeatureKD`: MSE between a student feature map, sent through a learnt 1×1 projector to
+  the teacher's channel count, and the (detached) teacher map (FitNets-style hint loss);
+  spatial sizes are matched by adaptive average pooling of the larger map.
+- `rkd_distance`, `rkd_angle`: relational KD (Park et al., 2019), smooth-L1 between the
+  students' and teachers' normalised pairwise distances / triplet angles.
+- `similarity_kd`: similarity-preserving KD (Tung & Mori, 2019), squared Frobenius distance
+  between row-normalised batch Gram matrices, divided by b².
+Teacher tensors are always detached: these losses train the student only.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def hinton_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0) -> torch.Tensor:
+    """T² · KL(softmax(t/T) || softmax(s/T)), averaged over the batch."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    t = temperature
+    log_p_student = F.log_softmax(student_logits / t, dim=1)
+    log_p_teacher = F.log_softmax(teacher_logits.detach() / t, dim=1)
+    return F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True) * t * t
+
+
+class FeatureKD(nn.Module):
+    """Hint loss through a learnt 1×1 conv projector (its parameters train with the student)."""
+
+    def __init__(self, student_channels: int, teacher_channels: int) -> None:
+        super().__init__()
+        self.projector = nn.Conv2d(student_channels, teacher_channels, kernel_size=1, bias=False)
+
+    def forward(self, student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> torch.Tensor:
+        s = self.projector(student_feat)
+        t = teacher_feat.detach()
+        if s.shape[-2:] != t.shape[-2:]:
+            size = (min(s.shape[-2], t.shape[-2]), min(s.shape[-1], t.shape[-1]))
+            s, t = F.adaptive_avg_pool2d(s, size), F.adaptive_avg_pool2d(t, size)
+        return F.mse_loss(s, t)
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(x.shape[0], -1)
+
+
+def _normalised_distances(e: torch.Tensor) -> torch.Tensor:
+    d = torch.cdist(e, e, p=2)
+    off_diag = ~torch.eye(len(e), dtype=torch.bool, device=e.device)
+    return d / d[off_diag].mean().clamp_min(1e-12)
+
+
+def rkd_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Smooth-L1 between mean-normalised pairwise distances of student and teacher embeddings."""
+    with torch.no_grad():
+        t = _normalised_distances(_flat(teacher.detach()))
+    s = _normalised_distances(_flat(student))
+    return F.smooth_l1_loss(s, t)
+
+
+def _angles(e: torch.Tensor) -> torch.Tensor:
+    diff = F.normalize(e.unsqueeze(0) - e.unsqueeze(1), p=2, dim=2)  # [i, j] = unit(e_j - e_i)
+    return torch.bmm(diff, diff.transpose(1, 2)).reshape(-1)  # cos of angle j-i-k for every triplet
+
+
+def rkd_angle(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Smooth-L1 between the cosines of all triplet angles of student and teacher embeddings."""
+    with torch.no_grad():
+        t = _angles(_flat(teacher.detach()))
+    return F.smooth_l1_loss(_angles(_flat(student)), t)
+
+
+def similarity_kd(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """||norm(G_s) − norm(G_t)||²_F / b², G = F Fᵀ over the batch, rows L2-normalised."""
+    b = student.shape[0]
+    gs = F.normalize(_flat(student) @ _flat(student).t(), p=2, dim=1)
+    gt = F.normalize(_flat(teacher.detach()) @ _flat(teacher.detach()).t(), p=2, dim=1)
+    return ((gs - gt) ** 2).sum() / (b * b)
