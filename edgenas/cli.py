@@ -241,7 +241,7 @@ def cmd_screen(args: argparse.Namespace) -> int:
     from edgenas.core.device import load_device
     from edgenas.core.rundir import RunDir
     from edgenas.data import dataset_info
-    from edgenas.proxies.pool import expand_proxy_names
+    from edgenas.proxies.pool import LABELLED_PROXIES, expand_proxy_names
     from edgenas.report.tables import rows_table, stdout
     from edgenas.report.units import binary_bytes, ms, si
     from edgenas.search.screen import run_screen
@@ -262,10 +262,24 @@ def cmd_screen(args: argparse.Namespace) -> int:
             "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "func"},
         }
     )
+    real = None
+    if any(n in LABELLED_PROXIES for n in names):
+        from edgenas.data.sample_batch import sample_batch
+
+        real = sample_batch(
+            args.dataset,
+            args.data_dir,
+            batch=args.batch,
+            seed=args.seed,
+            subset=args.subset,
+            val_fraction=args.val_fraction,
+            resize=args.resize,
+        )
     res = run_screen(
         profile=profile,
         shape=shape,
         names=names,
+        real_batch=real,
         space_name=args.space,
         strategy=args.strategy,
         n=args.n,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from edgenas.cli import run
 from edgenas.core.device import Budgets, DeviceProfile
@@ -168,3 +169,24 @@ def test_screen_user_errors(tmp_path: Path, argv: list[str], needle: str, capsys
     assert run([*argv, "--dataset", "digits", "--quiet", "--run-dir", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and "\n" not in err
+
+
+def test_screen_gives_label_proxies_a_real_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgenas.search.screen as screen_mod
+
+    seen = {}
+    original = screen_mod.run_screen
+
+    def spy(**kwargs):
+        seen["real_batch"] = kwargs["real_batch"]
+        return original(**kwargs)
+
+    monkeypatch.setattr(screen_mod, "run_screen", spy)
+    archs = tmp_path / "a.txt"
+    archs.write_text("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|nor_conv_1x1~2|\n")
+    base = ["screen", "--archs", str(archs), "--dataset", "digits", "--width", "4", "--batch", "8", "--quiet"]
+    assert run([*base, "--proxies", "snip", "--run-dir", str(tmp_path / "s")]) == 0
+    x, y = seen["real_batch"]
+    assert x.shape == (8, 1, 8, 8) and y.dtype == torch.int64
+    assert run([*base, "--proxies", "az", "--run-dir", str(tmp_path / "a")]) == 0
+    assert seen["real_batch"] is None  # AZ proxies use noise only: no data load

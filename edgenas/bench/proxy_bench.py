@@ -24,7 +24,8 @@ from edgenas.core.errors import ConfigError
 from edgenas.core.progress import progress_bar
 from edgenas.core.rundir import RunDir
 from edgenas.core.space import NetShape
-from edgenas.data import BatchLoader, dataset_info, load_dataset
+from edgenas.data import dataset_info
+from edgenas.data.sample_batch import sample_batch
 from edgenas.proxies import AZ_PROXIES, az_aggregate, linear_rank_sum
 from edgenas.proxies.pool import score_arch
 from edgenas.report.plots import proxy_scatter_grid
@@ -37,18 +38,6 @@ def read_protocol(truth: Path) -> dict[str, Any]:
     if not pfile.is_file():
         raise ConfigError(f"{pfile} is missing; build the ground truth with `edgenas bench truth`")
     return json.loads(pfile.read_text())["protocol"]
-
-
-def real_batch_for(protocol: dict[str, Any], batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One labelled training batch of the ground truth's dataset (for snip, grad_norm, ...)."""
-    data = load_dataset(
-        protocol["dataset"],
-        protocol.get("data_dir"),
-        seed=protocol["seed"],
-        val_fraction=protocol["val_fraction"],
-        subset=protocol["subset"],
-    )
-    return next(iter(BatchLoader(data.train, batch, shuffle=True, seed=seed)))
 
 
 def bench_proxies(
@@ -72,7 +61,14 @@ def bench_proxies(
         dataset_info(protocol["dataset"], protocol.get("data_dir")), protocol["width"], protocol["cells"]
     )
     device = resolve_device(compute)
-    real = real_batch_for(protocol, batch, seed)
+    real = sample_batch(
+        protocol["dataset"],
+        protocol.get("data_dir"),
+        batch=batch,
+        seed=seed,
+        subset=protocol["subset"],
+        val_fraction=protocol["val_fraction"],
+    )
     values: dict[str, list[float]] = {n: [] for n in names}
     seconds: dict[str, float] = dict.fromkeys(names, 0.0)
     with progress_bar(quiet) as bar:

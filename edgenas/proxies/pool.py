@@ -18,6 +18,8 @@ from edgenas.core.space import NetShape, SearchSpace
 from edgenas.proxies import AZ_PROXIES, available, az_aggregate, get, score_network
 
 AZ_ALIAS = "az"
+# Proxies that need labels: they score a real labelled batch when one is given.
+LABELLED_PROXIES = ("snip", "grad_norm")
 
 
 def expand_proxy_names(spec: str | Sequence[str]) -> list[str]:
