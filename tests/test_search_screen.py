@@ -82,11 +82,9 @@ def test_evolution_gives_up_clearly_when_nothing_fits() -> None:
         )
 
 
-@pytest.mark.parametrize("strategy", ["random", "evolution"])
-def test_screen_outputs_and_budget(tmp_path: Path, strategy: str) -> None:
+def _tiny_screen(folder: Path, strategy: str) -> dict:
     profile = DeviceProfile(name="tiny", budgets=Budgets(max_flops=130_000))
-    run_dir = RunDir.create("screen", tmp_path / strategy)
-    res = run_screen(
+    return run_screen(
         profile=profile,
         shape=TINY,
         names=list(AZ_PROXIES),
@@ -96,9 +94,14 @@ def test_screen_outputs_and_budget(tmp_path: Path, strategy: str) -> None:
         batch=8,
         seed=1,
         compute="cpu",
-        run=run_dir,
+        run=RunDir.create("screen", folder),
         quiet=True,
     )
+
+
+@pytest.mark.parametrize("strategy", ["random", "evolution"])
+def test_screen_outputs_and_budget(tmp_path: Path, strategy: str) -> None:
+    res = _tiny_screen(tmp_path / strategy, strategy)
     assert len(res["chosen"]) == 3
     assert all(r["flops"] <= 130_000 for r in res["candidates"])
     assert res["rejected_over_budget"] > 0
@@ -110,19 +113,7 @@ def test_screen_outputs_and_budget(tmp_path: Path, strategy: str) -> None:
         assert name in res["candidates"][0]
     for f in ("results.json", "screen.csv", "screen.png"):
         assert (tmp_path / strategy / f).is_file()
-    again = run_screen(
-        profile=profile,
-        shape=TINY,
-        names=list(AZ_PROXIES),
-        strategy=strategy,
-        n=12,
-        top=3,
-        batch=8,
-        seed=1,
-        compute="cpu",
-        run=RunDir.create("screen", tmp_path / "again"),
-        quiet=True,
-    )
+    again = _tiny_screen(tmp_path / "again", strategy)
     assert [r["arch"] for r in again["candidates"]] == [r["arch"] for r in res["candidates"]]
 
 

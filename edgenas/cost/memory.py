@@ -28,7 +28,7 @@ def _storage_key(t: torch.Tensor) -> tuple[StorageKey, int] | None:
     """(device, address) of the tensor's storage and its size; None for storage-less tensors."""
     try:
         storage = t.untyped_storage()
-    except RuntimeError:  # sparse, meta-like or wrapper subclasses (NotImplementedError is a RuntimeError)
+    except RuntimeError:  # sparse, meta-like or wrapper subclasses (the not-implemented error included)
         return None
     if storage.nbytes() == 0 or storage.data_ptr() == 0:
         return None
