@@ -21,6 +21,7 @@ from edgenas.core.progress import progress_bar
 from edgenas.core.rundir import RunDir
 from edgenas.core.seeding import numpy_rng
 from edgenas.core.space import NetShape
+from edgenas.cost.budget_check import first_fitting
 from edgenas.cost.measure import measure_cost
 from edgenas.data import dataset_info
 from edgenas.report.tables import rows_table, stdout, verdict
@@ -53,20 +54,14 @@ def pick_for_device(
     profile: DeviceProfile, pool: list[tuple[str, Cost]], space_name: str, shape: NetShape
 ) -> tuple[str, Cost] | None:
     """Largest-FLOPs candidate inside the static budgets whose measured latency also fits."""
-    space = get_space(space_name)
     inside = sorted((c for c in pool if fits(profile.budgets, c[1])), key=lambda c: -c[1].flops)
-    want_latency = profile.budgets.max_latency_ms is not None
-    for arch, cost in inside[:10]:  # latency is costly to measure: try the 10 largest at most
-        if not want_latency:
-            return arch, cost
-        spec = profile.latency
-        model = space.build(space.parse(arch), shape)
-        timed = measure_cost(
-            model, shape.input_shape, latency="onnx", threads=spec.threads, repeats=spec.repeats, warmup=spec.warmup
-        )
-        if fits(profile.budgets, timed):
-            return arch, timed
-    return None
+    # latency is costly to measure: try the 10 largest at most
+    chosen, measured = first_fitting(
+        get_space(space_name), [a for a, _ in inside], shape, profile, want=1, max_tries=10
+    )
+    if not chosen:
+        return None
+    return chosen[0], measured.get(chosen[0], dict(inside)[chosen[0]])
 
 
 def quickstart(

@@ -1,11 +1,31 @@
-"""Does an architecture fit a device? Measure its cost and compare with every budget."""
+"""Does an architecture fit a device? Measure its cost the profile's way and compare with every budget."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from torch import nn
+
 from edgenas.core.cost import Cost
-from edgenas.core.device import BudgetCheck, DeviceProfile, check_budgets
+from edgenas.core.device import BudgetCheck, DeviceProfile, check_budgets, fits
 from edgenas.core.space import NetShape, SearchSpace
 from edgenas.cost.measure import measure_cost
+
+
+def measure_for_device(
+    model: nn.Module, input_shape: tuple[int, int, int], profile: DeviceProfile, *, latency: bool = True
+) -> Cost:
+    """All costs; ONNX latency only when the profile has a latency budget, with its threads/warm-up/repeats."""
+    spec = profile.latency
+    want_latency = latency and profile.budgets.max_latency_ms is not None
+    return measure_cost(
+        model,
+        input_shape,
+        latency="onnx" if want_latency else None,
+        threads=spec.threads,
+        repeats=spec.repeats,
+        warmup=spec.warmup,
+    )
 
 
 def check_arch_on_device(
@@ -13,14 +33,35 @@ def check_arch_on_device(
 ) -> tuple[Cost, list[BudgetCheck]]:
     """Cost of `arch` at `shape` (latency measured with the profile's settings) and the checks."""
     model = space.build(space.parse(arch), shape).eval()
-    want_latency = latency and profile.budgets.max_latency_ms is not None
-    spec = profile.latency
-    cost = measure_cost(
-        model,
-        shape.input_shape,
-        latency="onnx" if want_latency else None,
-        threads=spec.threads,
-        repeats=spec.repeats,
-        warmup=spec.warmup,
-    )
+    cost = measure_for_device(model, shape.input_shape, profile, latency=latency)
     return cost, check_budgets(profile.budgets, cost)
+
+
+def first_fitting(
+    space: SearchSpace,
+    ranked: Iterable[str],
+    shape: NetShape,
+    profile: DeviceProfile | None,
+    *,
+    want: int,
+    max_tries: int | None = None,
+) -> tuple[list[str], dict[str, Cost]]:
+    """Walk archs already inside the static budgets, best first, until `want` also meet the latency budget.
+
+    Latency is costly to measure, so it is measured only for the archs walked (at most
+    `max_tries`); returns the chosen archs and the measured cost of every arch walked.
+    Without a latency budget the first `want` archs are taken as they are.
+    """
+    chosen: list[str] = []
+    measured: dict[str, Cost] = {}
+    need_latency = profile is not None and profile.budgets.max_latency_ms is not None
+    for tries, arch in enumerate(ranked):
+        if len(chosen) == want or (max_tries is not None and tries == max_tries):
+            break
+        if need_latency:
+            cost = measure_for_device(space.build(space.parse(arch), shape), shape.input_shape, profile)
+            measured[arch] = cost
+            if not fits(profile.budgets, cost):
+                continue
+        chosen.append(arch)
+    return chosen, measured

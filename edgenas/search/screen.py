@@ -26,6 +26,7 @@ from edgenas.core.progress import progress_bar
 from edgenas.core.rundir import RunDir
 from edgenas.core.seeding import numpy_rng
 from edgenas.core.space import NetShape
+from edgenas.cost.budget_check import first_fitting
 from edgenas.cost.measure import measure_cost
 from edgenas.proxies.pool import rank_pool, score_arch
 from edgenas.report.plots import score_vs_flops
@@ -107,7 +108,8 @@ def run_screen(
         raise_no_fit(profile)
     scores = rank_pool(values, names)
     order = np.argsort(-scores, kind="stable")
-    chosen, latency = _pick_top(order, pool, shape, profile, top, space_name)
+    chosen, measured = first_fitting(space, [pool[int(i)] for i in order], shape, profile, want=top)
+    latency = {arch: cost.latency_ms for arch, cost in measured.items()}
     rows = []
     for i, arch in enumerate(pool):
         c = cost_of(arch)
@@ -153,35 +155,6 @@ def run_screen(
     run.write_results(results)
     run.event("done", chosen=len(chosen), seconds=round(search_seconds, 2))
     return results
-
-
-def _pick_top(
-    order: np.ndarray, pool: list[str], shape: NetShape, profile: DeviceProfile | None, top: int, space_name: str
-) -> tuple[list[str], dict[str, float]]:
-    """Best `top` candidates that also meet the latency budget (measured only for those walked)."""
-    space = get_space(space_name)
-    chosen: list[str] = []
-    latency: dict[str, float] = {}
-    need_latency = profile is not None and profile.budgets.max_latency_ms is not None
-    for i in order:
-        if len(chosen) == top:
-            break
-        arch = pool[int(i)]
-        if need_latency:
-            spec = profile.latency
-            cost = measure_cost(
-                space.build(space.parse(arch), shape),
-                shape.input_shape,
-                latency="onnx",
-                threads=spec.threads,
-                repeats=spec.repeats,
-                warmup=spec.warmup,
-            )
-            latency[arch] = cost.latency_ms
-            if not fits(profile.budgets, cost):
-                continue
-        chosen.append(arch)
-    return chosen, latency
 
 
 def raise_no_fit(profile: DeviceProfile | None) -> None:
