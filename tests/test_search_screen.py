@@ -35,37 +35,28 @@ def _convs(arch) -> dict[str, float]:
     return {"convs": float(sum(op == "nor_conv_3x3" for op in arch.ops))}
 
 
-def test_evolution_climbs_and_respects_budget() -> None:
-    space = NB201Space()
-
-    def fits(arch) -> bool:  # a "budget": no avg_pool anywhere
-        return "avg_pool_3x3" not in arch.ops
-
-    archs, values, rejected = evolve(
-        space,
+def _evolve_without_pools(seed: int) -> tuple[list[str], list[dict[str, float]], int]:
+    """80 candidates scored by their count of 3x3 convs, under a "budget" of no avg_pool anywhere."""
+    return evolve(
+        NB201Space(),
         80,
-        fits=fits,
+        fits=lambda arch: "avg_pool_3x3" not in arch.ops,
         evaluate=_convs,
         rank=lambda v: rank_pool(v, ["convs"]),
-        rng=np.random.default_rng(0),
+        rng=np.random.default_rng(seed),
         population=16,
     )
+
+
+def test_evolution_climbs_and_respects_budget() -> None:
+    archs, values, rejected = _evolve_without_pools(0)
     assert len(archs) == len(set(archs)) == 80
     assert all("avg_pool_3x3" not in a for a in archs)
     assert rejected > 0
     first, last = np.mean([v["convs"] for v in values[:20]]), np.mean([v["convs"] for v in values[-20:]])
     assert last > first + 1  # selection from the top pushes toward more 3x3 convs
     assert last >= 2.5  # uniform sampling without avg_pool averages 1.5 3x3 convs of 6 edges
-    again = evolve(
-        space,
-        80,
-        fits=fits,
-        evaluate=_convs,
-        rank=lambda v: rank_pool(v, ["convs"]),
-        rng=np.random.default_rng(0),
-        population=16,
-    )
-    assert again[0] == archs
+    assert _evolve_without_pools(0)[0] == archs
 
 
 def test_evolution_gives_up_clearly_when_nothing_fits() -> None:
