@@ -386,6 +386,117 @@ def cmd_bench_proxies(args: argparse.Namespace) -> int:
     return 0
 
 
+def _widths(text: str) -> list[int]:
+    try:
+        widths = [int(w) for w in text.split(",") if w.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of ints like 8,16,32") from None
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must list positive widths, like 8,16,32")
+    return widths
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from edgenas.core.device import BudgetCheck
+    from edgenas.report.tables import budget_table, stdout
+    from edgenas.search.command import resume_search, search
+
+    if args.resume is not None:
+        res = resume_search(args.resume, compute=args.compute, quiet=args.quiet)
+    else:
+        if args.device_file is None:
+            raise UserError("edgenas search needs --device FILE (or --resume RUN_DIR)")
+        names = (
+            *("epochs", "warmup_epochs", "batch_size", "search_width", "k"),
+            *("alpha_lr", "w_lr", "penalty", "lower", "eta_lambda"),
+        )
+        options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+        res = search(
+            method=args.method,
+            device_file=args.device_file,
+            dataset=args.dataset,
+            data_dir=args.data_dir,
+            subset=args.subset,
+            val_fraction=args.val_fraction,
+            resize=args.resize,
+            space=args.space,
+            width=args.width,
+            cells=args.cells,
+            options=options | {"seed": args.seed},
+            compute=args.compute,
+            run_dir=args.run_dir,
+            quiet=args.quiet,
+        )
+    stdout.print(f"[bold]{res['arch']}[/]  ({res['method']} for {res['device']}, {res['search_seconds']:.0f}s search)")
+    if res["repairs"]:
+        stdout.print(f"repaired in {len(res['repairs'])} step(s) from the argmax {res['argmax_arch']}")
+    checks = [BudgetCheck(c["budget"], c["limit"], c["value"]) for c in res["checks"]]
+    stdout.print(budget_table(res["device"], checks))
+    hist = ", ".join(f"{op} {n}" for op, n in res["op_histogram"].items())
+    stdout.print(f"ops: {hist}")
+    stdout.print(f"run directory: {res['run_dir']}  (results.json, alpha.png, ops.png)")
+    stdout.print(f"train it: edgenas train --arch '{res['arch']}' --width {res['target_shape']['width']}")
+    return 0
+
+
+def cmd_profile_device(args: argparse.Namespace) -> int:
+    from edgenas.core.atomic import atomic_write_json
+    from edgenas.core.space import NetShape
+    from edgenas.cost import lut
+    from edgenas.report.tables import rows_table, stdout
+
+    if args.check is not None:
+        table = lut.LatencyTable.load(args.check)
+        shape = NetShape(args.width, args.cells, table.in_channels, table.resolution, table.num_classes)
+        protocol = {"threads": args.threads, "warmup": args.warmup, "repeats": args.repeats}
+        res = lut.check_table(table, shape, args.n, args.seed, **protocol, quiet=args.quiet)
+        out = args.out or args.check.with_name(args.check.name.removesuffix(".json") + ".check.json")
+        atomic_write_json(out, res)
+        png = lut.check_plot(out.with_suffix(".png"), res)
+        ref = res["reference"]
+        rows = [
+            ("networks", f"{res['n']} (C={shape.width}, N={shape.cells}, seed {args.seed})"),
+            ("MAPE", f"{res['mape_pct']:.2f} %  (max {res['max_error_pct']:.1f} %, bias {res['bias_pct']:+.2f} %)"),
+            ("within ±10 %", f"{res['within_10pct'] * 100:.0f} % of networks"),
+            ("Kendall τ", f"{res['kendall_tau']:.3f}"),
+            ("Spearman ρ", f"{res['spearman_rho']:.3f}"),
+            ("machine drift", f"{ref['drift_pct']:+.1f} % (identity-cell network now vs at profiling)"),
+        ]
+        stdout.print(rows_table(f"latency table {args.check} vs measured networks", ("", ""), rows))
+        stdout.print(f"rows: {out}  plot: {png}  ({res['seconds']:.0f}s)")
+        if not res["same_machine"]:
+            stdout.print(
+                f"[yellow]note: the table was made on {table.processor}, onnxruntime {table.onnxruntime}; "
+                f"this is {res['here']['processor']}, onnxruntime {res['here']['onnxruntime']}[/]"
+            )
+        return 0
+    if args.name is None or args.resolution is None:
+        raise UserError("edgenas profile-device needs --name NAME and --resolution R (or --check TABLE)")
+    if args.space not in lut.SPACES:
+        raise UserError(f"--space {args.space!r}: latency tables exist for {', '.join(lut.SPACES)} only")
+    table = lut.profile_nb201(
+        args.resolution,
+        in_channels=args.in_channels,
+        num_classes=args.classes,
+        widths=args.widths,
+        threads=args.threads or 1,
+        **{k: getattr(args, k) for k in ("warmup", "repeats") if getattr(args, k) is not None},
+        quiet=args.quiet,
+        name=args.name,
+    )
+    out = table.save(args.out or Path(f"{args.name}.lut.json"))
+    stdout.print(
+        rows_table(
+            f"{args.name}: NB201 op latencies, {table.threads} thread(s)", lut.SUMMARY_COLUMNS, lut.summary_rows(table)
+        )
+    )
+    stdout.print(
+        f"{len(table.entries)} entries, run overhead {table.overhead_ms * 1e3:.1f} µs, {table.seconds:.0f}s; "
+        f"written to {out}  (check it: edgenas profile-device --check {out})"
+    )
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgenas", description=__doc__.splitlines()[0])
@@ -490,6 +601,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_bench_proxies)
+    p = sub.add_parser("search", help="differentiable search under a device's budgets (DCA-NAS)")
+    p.add_argument("--method", choices=("dca",), default="dca", help="dca: DCA-NAS (default)")
+    p.add_argument("--device", dest="device_file", type=Path, help="device profile YAML (budgets to search under)")
+    p.add_argument("--search-width", type=_positive_int, help="proxy width of the supernet (8)")
+    p.add_argument("--k", type=_positive_int, help="partial channels: 1/K of each edge's channels are searched (2)")
+    p.add_argument("--epochs", type=_positive_int, help="search epochs, warm-up included (10)")
+    p.add_argument("--warmup-epochs", type=int, help="epochs training weights only, before α moves (3)")
+    p.add_argument("--batch-size", type=_positive_int, help="(96)")
+    p.add_argument("--alpha-lr", type=float, help="Adam step on α (0.05)")
+    p.add_argument("--w-lr", type=float, help="SGD step on the weights (0.05)")
+    p.add_argument("--penalty", choices=("hinge", "signed"), help="budget penalty form (hinge)")
+    p.add_argument("--lower", type=_fraction, help="keep the expected cost above this share of the budget (0.85)")
+    p.add_argument("--eta-lambda", type=float, help="dual-ascent step of the multipliers (0.05)")
+    p.add_argument("--compute", default="auto", choices=COMPUTE_CHOICES, help="torch device (auto)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-dir", type=Path)
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted search")
+    p.add_argument("--quiet", action="store_true")
+    _net_args(p)
+    _data_args(p)
+    p.set_defaults(subset=10000, val_fraction=0.5, func=cmd_search)
+    p = sub.add_parser("profile-device", help="per-op latency table of this machine (or --check one)")
+    p.add_argument("--name", help="device name; the table goes to NAME.lut.json unless --out")
+    p.add_argument("--space", default="nb201", help="search space (nb201)")
+    p.add_argument("--resolution", type=_positive_int, help="input side in pixels")
+    p.add_argument("--in-channels", type=_positive_int, default=1, help="input channels (1)")
+    p.add_argument("--classes", type=_positive_int, default=10, help="output classes (10)")
+    p.add_argument("--widths", type=_widths, default=[8, 16, 32], help="first-stage widths C to cover (8,16,32)")
+    p.add_argument("--threads", type=_positive_int, help="inference threads (1; --check: the table's)")
+    p.add_argument("--warmup", type=_positive_int, help="untimed runs per graph (20; --check: the table's)")
+    p.add_argument("--repeats", type=_positive_int, help="timed runs per graph (1000; --check: the table's)")
+    p.add_argument("--check", type=Path, metavar="TABLE", help="measure random networks and compare with TABLE")
+    p.add_argument("--n", type=_positive_int, default=30, help="--check: networks to measure (30)")
+    p.add_argument("--width", type=_positive_int, default=16, help="--check: width C (16)")
+    p.add_argument("--cells", type=_positive_int, default=1, help="--check: cells per stage (1)")
+    p.add_argument("--seed", type=int, default=0, help="--check: which networks (0)")
+    p.add_argument("--out", type=Path, help="table file (NAME.lut.json); --check: rows JSON (TABLE.check.json)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_profile_device)
     return parser
 
 

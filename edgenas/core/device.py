@@ -1,9 +1,10 @@
 """Device profiles: a target's budgets and how its latency is obtained.
 
 A profile is a small YAML file (see `examples/devices/`). Budgets left out are not
-checked. Latency is measured on this machine with onnxruntime (`source: measured`) with
-the profile's thread count; a per-op lookup table made on the real device is the next
-source to add (profile-device).
+checked. Latency is either measured on this machine with onnxruntime (`source: measured`,
+with the profile's threads, warm-up and repeats) or predicted from a per-op lookup table
+made on the real device by `edgenas profile-device` (`source: table`, `table: FILE`, a
+path relative to the profile's folder); see `edgenas.cost.lut`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from edgenas.core.cost import Cost
+from edgenas.core.errors import ConfigError
 from edgenas.core.yamlio import load_model, parse_quantity
 
 Quantity = BeforeValidator(parse_quantity)
@@ -40,7 +42,10 @@ class LatencySpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source: Literal["measured"] = "measured"
+    source: Literal["measured", "table"] = "measured"
+    # latency table file for `source: table` (made by `edgenas profile-device`); load_device
+    # resolves it against the profile's folder
+    table: str | None = None
     threads: PositiveInt = 1
     warmup: PositiveInt = 10
     repeats: PositiveInt = 50
@@ -58,11 +63,28 @@ class DeviceProfile(BaseModel):
 
 
 def load_device(path: str | Path) -> DeviceProfile:
-    """Read and validate a device profile; errors name the file, line and key."""
-    return load_model(DeviceProfile, path)
+    """Read and validate a device profile; errors name the file, line and key.
+
+    `latency.table` comes back as a path resolved against the profile's folder; a
+    `source: table` without a table, or a table file that does not exist, is a
+    `ConfigError` naming the profile.
+    """
+    profile = load_model(DeviceProfile, path)
+    spec = profile.latency
+    if spec.source == "table":
+        make = "make one on the device with `edgenas profile-device --name NAME --space nb201 --resolution R`"
+        if not spec.table:
+            raise ConfigError(f"{path}: latency.source is 'table' but latency.table is not set; {make}")
+        table = Path(spec.table).expanduser()
+        if not table.is_absolute():
+            table = Path(path).parent / table
+        if not table.is_file():
+            raise ConfigError(f"{path}: latency.table {table}: no such file; {make}")
+        profile = profile.model_copy(update={"latency": spec.model_copy(update={"table": str(table)})})
+    return profile
 
 
-_COST_FIELD = {
+COST_FIELD = {
     "max_params": "params",
     "max_flops": "flops",
     "max_peak_memory_bytes": "peak_memory_bytes",
@@ -86,7 +108,7 @@ class BudgetCheck:
 
 def check_budgets(budgets: Budgets, cost: Cost) -> list[BudgetCheck]:
     """Compare every set budget with the matching cost."""
-    return [BudgetCheck(name, limit, getattr(cost, _COST_FIELD[name])) for name, limit in budgets.items()]
+    return [BudgetCheck(name, limit, getattr(cost, COST_FIELD[name])) for name, limit in budgets.items()]
 
 
 def fits(budgets: Budgets, cost: Cost) -> bool:

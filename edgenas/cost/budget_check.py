@@ -3,21 +3,43 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from torch import nn
 
 from edgenas.core.cost import Cost
 from edgenas.core.device import BudgetCheck, DeviceProfile, check_budgets, fits
+from edgenas.core.errors import ConfigError
 from edgenas.core.space import NetShape, SearchSpace
+from edgenas.cost.lut import latency_table_for
 from edgenas.cost.measure import measure_cost
+from edgenas.spaces.nb201 import NB201Arch
 
 
 def measure_for_device(
     model: nn.Module, input_shape: tuple[int, int, int], profile: DeviceProfile, *, latency: bool = True
 ) -> Cost:
-    """All costs; ONNX latency only when the profile has a latency budget, with its threads/warm-up/repeats."""
+    """All costs, latency only when the profile has a latency budget, obtained the profile's way.
+
+    `source: measured`: the model is exported and timed with onnxruntime here, with the
+    profile's threads/warm-up/repeats. `source: table`: the latency is predicted from the
+    profile's latency table (`LatencyTable.predict_ms` of the model's arch and shape), so
+    the model must be an NB201 network (`.arch`, `.shape`) of a shape the table covers.
+    """
     spec = profile.latency
     want_latency = latency and profile.budgets.max_latency_ms is not None
+    table = latency_table_for(profile) if want_latency else None
+    if table is not None:
+        arch, shape = getattr(model, "arch", None), getattr(model, "shape", None)
+        if not isinstance(arch, NB201Arch) or not isinstance(shape, NetShape):
+            raise ConfigError(
+                f"device {profile.name!r} predicts latency from the table {spec.table}, which covers NB201 "
+                f"networks; {type(model).__name__} is not one (use `source: measured` for other models)"
+            )
+        if tuple(input_shape) != shape.input_shape:
+            raise ConfigError(f"input shape {tuple(input_shape)} differs from the network's {shape.input_shape}")
+        cost = measure_cost(model, input_shape, latency=None)
+        return replace(cost, latency_ms=table.predict_ms(arch, shape))
     return measure_cost(
         model,
         input_shape,

@@ -80,3 +80,51 @@ def proxy_scatter_grid(
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
+
+
+def alpha_history(path: str | Path, history: Sequence[dict], ops: Sequence[str], edge_names: Sequence[str]) -> Path:
+    """One panel per edge: each op's probability by epoch; a last panel: E[cost]/budget by epoch."""
+    epochs = [h["epoch"] for h in history]
+    probs = np.asarray([h["probs"] for h in history], dtype=float)  # (epochs, edges, ops)
+    n_edges = probs.shape[1] if probs.size else len(edge_names)
+    cols = 4
+    rows = -(-(n_edges + 1) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.7 * rows), dpi=110, squeeze=False)
+    for e, ax in enumerate(axes.flat[:n_edges]):
+        for o, name in enumerate(ops):
+            ax.plot(epochs, probs[:, e, o], marker=".", label=name)
+        ax.set_title(f"edge {edge_names[e]}", fontsize=9)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=7, loc="upper left")
+    ax = axes.flat[n_edges]
+    names = list(history[0]["expected_over_budget"]) if history else []
+    for name in names:
+        ax.plot(epochs, [h["expected_over_budget"][name] for h in history], marker=".", label=name)
+    ax.axhline(1.0, color="black", linestyle="--", linewidth=1)
+    ax.set_title("expected cost / budget", fontsize=9)
+    ax.set_xlabel("epoch", fontsize=8)
+    if names:
+        ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    for ax in axes.flat[n_edges + 1 :]:
+        ax.axis("off")
+    fig.suptitle("op probabilities softmax(α) during the search (warm-up epochs are flat)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def op_histogram_plot(path: str | Path, counts: dict[str, int], title: str) -> Path:
+    """Bar chart of how often each op was chosen (a collapse onto skip/none shows at a glance)."""
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+    ax.bar(list(counts), list(counts.values()), color="tab:blue")
+    ax.set_ylabel("edges")
+    ax.set_title(title)
+    ax.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)

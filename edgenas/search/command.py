@@ -1,0 +1,116 @@
+"""`edgenas search` as a Python function: options → run folder → a method's search → results.
+
+The resolved options, the device profile included, are stored in the run's config.yaml,
+so `--resume RUN` continues with exactly what the run started with even if the profile
+file changed since.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgenas.core.compute import resolve_device
+from edgenas.core.device import DeviceProfile, load_device
+from edgenas.core.errors import ConfigError
+from edgenas.core.rundir import RunDir
+from edgenas.core.seeding import seed_everything
+from edgenas.core.space import NetShape
+from edgenas.data import load_dataset
+
+METHODS = ("dca",)
+
+
+def search(
+    *,
+    method: str = "dca",
+    device_file: str | Path | None = None,
+    profile: DeviceProfile | None = None,
+    dataset: str = "fashion-mnist",
+    data_dir: str | Path | None = None,
+    subset: int | None = 10000,
+    val_fraction: float = 0.5,
+    resize: int | None = None,
+    space: str = "nb201",
+    width: int = 16,
+    cells: int = 1,
+    options: dict[str, Any] | None = None,
+    compute: str = "auto",
+    run_dir: str | Path | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Start a search; returns the results dict also written to `results.json`.
+
+    `profile` (a `DeviceProfile`) or `device_file` names the target; `options` are the
+    method's settings (for DCA: `DCAConfig` fields). Half of the (subset of the) training
+    images train the weights, the other half the architecture (`val_fraction`).
+    """
+    from edgenas.search.dca import DCAConfig
+
+    if method not in METHODS:
+        raise ConfigError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+    if space != "nb201":
+        raise ConfigError(f"--space {space!r}: differentiable search supports nb201 only so far")
+    if profile is None:
+        if device_file is None:
+            raise ConfigError("edgenas search needs --device FILE (the device profile whose budgets it searches under)")
+        profile = load_device(device_file)
+    if not profile.budgets.items():
+        raise ConfigError(f"device {profile.name!r} sets no budget; a constrained search needs at least one")
+    cfg = DCAConfig.from_options(options)
+    opts = {
+        "method": method,
+        "profile": profile.model_dump(),
+        "dataset": dataset,
+        "data_dir": str(data_dir) if data_dir else None,
+        "subset": subset,
+        "val_fraction": val_fraction,
+        "resize": resize,
+        "space": space,
+        "width": width,
+        "cells": cells,
+        "options": cfg.model_dump(),
+    }
+    data = _load(opts)  # bad data fails before a run folder exists
+    run = RunDir.create("search", run_dir)
+    run.write_config({"command": "search", "options": opts})
+    return _search(run, opts, compute=compute, quiet=quiet, data=data)
+
+
+def resume_search(run_dir: str | Path, *, compute: str = "auto", quiet: bool = False) -> dict[str, Any]:
+    """Continue an interrupted search from its last finished epoch."""
+    run = RunDir.open_existing(run_dir, "search")
+    return _search(run, run.read_config()["options"], compute=compute, quiet=quiet)
+
+
+def _load(opts: dict[str, Any]):
+    if not opts["val_fraction"]:
+        raise ConfigError("the search needs an architecture split: set --val-fraction above 0 (0.5 is usual)")
+    return load_dataset(
+        opts["dataset"],
+        opts["data_dir"],
+        seed=opts["options"]["seed"],
+        val_fraction=opts["val_fraction"],
+        subset=opts["subset"],
+        resize=opts["resize"],
+    )
+
+
+def _search(run: RunDir, opts: dict[str, Any], *, compute: str, quiet: bool, data=None) -> dict[str, Any]:
+    from edgenas.search.dca import DCAConfig, run_dca
+
+    cfg = DCAConfig(**opts["options"])
+    data = data if data is not None else _load(opts)
+    seed_everything(cfg.seed)
+    result = run_dca(
+        profile=DeviceProfile(**opts["profile"]),
+        data=data,
+        target=NetShape.for_data(data.info, opts["width"], opts["cells"]),
+        cfg=cfg,
+        device=resolve_device(compute),
+        run=run,
+        quiet=quiet,
+        resume_hint=f"continue with: edgenas search --resume {run.path}",
+    )
+    result["run_dir"] = str(run.path)
+    return result

@@ -1,0 +1,407 @@
+"""DCA-NAS: differentiable search whose objective holds the device's budgets (methods.md §2).
+
+Each step (first-order bilevel, PC-DARTS style):
+1. α-step on a val batch: L_val + Σ_budgets λ_k · penalty(E_k[cost](α) / B_k − 1), where
+   E_k is the expected cost of the deployed network under softmax(α) (see
+   `expected_cost`), then dual ascent λ_k ← max(0, λ_k + η_λ (E_k/B_k − 1)).
+   With `lower` > 0 a second multiplier holds E_k above lower·B_k, which keeps the search
+   from collapsing onto parameter-free ops far below the budget.
+2. w-step on a train batch with the current op weights.
+The first `warmup_epochs` train w only (with uniform α), so ops are compared after they
+have learned something. The search runs on a data subset at a proxy width with
+partial channels; costs are always those of the deployed shape.
+
+The run directory holds a per-epoch atomic checkpoint, so `--resume` continues after the
+last finished epoch with the same batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from torch import nn
+
+from edgenas.core.atomic import atomic_torch_save
+from edgenas.core.cost import Cost
+from edgenas.core.device import Budgets, DeviceProfile, check_budgets
+from edgenas.core.errors import ConfigError, Interrupted, ResumeError
+from edgenas.core.progress import progress_bar
+from edgenas.core.rundir import RunDir
+from edgenas.core.seeding import derive_seed, torch_generator
+from edgenas.core.space import NetShape
+from edgenas.data import BatchLoader, DataSplits
+from edgenas.search.derive import derive
+from edgenas.search.expected_cost import CostTerms, terms_for_budgets
+from edgenas.search.supernet import NB201SuperNet, node_edge_weights
+from edgenas.spaces.nb201 import EDGES, OPS, NB201Arch
+
+CHECKPOINT = "search_checkpoint.pt"
+
+
+class DCAConfig(BaseModel):
+    """The search protocol; recorded in the run so a resume uses the same one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(10, ge=1)
+    warmup_epochs: int = Field(3, ge=0)
+    batch_size: int = Field(96, ge=2)
+    search_width: int = Field(8, ge=1, description="proxy width C of the supernet")
+    k: int = Field(
+        2, ge=1, description="partial channels: 1/K of each edge's channels go through the mixed op (2 at width 8)"
+    )
+    edge_norm: bool = True
+    w_lr: float = Field(0.05, gt=0)
+    w_momentum: float = Field(0.9, ge=0, lt=1)
+    w_weight_decay: float = Field(3e-4, ge=0)
+    alpha_lr: float = Field(0.05, gt=0, description="Adam; high because a short search must commit")
+    alpha_weight_decay: float = Field(1e-3, ge=0)
+    penalty: Literal["hinge", "signed"] = "hinge"
+    lower: float = Field(0.85, ge=0, lt=1, description="hold expected cost above lower × budget (0 = off)")
+    eta_lambda: float = Field(0.05, gt=0, description="dual-ascent step of the multipliers")
+    lambda_init: float = Field(0.1, ge=0)
+    grad_clip: float = Field(5.0, gt=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _search_epochs_left(self) -> DCAConfig:
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warm-up epochs ({self.warmup_epochs}) must be fewer than epochs ({self.epochs})")
+        return self
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any] | None) -> DCAConfig:
+        """Validated options; a bad one is a `ConfigError` naming it, not a pydantic traceback."""
+        try:
+            return cls(**(options or {}))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "search options"
+            raise ConfigError(f"{where}: {first['msg']}") from None
+
+
+class DCASearch:
+    """One DCA-NAS search: supernet, α/β, multipliers, and their per-epoch checkpoint."""
+
+    def __init__(
+        self,
+        cfg: DCAConfig,
+        data: DataSplits,
+        target: NetShape,
+        budgets: Budgets,
+        terms: dict[str, CostTerms],
+        device: torch.device,
+        run: RunDir | None = None,
+        quiet: bool = False,
+    ) -> None:
+        if len(data.val) < cfg.batch_size:
+            raise ConfigError(f"the α split has {len(data.val)} images, fewer than one batch of {cfg.batch_size}")
+        self.cfg, self.data, self.target, self.budgets, self.terms = cfg, data, target, budgets, terms
+        self.device, self.run, self.quiet = device, run, quiet
+        with torch.random.fork_rng():
+            torch.manual_seed(derive_seed(cfg.seed, "supernet-init"))
+            self.net = NB201SuperNet(replace(target, width=cfg.search_width), cfg.k).to(device)
+        gen = torch_generator(cfg.seed, "alpha-init")
+        self.alpha = nn.Parameter((1e-3 * torch.randn(len(EDGES), len(OPS), generator=gen)).to(device))
+        self.beta = nn.Parameter((1e-3 * torch.randn(len(EDGES), generator=gen)).to(device))
+        self.train_batches = BatchLoader(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=True)
+        self.val_batches = BatchLoader(
+            data.val, cfg.batch_size, shuffle=True, seed=derive_seed(cfg.seed, "alpha-batches"), drop_last=True
+        )
+        if len(self.train_batches) == 0:
+            raise ConfigError(f"the w split has {len(data.train)} images, fewer than one batch of {cfg.batch_size}")
+        self.w_opt = torch.optim.SGD(
+            self.net.parameters(), lr=cfg.w_lr, momentum=cfg.w_momentum, weight_decay=cfg.w_weight_decay
+        )
+        self.w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.w_opt, T_max=cfg.epochs * len(self.train_batches), eta_min=cfg.w_lr * 0.02
+        )
+        self.a_opt = torch.optim.Adam(
+            [self.alpha, self.beta], lr=cfg.alpha_lr, betas=(0.5, 0.999), weight_decay=cfg.alpha_weight_decay
+        )
+        self.limits = dict(budgets.items())
+        self.lam = dict.fromkeys(self.limits, cfg.lambda_init)
+        self.lam_low = dict.fromkeys(self.limits, 0.0)
+        self.epoch = 0
+        self.history: list[dict] = []
+        self.seconds = 0.0
+
+    # -- architecture distribution -------------------------------------------------------
+    def op_probs(self) -> torch.Tensor:
+        return torch.softmax(self.alpha, dim=-1)
+
+    def edge_weights(self) -> torch.Tensor:
+        if not self.cfg.edge_norm:
+            return torch.ones(len(EDGES), device=self.alpha.device)
+        return node_edge_weights(self.beta)
+
+    def expected_ratios(self, probs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """E[cost]/budget for every budget, differentiable in `probs`."""
+        return {name: self.terms[name].expected(probs) / limit for name, limit in self.limits.items()}
+
+    # -- steps ---------------------------------------------------------------------------
+    def alpha_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        probs = self.op_probs()
+        loss = nn.functional.cross_entropy(self.net(x, probs, self.edge_weights()), y)
+        total = loss
+        ratios = self.expected_ratios(probs)
+        for name, r in ratios.items():
+            excess = r - 1.0
+            total = total + self.lam[name] * (excess if self.cfg.penalty == "signed" else torch.relu(excess))
+            if self.cfg.lower > 0:
+                total = total + self.lam_low[name] * torch.relu(self.cfg.lower - r)
+        # Only α and β need gradients here: skipping the weight gradients saves a third of the step.
+        params = [self.alpha, self.beta]
+        grads = torch.autograd.grad(total, params, allow_unused=True)
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g
+        self.a_opt.step()
+        with torch.no_grad():  # dual ascent on the multipliers, with the costs before the step
+            for name, r in ratios.items():
+                v = float(r)
+                self.lam[name] = max(0.0, self.lam[name] + self.cfg.eta_lambda * (v - 1.0))
+                if self.cfg.lower > 0:
+                    self.lam_low[name] = max(0.0, self.lam_low[name] + self.cfg.eta_lambda * (self.cfg.lower - v))
+        return loss.item()
+
+    def w_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+        with torch.no_grad():
+            probs, edges = self.op_probs(), self.edge_weights()
+        logits = self.net(x, probs, edges)
+        loss = nn.functional.cross_entropy(logits, y)
+        if not torch.isfinite(loss):
+            raise ConfigError(f"search diverged at epoch {self.epoch + 1} (loss={loss.item()}); lower --w-lr")
+        self.w_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.grad_clip)
+        self.w_opt.step()
+        self.w_sched.step()
+        return loss.item(), int((logits.argmax(1) == y).sum())
+
+    def train_epoch(self, bar, task) -> dict[str, Any]:
+        self.net.train()
+        search_alpha = self.epoch >= self.cfg.warmup_epochs
+        self.train_batches.set_epoch(self.epoch)
+        self.val_batches.set_epoch(self.epoch)
+        val_iter = itertools.cycle(self.val_batches) if search_alpha else itertools.repeat(None)
+        w_loss = a_loss = 0.0
+        correct = seen = 0
+        start = time.perf_counter()
+        for step, ((x, y), vb) in enumerate(zip(self.train_batches, val_iter, strict=False)):
+            if vb is not None:
+                xv, yv = vb[0].to(self.device), vb[1].to(self.device)
+                a_loss += self.alpha_step(xv, yv)
+            loss, hit = self.w_step(x.to(self.device), y.to(self.device))
+            w_loss += loss
+            correct += hit
+            seen += y.numel()
+            bar.update(task, advance=1, status=f"loss {w_loss / (step + 1):.3f}")
+        steps = len(self.train_batches)
+        return {
+            "train_loss": w_loss / steps,
+            "train_accuracy": correct / max(seen, 1),
+            "alpha_loss": a_loss / steps if search_alpha else None,
+            "seconds": time.perf_counter() - start,
+        }
+
+    # -- checkpoint ---------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {
+            "net": self.net.state_dict(),
+            "alpha": self.alpha.detach().cpu(),
+            "beta": self.beta.detach().cpu(),
+            "w_opt": self.w_opt.state_dict(),
+            "w_sched": self.w_sched.state_dict(),
+            "a_opt": self.a_opt.state_dict(),
+            "lam": self.lam,
+            "lam_low": self.lam_low,
+            "epoch": self.epoch,
+            "history": self.history,
+            "seconds": self.seconds,
+            "config": self.cfg.model_dump(),
+        }
+
+    def save_checkpoint(self) -> None:
+        if self.run is not None:
+            atomic_torch_save(self.run.file(CHECKPOINT), self._state())
+
+    def load_checkpoint(self) -> bool:
+        """Restore the last finished epoch from the run folder; True if there was one."""
+        if self.run is None or not self.run.file(CHECKPOINT).exists():
+            return False
+        path = self.run.file(CHECKPOINT)
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as exc:
+            raise ResumeError(f"{path}: cannot read the search checkpoint ({exc}); delete it to restart") from None
+        if state["config"] != self.cfg.model_dump():
+            raise ResumeError(f"{path}: made with other search options; resume with the same ones")
+        self.net.load_state_dict(state["net"])
+        with torch.no_grad():
+            self.alpha.copy_(state["alpha"])
+            self.beta.copy_(state["beta"])
+        self.w_opt.load_state_dict(state["w_opt"])
+        self.w_sched.load_state_dict(state["w_sched"])
+        self.a_opt.load_state_dict(state["a_opt"])
+        self.lam, self.lam_low = state["lam"], state["lam_low"]
+        self.epoch, self.history, self.seconds = state["epoch"], state["history"], state["seconds"]
+        return True
+
+    # -- loop ---------------------------------------------------------------------------
+    def record(self, stats: dict[str, Any]) -> dict[str, Any]:
+        with torch.no_grad():
+            probs = self.op_probs().cpu()
+            ratios = {n: float(r) for n, r in self.expected_ratios(probs).items()}
+        argmax = NB201Arch(tuple(OPS[int(i)] for i in probs.argmax(1)))
+        return {
+            "epoch": self.epoch,
+            "searching_alpha": stats["alpha_loss"] is not None,
+            "train_loss": round(stats["train_loss"], 5),
+            "train_accuracy": round(stats["train_accuracy"], 5),
+            "alpha_loss": None if stats["alpha_loss"] is None else round(stats["alpha_loss"], 5),
+            "seconds": round(stats["seconds"], 2),
+            "probs": probs.numpy().round(5).tolist(),
+            "edge_weights": self.edge_weights().detach().cpu().numpy().round(5).tolist(),
+            "expected_over_budget": {n: round(v, 5) for n, v in ratios.items()},
+            "lambda": {n: round(v, 5) for n, v in self.lam.items()},
+            "lambda_low": {n: round(v, 5) for n, v in self.lam_low.items()} if self.cfg.lower > 0 else None,
+            "argmax": str(argmax),
+        }
+
+    def fit(self) -> None:
+        """Search for the remaining epochs, checkpointing after each."""
+        with progress_bar(self.quiet) as bar:
+            for epoch in range(self.epoch, self.cfg.epochs):
+                phase = "warm-up" if epoch < self.cfg.warmup_epochs else "search"
+                task = bar.add_task(f"{phase} {epoch + 1}/{self.cfg.epochs}", total=len(self.train_batches), status="")
+                stats = self.train_epoch(bar, task)
+                self.epoch = epoch + 1
+                self.seconds += stats["seconds"]
+                rec = self.record(stats)
+                self.history.append(rec)
+                ratio_txt = " ".join(f"{n[4:]} {v:.2f}x" for n, v in rec["expected_over_budget"].items())
+                bar.update(task, status=f"loss {rec['train_loss']:.3f} {ratio_txt}")
+                self.save_checkpoint()
+                if self.run is not None:
+                    self.run.event("epoch", **{k: v for k, v in rec.items() if k not in ("probs", "edge_weights")})
+
+
+def op_histogram(arch: NB201Arch) -> dict[str, int]:
+    """How often each op appears in the derived cell (collapse to skip/none shows here)."""
+    counts = Counter(arch.ops)
+    return {op: counts.get(op, 0) for op in OPS}
+
+
+def finish_search(search: DCASearch, exact_cost: Callable[[NB201Arch], Cost]) -> dict[str, Any]:
+    """Derive, repair and check the final arch: the method-specific part of a DCA result."""
+    probs = search.op_probs().detach().cpu().numpy()
+    d = derive(probs, search.budgets, search.terms, lambda a: exact_cost(a).to_dict(), lower=search.cfg.lower)
+    checks = check_budgets(search.budgets, Cost(**d.costs))
+    return {
+        "arch": str(d.arch),
+        "argmax_arch": str(d.argmax),
+        "repaired": any(not r["reason"].startswith("fill") for r in d.repairs),
+        "filled": any(r["reason"].startswith("fill") for r in d.repairs),
+        "repairs": d.repairs,
+        "fits": d.fits,
+        "costs": d.costs,
+        "checks": [asdict(c) | {"passed": c.passed} for c in checks],
+        "expected_costs": {n: float(search.terms[n].expected(torch.as_tensor(probs))) for n in search.limits},
+        "cost_model": {
+            n: {"kind": t.kind, "note": t.note, "fit": t.fit, "estimate_of_arch": t.of_arch(d.arch)}
+            for n, t in search.terms.items()
+        },
+        "op_histogram": op_histogram(d.arch),
+        "final_probs": np.round(probs, 5).tolist(),
+        "search_shape": asdict(search.net.shape),
+        "target_shape": asdict(search.target),
+        "search_seconds": round(search.seconds, 2),
+        "epochs": search.epoch,
+        "history": search.history,
+    }
+
+
+def search_latency_table(profile: DeviceProfile, shape: NetShape, run: RunDir, quiet: bool):
+    """The profile's lookup table, or one profiled here for `shape` (kept in the run for resume)."""
+    from edgenas.cost.budget_check import latency_table_for
+    from edgenas.cost.lut import LatencyTable, profile_nb201
+
+    table = latency_table_for(profile)
+    if table is not None:
+        return table
+    path = run.file("latency_table.json")
+    if path.exists():
+        return LatencyTable.load(path)
+    spec = profile.latency
+    table = profile_nb201(
+        shape.resolution,
+        in_channels=shape.in_channels,
+        num_classes=shape.num_classes,
+        widths=[shape.width],
+        threads=spec.threads,
+        warmup=spec.warmup,
+        repeats=max(spec.repeats, 100),
+        quiet=quiet,
+    )
+    table.save(path)
+    run.event("latency_table", path=str(path), note="profiled on this machine for the search's expected latency")
+    return table
+
+
+def run_dca(
+    *,
+    profile: DeviceProfile,
+    data: DataSplits,
+    target: NetShape,
+    cfg: DCAConfig,
+    device: torch.device,
+    run: RunDir,
+    quiet: bool = False,
+    resume_hint: str = "",
+) -> dict[str, Any]:
+    """A whole DCA-NAS search in `run`: cost terms, search (resumable), derivation, checks, plots."""
+    from edgenas.cost.budget_check import measure_for_device
+    from edgenas.report.plots import alpha_history, op_histogram_plot
+    from edgenas.spaces import get_space
+
+    if not profile.budgets.items():
+        raise ConfigError(f"device {profile.name!r} sets no budget; DCA-NAS needs at least one to search under")
+    table = None
+    if profile.budgets.max_latency_ms is not None:
+        table = search_latency_table(profile, target, run, quiet)
+    terms = terms_for_budgets(profile.budgets, target, table=table, seed=cfg.seed)
+    search = DCASearch(cfg, data, target, profile.budgets, terms, device, run=run, quiet=quiet)
+    resumed_from = search.epoch if search.load_checkpoint() else None
+    run.event("start", resumed_from_epoch=resumed_from, device=str(device), threads=torch.get_num_threads())
+    try:
+        search.fit()
+    except KeyboardInterrupt:
+        run.event("interrupted", epochs_completed=search.epoch)
+        raise Interrupted(f"finished search epochs are saved in {run.path}; {resume_hint}") from None
+    space = get_space("nb201")
+
+    def exact_cost(arch: NB201Arch) -> Cost:
+        return measure_for_device(space.build(arch, target), target.input_shape, profile)
+
+    result = {
+        "command": "search",
+        "method": "dca",
+        "device": profile.name,
+        "budgets": dict(profile.budgets.items()),
+        "resumed_from_epoch": resumed_from,
+        "config": cfg.model_dump(),
+        **finish_search(search, exact_cost),
+    }
+    alpha_history(run.file("alpha.png"), search.history, OPS, [f"{t}<-{f}" for t, f in EDGES])
+    op_histogram_plot(run.file("ops.png"), result["op_histogram"], f"DCA-NAS cell for {profile.name}")
+    run.write_results(result)
+    run.event("done", arch=result["arch"], fits=result["fits"], repaired=result["repaired"])
+    return result

@@ -1,0 +1,148 @@
+"""From op probabilities to one NB201 arch that meets every budget (DCA-NAS derivation and repair).
+
+Derivation is the argmax op of every edge. The derived arch's *exact* cost is then
+checked; while some budget is missed, the repair takes the most violated budget, finds
+the live edge whose op costs the most under it, and swaps that op for the next op in that
+edge's α ranking that is cheaper — the smallest departure from what the search preferred.
+Every swap is recorded, so a result always says whether it was repaired.
+
+The mirror case is a collapse: the expected cost sits at the budget while the argmax is
+all parameter-free ops far below it (a mixture of costly and free ops averages to the
+budget; its argmax need not). With `lower` > 0 the derivation then *fills*: it takes the
+swap to a costlier op that α likes best (highest probability) among those that keep
+every budget, until the cost reaches `lower` × the budget — the same band the search's
+lower-side multiplier aims at. Fill steps are recorded like repairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgenas.core.device import COST_FIELD, Budgets
+from edgenas.search.expected_cost import CostTerms
+from edgenas.spaces.nb201 import OPS, NB201Arch
+
+
+@dataclass
+class Derivation:
+    """The final arch, the argmax it started from, and every repair step taken."""
+
+    arch: NB201Arch
+    argmax: NB201Arch
+    repairs: list[dict] = field(default_factory=list)
+    costs: dict[str, float] = field(default_factory=dict)
+    fits: bool = True
+
+
+def argmax_arch(probs: np.ndarray) -> NB201Arch:
+    """The most probable op on every edge."""
+    return NB201Arch(tuple(OPS[int(i)] for i in probs.argmax(axis=1)))
+
+
+def connect(arch: NB201Arch, probs: np.ndarray, repairs: list[dict]) -> NB201Arch:
+    """Make a disconnected cell (no input-output path) connected with the likeliest non-zero ops."""
+    ops = list(arch.ops)
+    while not NB201Arch(tuple(ops)).is_connected:
+        # among "none" edges, the one whose best non-zero op is most probable
+        cands = [(probs[e, 1:].max(), e) for e, op in enumerate(ops) if op == "none"]
+        _, e = max(cands)
+        new = OPS[1 + int(probs[e, 1:].argmax())]
+        repairs.append({"reason": "disconnected cell", "edge": e, "from": ops[e], "to": new})
+        ops[e] = new
+    return NB201Arch(tuple(ops))
+
+
+def derive(
+    probs: np.ndarray,
+    budgets: Budgets,
+    terms: dict[str, CostTerms],
+    exact_cost: Callable[[NB201Arch], dict[str, float]],
+    max_steps: int = 30,
+    lower: float = 0.0,
+) -> Derivation:
+    """Argmax arch, made connected, repaired until `exact_cost` meets every budget, then filled to `lower`.
+
+    `exact_cost(arch)` returns {cost kind: value}; `terms` (per budget) rank ops by cost.
+    """
+    repairs: list[dict] = []
+    first = argmax_arch(probs)
+    arch = connect(first, probs, repairs)
+    limits = dict(budgets.items())
+    costs = exact_cost(arch)
+    for _ in range(max_steps):
+        ratios = {name: costs[COST_FIELD[name]] / limit for name, limit in limits.items()}
+        over = {n: r for n, r in ratios.items() if r > 1.0}
+        if not over:
+            arch, costs = _fill(arch, costs, probs, limits, terms, exact_cost, lower, repairs, max_steps)
+            return Derivation(arch, first, repairs, costs, True)
+        worst = max(over, key=over.get)
+        swap = _cheapest_departure(arch, probs, terms[worst].weights)
+        if swap is None:
+            break
+        e, new = swap
+        repairs.append({"reason": f"{worst} {ratios[worst]:.3f}x of budget", "edge": e, "from": arch.ops[e], "to": new})
+        arch = NB201Arch(tuple(new if i == e else op for i, op in enumerate(arch.ops)))
+        costs = exact_cost(arch)
+    ok = all(costs[COST_FIELD[n]] <= limit for n, limit in limits.items())
+    return Derivation(arch, first, repairs, costs, ok)
+
+
+def _cheapest_departure(arch: NB201Arch, probs: np.ndarray, weights: np.ndarray) -> tuple[int, str] | None:
+    """(edge, op): on the live edge with the costliest op, the next op by α that costs less."""
+    live = arch.live_edges()
+    for e in sorted(live, key=lambda e: -weights[e, OPS.index(arch.ops[e])]):
+        cur = weights[e, OPS.index(arch.ops[e])]
+        for o in np.argsort(-probs[e]):
+            name = OPS[int(o)]
+            if weights[e, o] >= cur or name == arch.ops[e]:
+                continue
+            trial = NB201Arch(tuple(name if i == e else op for i, op in enumerate(arch.ops)))
+            if trial.is_connected:
+                return e, name
+    return None
+
+
+def _fill(
+    arch: NB201Arch,
+    costs: dict[str, float],
+    probs: np.ndarray,
+    limits: dict[str, float],
+    terms: dict[str, CostTerms],
+    exact_cost: Callable[[NB201Arch], dict[str, float]],
+    lower: float,
+    steps: list[dict],
+    max_steps: int,
+) -> tuple[NB201Arch, dict[str, float]]:
+    """Swap to costlier ops, most probable first, while every budget holds and all are under `lower`."""
+    for _ in range(max_steps):
+        ratios = {n: costs[COST_FIELD[n]] / limit for n, limit in limits.items()}
+        if lower <= 0 or not ratios or max(ratios.values()) >= lower:
+            break
+        cands = sorted(
+            (
+                (-probs[e, o], e, o)
+                for e in range(len(arch.ops))
+                for o in range(len(OPS))
+                if any(t.weights[e, o] > t.weights[e, OPS.index(arch.ops[e])] for t in terms.values())
+            ),
+        )
+        for _p, e, o in cands:
+            trial = NB201Arch(tuple(OPS[o] if i == e else op for i, op in enumerate(arch.ops)))
+            trial_costs = exact_cost(trial)
+            if all(trial_costs[COST_FIELD[n]] <= limit for n, limit in limits.items()):
+                steps.append(
+                    {
+                        "reason": f"fill: {max(ratios.values()):.3f}x of budget < lower {lower}",
+                        "edge": e,
+                        "from": arch.ops[e],
+                        "to": OPS[o],
+                    }
+                )
+                arch, costs = trial, trial_costs
+                break
+        else:
+            break
+    return arch, costs

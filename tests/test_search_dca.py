@@ -1,0 +1,285 @@
+"""DCA-NAS: supernet mechanics, expected costs, dual ascent, derivation/repair, resume and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgenas.cli import run
+from edgenas.core.device import Budgets, DeviceProfile
+from edgenas.core.errors import ConfigError, Interrupted
+from edgenas.core.space import NetShape
+from edgenas.cost import count_flops, count_params
+from edgenas.cost.memory import peak_activation_bytes
+from edgenas.data import load_dataset
+from edgenas.search.command import resume_search, search
+from edgenas.search.dca import DCAConfig, DCASearch
+from edgenas.search.derive import argmax_arch, connect, derive
+from edgenas.search.expected_cost import flops_terms, memory_terms, params_terms, terms_for_budgets
+from edgenas.search.supernet import NB201SuperNet, PartialMixedOp, channel_shuffle, node_edge_weights
+from edgenas.spaces.nb201 import EDGES, OPS, NB201Arch, NB201Network, NB201Space
+
+SHAPE = NetShape(width=8, cells=1, in_channels=1, resolution=8, num_classes=10)
+FAST = {"epochs": 2, "warmup_epochs": 1, "batch_size": 64, "search_width": 4, "k": 2}
+
+
+def onehot(arch: NB201Arch) -> torch.Tensor:
+    p = torch.zeros(len(EDGES), len(OPS))
+    p[torch.arange(len(EDGES)), [OPS.index(o) for o in arch.ops]] = 1.0
+    return p
+
+
+def test_channel_shuffle_is_a_permutation_that_interleaves_groups() -> None:
+    x = torch.arange(8.0).view(1, 8, 1, 1)
+    y = channel_shuffle(x, 2).flatten().tolist()
+    assert y == [0, 4, 1, 5, 2, 6, 3, 7]
+    assert torch.equal(channel_shuffle(x, 1), x)
+
+
+def test_partial_mixed_op_passes_the_bypass_channels_through() -> None:
+    op = PartialMixedOp(8, k=4).eval()
+    x = torch.randn(2, 8, 5, 5)
+    w = torch.softmax(torch.randn(len(OPS)), 0)
+    y = op(x, w, torch.ones(len(OPS), dtype=torch.bool))
+    assert y.shape == x.shape
+    unshuffled = y.view(2, 2, 4, 5, 5).transpose(1, 2).reshape(2, 8, 5, 5)  # undo the shuffle
+    assert torch.equal(unshuffled[:, 2:], x[:, 2:])  # 6 of 8 channels bypass the mixed op
+
+
+def test_dead_ops_are_not_run_and_carry_no_gradient() -> None:
+    net = NB201SuperNet(SHAPE, k=2)
+    net.alive[:, OPS.index("nor_conv_3x3")] = False
+    alpha = torch.zeros(len(EDGES), len(OPS), requires_grad=True)
+    net(torch.randn(4, 1, 8, 8), torch.softmax(alpha, -1)).sum().backward()
+    conv3 = net.blocks[0].edges[0].ops[OPS.index("nor_conv_3x3")]
+    conv1 = net.blocks[0].edges[0].ops[OPS.index("nor_conv_1x1")]
+    assert all(p.grad is None for p in conv3.parameters())
+    assert all(p.grad is not None for p in conv1.parameters())
+    assert alpha.grad is not None and alpha.grad.abs().sum() > 0
+
+
+def test_edge_normalisation_sums_to_one_per_node() -> None:
+    w = node_edge_weights(torch.randn(len(EDGES)))
+    assert torch.allclose(torch.stack([w[0:1].sum(), w[1:3].sum(), w[3:6].sum()]), torch.ones(3))
+
+
+@pytest.mark.parametrize(
+    "text", ["|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"]
+)
+def test_params_and_flops_terms_are_exact_for_all_live_cells(text: str) -> None:
+    shape = NetShape(width=8, cells=2, in_channels=1, resolution=12, num_classes=10)
+    arch = NB201Arch.parse(text)
+    net = NB201Network(arch, shape)
+    p, f = params_terms(shape), flops_terms(shape)
+    assert p.of_arch(arch) == count_params(net)
+    assert f.of_arch(arch) == count_flops(net, shape.input_shape)
+    # the expectation under a one-hot distribution is the arch's own cost
+    assert float(p.expected(onehot(arch))) == pytest.approx(p.of_arch(arch))
+
+
+def test_memory_terms_fit_measured_peaks() -> None:
+    m = memory_terms(SHAPE, seed=0, samples=48)
+    assert m.fit["mape_percent"] < 25
+    rng = np.random.default_rng(5)
+    space = NB201Space()
+    errs = []
+    for _ in range(10):
+        arch = space.sample(rng)
+        true = peak_activation_bytes(NB201Network(arch, SHAPE), SHAPE.input_shape)
+        errs.append(abs(m.of_arch(arch) - true) / true)
+    assert np.mean(errs) < 0.3  # a guide for the search; the exact peak is what is checked
+
+
+def test_connect_repairs_a_disconnected_argmax() -> None:
+    probs = np.full((len(EDGES), len(OPS)), 0.1)
+    probs[:, 0] = 0.6  # "none" wins everywhere
+    probs[3, OPS.index("nor_conv_3x3")] = 0.3  # edge 3->0 has the likeliest non-zero op
+    repairs: list[dict] = []
+    arch = connect(argmax_arch(probs), probs, repairs)
+    assert arch.is_connected and arch.ops[3] == "nor_conv_3x3"
+    assert repairs == [{"reason": "disconnected cell", "edge": 3, "from": "none", "to": "nor_conv_3x3"}]
+
+
+def test_derive_repairs_until_the_exact_cost_fits() -> None:
+    shape = SHAPE
+    probs = np.full((len(EDGES), len(OPS)), 0.05)
+    probs[:, OPS.index("nor_conv_3x3")] = 0.6
+    probs[:, OPS.index("nor_conv_1x1")] = 0.2
+    all_conv3 = NB201Arch(("nor_conv_3x3",) * 6)
+    limit = count_params(NB201Network(all_conv3, shape)) - 1  # just misses: repair needed
+    budgets = Budgets(max_params=limit)
+    terms = terms_for_budgets(budgets, shape)
+
+    def exact(arch: NB201Arch) -> dict[str, float]:
+        return {"params": count_params(NB201Network(arch, shape))}
+
+    d = derive(probs, budgets, terms, exact)
+    assert d.argmax == all_conv3
+    assert d.fits and d.costs["params"] <= limit
+    assert len(d.repairs) == 1
+    # the swap goes to the next op by α that is cheaper: 1x1 conv, not a free op
+    assert d.repairs[0]["from"] == "nor_conv_3x3" and d.repairs[0]["to"] == "nor_conv_1x1"
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", None, seed=0, val_fraction=0.5)
+
+
+def _search(digits, budgets: Budgets, **cfg) -> DCASearch:
+    shape = NetShape.for_data(digits.info, 8, 1)
+    terms = terms_for_budgets(budgets, shape)
+    return DCASearch(DCAConfig(**(FAST | cfg)), digits, shape, budgets, terms, torch.device("cpu"), quiet=True)
+
+
+def test_dual_ascent_raises_lambda_over_budget_and_the_penalty_lowers_the_cost(digits) -> None:
+    s = _search(digits, Budgets(max_params=1000), lower=0.0, alpha_lr=0.05, lambda_init=1.0)
+    x, y = next(iter(s.val_batches))
+    start = s.expected_ratios(s.op_probs())["max_params"].item()
+    assert start > 1  # 1000 params is far below any cell
+    for _ in range(10):
+        s.alpha_step(x, y)
+    assert s.lam["max_params"] > 1.0
+    assert s.expected_ratios(s.op_probs())["max_params"].item() < start
+
+
+def test_the_lower_side_pushes_the_cost_up_towards_the_budget(digits) -> None:
+    shape = NetShape.for_data(digits.info, 8, 1)
+    biggest = count_params(NB201Network(NB201Arch(("nor_conv_3x3",) * 6), shape))
+    s = _search(digits, Budgets(max_params=biggest), lower=0.95, alpha_lr=0.05, eta_lambda=5.0)
+    x, y = next(iter(s.val_batches))
+    start = s.expected_ratios(s.op_probs())["max_params"].item()
+    for _ in range(10):
+        s.alpha_step(x, y)
+    assert s.lam["max_params"] == 0.0 and s.lam_low["max_params"] > 0
+    assert s.expected_ratios(s.op_probs())["max_params"].item() > start
+
+
+def test_warmup_must_leave_search_epochs(digits) -> None:
+    with pytest.raises(ConfigError, match="warm-up"):
+        DCAConfig.from_options({"epochs": 2, "warmup_epochs": 2})
+    with pytest.raises(ConfigError, match="alpha_lr"):
+        DCAConfig.from_options({"alpha_lr": -1})
+
+
+def test_search_resumes_exactly_after_an_interruption(digits, tmp_path: Path, monkeypatch) -> None:
+    prof = DeviceProfile(name="t", budgets=Budgets(max_params=60_000))
+    kw = {"profile": prof, "dataset": "digits", "subset": None, "width": 8, "options": FAST, "compute": "cpu"}
+    straight = search(**kw, run_dir=tmp_path / "a", quiet=True)
+
+    real = DCASearch.train_epoch
+    calls = {"n": 0}
+
+    def flaky(self, bar, task):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, bar, task)
+
+    monkeypatch.setattr(DCASearch, "train_epoch", flaky)
+    with pytest.raises(Interrupted, match="edgenas search --resume"):
+        search(**kw, run_dir=tmp_path / "b", quiet=True)
+    monkeypatch.setattr(DCASearch, "train_epoch", real)
+    resumed = resume_search(tmp_path / "b", compute="cpu", quiet=True)
+    assert resumed["resumed_from_epoch"] == 1
+    assert resumed["final_probs"] == straight["final_probs"]
+    assert resumed["arch"] == straight["arch"]
+
+
+def test_cli_search_writes_arch_checks_and_plots(tmp_path: Path, capsys) -> None:
+    dev = tmp_path / "dev.yaml"
+    dev.write_text("name: tiny\nbudgets:\n  max_params: 40k\n  max_flops: 2M\n")
+    out = tmp_path / "run"
+    args = [
+        "search",
+        "--method",
+        "dca",
+        "--device",
+        str(dev),
+        "--dataset",
+        "digits",
+        "--subset",
+        "1400",
+        "--width",
+        "8",
+    ]
+    args += ["--epochs", "2", "--warmup-epochs", "1", "--search-width", "4", "--run-dir", str(out), "--quiet"]
+    assert run(args) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["method"] == "dca" and res["fits"]
+    assert {c["budget"] for c in res["checks"]} == {"max_params", "max_flops"}
+    assert all(c["passed"] for c in res["checks"])
+    net = NB201Network(NB201Arch.parse(res["arch"]), NetShape(8, 1, 1, 8, 10))
+    assert count_params(net) == res["costs"]["params"] <= 40_000
+    assert sum(res["op_histogram"].values()) == len(EDGES)
+    assert len(res["history"]) == 2 and not res["history"][0]["searching_alpha"]
+    assert (out / "alpha.png").stat().st_size > 0 and (out / "ops.png").stat().st_size > 0
+    assert "edgenas train --arch" in capsys.readouterr().out
+
+
+def test_cli_search_latency_budget_profiles_a_table_and_measures_the_result(tmp_path: Path) -> None:
+    dev = tmp_path / "dev.yaml"
+    dev.write_text("name: lat\nbudgets:\n  max_latency_ms: 5\nlatency:\n  threads: 1\n  repeats: 20\n")
+    out = tmp_path / "run"
+    args = ["search", "--device", str(dev), "--dataset", "digits", "--subset", "1400", "--width", "8", "--epochs", "2"]
+    args += ["--warmup-epochs", "1", "--search-width", "4", "--run-dir", str(out), "--quiet"]
+    assert run(args) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert (out / "latency_table.json").is_file()
+    assert res["costs"]["latency_ms"] is not None and res["fits"] == (res["costs"]["latency_ms"] <= 5)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "extra", "message"),
+    [
+        ("name: none\n", [], "sets no budget"),
+        ("name: x\nbudgets:\n  max_params: 40k\n", ["--epochs", "2", "--warmup-epochs", "2"], "warm-up"),
+        ("name: x\nbudgets:\n  max_params: 40k\n", ["--val-fraction", "0"], "val-fraction"),
+    ],
+)
+def test_cli_search_bad_input_is_one_line(tmp_path: Path, capsys, yaml_text: str, extra: list, message: str) -> None:
+    dev = tmp_path / "dev.yaml"
+    dev.write_text(yaml_text)
+    args = [
+        "search",
+        "--device",
+        str(dev),
+        "--dataset",
+        "digits",
+        "--subset",
+        "1400",
+        "--run-dir",
+        str(tmp_path / "r"),
+        "--quiet",
+    ]
+    assert run([*args, "--epochs", "2", "--warmup-epochs", "1", *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()  # nothing half-made to trip over on the next try
+
+
+def test_resume_of_a_missing_run_is_a_user_error(tmp_path: Path, capsys) -> None:
+    assert run(["search", "--resume", str(tmp_path / "nope")]) == 2
+    assert "no such run directory" in capsys.readouterr().err
+
+
+def test_derive_fills_a_collapsed_cell_up_towards_the_budget() -> None:
+    probs = np.full((len(EDGES), len(OPS)), 0.1)
+    probs[:, OPS.index("avg_pool_3x3")] = 0.4  # collapse: a free op wins every edge
+    probs[:, OPS.index("nor_conv_1x1")] = 0.3  # ... with a conv close behind
+    budgets = Budgets(max_params=count_params(NB201Network(NB201Arch(("nor_conv_1x1",) * 6), SHAPE)))
+    terms = terms_for_budgets(budgets, SHAPE)
+
+    def exact(arch: NB201Arch) -> dict[str, float]:
+        return {"params": count_params(NB201Network(arch, SHAPE))}
+
+    plain = derive(probs, budgets, terms, exact)
+    assert plain.arch == plain.argmax and not plain.repairs  # lower=0: the argmax as it is
+    filled = derive(probs, budgets, terms, exact, lower=0.9)
+    assert filled.fits
+    assert filled.costs["params"] >= 0.9 * budgets.max_params
+    assert all(r["reason"].startswith("fill") and r["to"] == "nor_conv_1x1" for r in filled.repairs)
