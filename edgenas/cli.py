@@ -94,14 +94,40 @@ def _train_config(args: argparse.Namespace):
 
 
 # --------------------------------------------------------------------------- commands
+TEACHER_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from edgenas.report.tables import rows_table, stdout
+    """`edgenas train`, `edgenas distill` and `edgenas teacher`: one trainer, three modes."""
     from edgenas.train.train_arch import train_arch
 
-    if args.resume is None and args.arch is None:
+    command = args.command_name
+    arch = getattr(args, "arch", None)
+    extra: dict = {}
+    if command == "distill":
+        arch = args.student
+        if args.resume is None and (args.student is None or args.teacher is None):
+            raise UserError("edgenas distill needs --student ARCH and --teacher MODEL_FILE (or --resume RUN_DIR)")
+        extra["teacher"] = args.teacher
+        extra["kd"] = {
+            "kd_weight": args.kd_weight,
+            "temperature": args.temperature,
+            "feature_weight": args.feature_weight,
+            "relational_weight": args.relational_weight,
+        }
+    elif command == "teacher":
+        arch = args.arch or TEACHER_ARCH
+        if args.generic:
+            extra["generic"] = {
+                "student_width": args.student_width,
+                "student_cells": args.student_cells,
+                "mu": args.mu,
+                "temperature": args.temperature,
+            }
+    elif args.resume is None and arch is None:
         raise UserError("edgenas train needs --arch ARCH_STRING (or --resume RUN_DIR)")
     res = train_arch(
-        args.arch or "",
+        arch or "",
         space=args.space,
         dataset=args.dataset,
         data_dir=args.data_dir,
@@ -115,7 +141,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir=args.run_dir,
         resume=args.resume,
         quiet=args.quiet,
+        command=command,
+        **extra,
     )
+    _print_training(res)
+    return 0
+
+
+def _print_training(res: dict) -> None:
+    from edgenas.report.tables import rows_table, stdout
+
     rows = [
         (
             h["epoch"],
@@ -126,15 +161,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         for h in res["history"]
     ]
-    stdout.print(
-        rows_table(f"edgenas train  {res['arch']}", ("epoch", "train loss", "val acc", "seconds", "img/s"), rows)
-    )
+    title = f"edgenas {res['command']}  {res['arch']}"
+    stdout.print(rows_table(title, ("epoch", "train loss", "val acc", "seconds", "img/s"), rows))
     stdout.print(
         f"test accuracy {res['test_accuracy'] * 100:.2f}% on {res['test_images']} images; "
         f"training {res['train_seconds']:.1f}s on {res['device']} ({res['threads']} threads)"
     )
-    stdout.print(f"run directory: {res['run_dir']}")
-    return 0
+    stdout.print(f"run directory: {res['run_dir']}  (model.pt)")
 
 
 def _shape_from_args(args: argparse.Namespace):
@@ -511,7 +544,37 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--run-dir", type=Path, help="output folder (default runs/train-TIMESTAMP)")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, command_name="train")
+
+    p = sub.add_parser("distill", help="train a student with knowledge distillation from a teacher model file")
+    p.add_argument("--student", help="student architecture string")
+    p.add_argument("--teacher", type=Path, help="teacher model.pt (edgenas teacher, or any edgenas train run)")
+    p.add_argument("--kd-weight", type=float, default=1.0, help="weight of Hinton KD (1.0)")
+    p.add_argument("--temperature", type=float, default=4.0, help="KD temperature T (4)")
+    p.add_argument("--feature-weight", type=float, default=0.0, help="weight of last-stage feature KD (0)")
+    p.add_argument("--relational-weight", type=float, default=0.0, help="weight of relational (RKD) KD (0)")
+    _net_args(p)
+    _data_args(p)
+    _train_args(p)
+    _common(p)
+    p.add_argument("--run-dir", type=Path, help="output folder (default runs/distill-TIMESTAMP)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
+    p.set_defaults(func=cmd_train, command_name="distill", width=8)
+
+    p = sub.add_parser("teacher", help="train a teacher; --generic: one teacher aware of the whole student pool")
+    p.add_argument("--arch", help="teacher architecture (default: every edge a 3x3 conv)")
+    p.add_argument("--generic", action="store_true", help="generic teacher (GTN): trained with sampled students")
+    p.add_argument("--student-width", type=_positive_int, default=8, help="--generic: students' width C (8)")
+    p.add_argument("--student-cells", type=_positive_int, default=1, help="--generic: students' cells N (1)")
+    p.add_argument("--mu", type=float, default=1.0, help="--generic: weight of the KD-awareness term (1.0)")
+    p.add_argument("--temperature", type=float, default=4.0, help="--generic: KD temperature T (4)")
+    _net_args(p)
+    _data_args(p)
+    _train_args(p)
+    _common(p)
+    p.add_argument("--run-dir", type=Path, help="output folder (default runs/teacher-TIMESTAMP)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
+    p.set_defaults(func=cmd_train, command_name="teacher")
 
     p = sub.add_parser("devices", help="device profiles")
     dsub = p.add_subparsers(dest="devices_command", metavar="ACTION", required=True)

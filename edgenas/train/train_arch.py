@@ -15,6 +15,9 @@ from edgenas.core.rundir import RunDir
 from edgenas.core.seeding import derive_seed, seed_everything
 from edgenas.core.space import NetShape
 from edgenas.data import load_dataset
+from edgenas.distill.generic_teacher import GenericConfig
+from edgenas.distill.kd import KDConfig
+from edgenas.distill.modes import build_for_mode, model_to_save, teacher_for
 from edgenas.spaces import get_space
 from edgenas.train.model_file import save_model_file
 from edgenas.train.trainer import TrainConfig, Trainer
@@ -36,16 +39,23 @@ def train_arch(
     run_dir: str | Path | None = None,
     resume: str | Path | None = None,
     quiet: bool = False,
+    teacher: str | Path | None = None,
+    kd: dict[str, Any] | None = None,
+    generic: dict[str, Any] | None = None,
+    command: str = "train",
 ) -> dict[str, Any]:
     """Train one architecture; returns the results dict also written to `results.json`.
 
-    With `resume`, the options stored in that run's `config.yaml` are used and training
-    continues after the last completed epoch.
+    Modes (see `edgenas.distill.modes`): plain; with `teacher` (a model file), distilled
+    with the `kd` options (`KDConfig` fields); with `generic` (`GenericConfig` fields),
+    trained as a generic teacher together with its student supernet. `command` names the
+    run ("train", "distill", "teacher"). With `resume`, the options stored in that run's
+    `config.yaml` are used and training continues after the last completed epoch.
     """
     if resume is not None:
-        run = RunDir.open_existing(resume, "train")
+        run = RunDir.open_existing(resume, command)
         opts = run.read_config()["options"]
-        return _train(run, opts, device=device, quiet=quiet)
+        return _train(run, opts, device=device, quiet=quiet, command=command)
     sp = get_space(space)
     arch_str = str(sp.parse(arch))  # validate (and canonicalise) before creating anything
     cfg = train or TrainConfig()
@@ -60,15 +70,22 @@ def train_arch(
         "val_fraction": val_fraction,
         "resize": resize,
         "train": cfg.model_dump(),
+        "teacher": str(teacher) if teacher else None,
+        "kd": KDConfig(**(kd or {})).model_dump() if teacher else None,
+        "generic": GenericConfig(**generic).model_dump() if generic is not None else None,
     }
     # Load data first: a bad dataset must fail before a run folder is created.
     data = load_dataset(dataset, data_dir, seed=cfg.seed, val_fraction=val_fraction, subset=subset, resize=resize)
-    run = RunDir.create("train", run_dir)
-    run.write_config({"command": "train", "options": opts})
-    return _train(run, opts, device=device, quiet=quiet, data=data)
+    if teacher:  # a teacher that cannot teach this data fails before a run folder is created too
+        teacher_for(teacher, NetShape.for_data(data.info, width, cells))
+    run = RunDir.create(command, run_dir)
+    run.write_config({"command": command, "options": opts})
+    return _train(run, opts, device=device, quiet=quiet, data=data, command=command)
 
 
-def _train(run: RunDir, opts: dict[str, Any], *, device: str, quiet: bool, data=None) -> dict[str, Any]:
+def _train(
+    run: RunDir, opts: dict[str, Any], *, device: str, quiet: bool, data=None, command: str = "train"
+) -> dict[str, Any]:
     cfg = TrainConfig(**opts["train"])
     dev = resolve_device(device)
     if data is None:
@@ -86,7 +103,8 @@ def _train(run: RunDir, opts: dict[str, Any], *, device: str, quiet: bool, data=
     with torch.random.fork_rng():
         torch.manual_seed(derive_seed(cfg.seed, "init"))
         model = sp.build(sp.parse(opts["arch"]), shape)
-    trainer = Trainer(model, data, cfg, dev, run=run, quiet=quiet)
+    model, loss_fn, mode_meta = build_for_mode(model, opts, shape, cfg.seed)
+    trainer = Trainer(model, data, cfg, dev, run=run, loss_fn=loss_fn, quiet=quiet)
     resumed_from = trainer.epoch if trainer.load_checkpoint() else None
     run.event("start", resumed_from_epoch=resumed_from, device=str(dev), threads=torch.get_num_threads())
     t0 = time.perf_counter()
@@ -95,11 +113,12 @@ def _train(run: RunDir, opts: dict[str, Any], *, device: str, quiet: bool, data=
     except KeyboardInterrupt:
         run.event("interrupted", epochs_completed=trainer.epoch)
         raise Interrupted(
-            f"completed epochs are saved in {run.path}; continue with: edgenas train --resume {run.path}"
+            f"completed epochs are saved in {run.path}; continue with: edgenas {command} --resume {run.path}"
         ) from None
+    net, save_meta = model_to_save(trainer.model, opts)
     save_model_file(
         run.file("model.pt"),
-        trainer.model,
+        net,
         opts["space"],
         opts["arch"],
         shape,
@@ -107,14 +126,19 @@ def _train(run: RunDir, opts: dict[str, Any], *, device: str, quiet: bool, data=
         std=list(data.std),
         dataset=opts["dataset"],
         class_names=list(data.info.class_names),
+        **mode_meta,
+        **save_meta,
     )
     results = {
-        "command": "train",
+        "command": command,
         "arch": opts["arch"],
         "space": opts["space"],
         "dataset": opts["dataset"],
         "shape": asdict(shape),
         "train": cfg.model_dump(),
+        "teacher": opts.get("teacher"),
+        "kd": opts.get("kd"),
+        "generic": opts.get("generic"),
         "device": str(dev),
         "threads": torch.get_num_threads(),
         "resumed_from_epoch": resumed_from,
