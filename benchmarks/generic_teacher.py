@@ -9,7 +9,7 @@ Teachers (same arch, width, data and epochs): a plain one (`edgenas teacher`) an
 one (`edgenas teacher --generic`, students sampled from the C=8 supernet). Every student is
 then trained three ways with the same TrainConfig and seed: alone, KD from the plain
 teacher, KD from the generic teacher (conditioned on the student's capacity code).
-Writes benchmarks/results/generic_teacher.json; run folders under results/gtn/ are reused
+Writes benchmarks/results/generic_teacher_mu<MU>.json; run folders under results/gtn/ are reused
 when rerun, so an interrupted benchmark continues.
 """
 
@@ -65,7 +65,7 @@ def main() -> None:
     p.add_argument("--teacher-epochs", type=int, default=5)
     p.add_argument("--student-epochs", type=int, default=3)
     p.add_argument("--subset", type=int, default=10000)
-    p.add_argument("--mu", type=float, default=1.0)
+    p.add_argument("--mu", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     common = {"dataset": "fashion-mnist", "subset": args.subset}
@@ -76,7 +76,7 @@ def main() -> None:
             "teacher-plain", arch=TEACHER_ARCH, width=args.teacher_width, train=t_cfg, command="teacher", **common
         ),
         "generic": once(
-            "teacher-generic",
+            f"teacher-generic-mu{args.mu}",
             arch=TEACHER_ARCH,
             width=args.teacher_width,
             train=t_cfg,
@@ -93,7 +93,7 @@ def main() -> None:
         row["alone"] = alone["test_accuracy"]
         for kind, t in teachers.items():
             res = once(
-                f"s{k}-kd-{kind}",
+                f"s{k}-kd-{kind}" + (f"-mu{args.mu}" if kind == "generic" else ""),
                 arch=arch,
                 width=8,
                 train=s_cfg,
@@ -130,7 +130,7 @@ def main() -> None:
         "plain_minus_alone_points": round((mean["kd_plain"] - mean["alone"]) * 100, 2),
         "generic_minus_alone_points": round((mean["kd_generic"] - mean["alone"]) * 100, 2),
     }
-    (RESULTS / "generic_teacher.json").write_text(json.dumps(out, indent=2) + "\n")
+    (RESULTS / f"generic_teacher_mu{args.mu}.json").write_text(json.dumps(out, indent=2) + "\n")
     table = [
         (r["arch"], r["params"], *(f"{r[c] * 100:.2f}" for c in ("alone", "kd_plain", "kd_generic"))) for r in rows
     ]

@@ -566,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generic", action="store_true", help="generic teacher (GTN): trained with sampled students")
     p.add_argument("--student-width", type=_positive_int, default=8, help="--generic: students' width C (8)")
     p.add_argument("--student-cells", type=_positive_int, default=1, help="--generic: students' cells N (1)")
-    p.add_argument("--mu", type=float, default=1.0, help="--generic: weight of the KD-awareness term (1.0)")
+    p.add_argument("--mu", type=float, default=0.1, help="--generic: weight of the T²-scaled KD-awareness term (0.1)")
     p.add_argument("--temperature", type=float, default=4.0, help="--generic: KD temperature T (4)")
     _net_args(p)
     _data_args(p)

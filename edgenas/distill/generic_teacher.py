@@ -36,7 +36,9 @@ class GenericConfig(BaseModel):
 
     student_width: int = Field(8, ge=1)
     student_cells: int = Field(1, ge=1)
-    mu: float = Field(1.0, ge=0, description="weight of the KD-awareness term on the teacher")
+    mu: float = Field(
+        0.1, ge=0, description="weight of the KD-awareness term on the teacher (it carries T², 16 at T=4)"
+    )
     temperature: float = Field(4.0, gt=0)
 
 

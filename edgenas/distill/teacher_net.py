@@ -2,8 +2,8 @@
 
 The teacher is an NB201 network; conditioning is FiLM on its last-stage features
 (methods.md §4, "capacity conditioning", our named option `film-last-stage`): a small MLP
-maps the student's capacity code to a per-channel scale and shift applied just before the
-final BN-ReLU-pool. The MLP's output layer starts at zero, so a fresh conditioned teacher
+maps the student's capacity code to a per-channel scale and shift applied between the
+final BN and its ReLU. The MLP's output layer starts at zero, so a fresh conditioned teacher
 is exactly the plain one, and a plain teacher is the same class without FiLM.
 
 The capacity code itself (scaled log FLOPs and params of the student) is made by
@@ -44,13 +44,15 @@ class ConditionedTeacher(nn.Module):
         feats = [net.stem(x)]
         for block in net.blocks:
             feats.append(block(feats[-1]))
-        h = feats[-1]
+        bn, relu = net.lastact
+        h = bn(feats[-1])
         if self.film is not None and code is not None:
+            # after the final BN: placed before it, a per-channel scale and shift would be
+            # normalised away by the batch statistics and the code would get no gradient
             code = code.to(h.device, h.dtype)
             gamma, beta = self.film(code.expand(h.shape[0], CODE_DIM)).chunk(2, dim=1)
             h = h * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
-            feats[-1] = h
-        logits = net.classifier(net.pool(net.lastact(h)).flatten(1))
+        logits = net.classifier(net.pool(relu(h)).flatten(1))
         return logits, feats
 
     def forward(self, x: torch.Tensor, code: torch.Tensor | None = None) -> torch.Tensor:
