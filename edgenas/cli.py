@@ -72,6 +72,16 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
+def _trainer_command_args(p: argparse.ArgumentParser, command: str) -> None:
+    """What train, distill and teacher share: network, data, training, compute, run folder, resume."""
+    _net_args(p)
+    _data_args(p)
+    _train_args(p)
+    _common(p)
+    p.add_argument("--run-dir", type=Path, help=f"output folder (default runs/{command}-TIMESTAMP)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
+
+
 def _train_config(args: argparse.Namespace):
     from pydantic import ValidationError
 
@@ -538,12 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train one architecture")
     p.add_argument("--arch", help="architecture string, e.g. '|nor_conv_3x3~0|+|...|'")
-    _net_args(p)
-    _data_args(p)
-    _train_args(p)
-    _common(p)
-    p.add_argument("--run-dir", type=Path, help="output folder (default runs/train-TIMESTAMP)")
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
+    _trainer_command_args(p, "train")
     p.set_defaults(func=cmd_train, command_name="train")
 
     p = sub.add_parser("distill", help="train a student with knowledge distillation from a teacher model file")
@@ -553,12 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=4.0, help="KD temperature T (4)")
     p.add_argument("--feature-weight", type=float, default=0.0, help="weight of last-stage feature KD (0)")
     p.add_argument("--relational-weight", type=float, default=0.0, help="weight of relational (RKD) KD (0)")
-    _net_args(p)
-    _data_args(p)
-    _train_args(p)
-    _common(p)
-    p.add_argument("--run-dir", type=Path, help="output folder (default runs/distill-TIMESTAMP)")
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
+    _trainer_command_args(p, "distill")
     p.set_defaults(func=cmd_train, command_name="distill", width=8)
 
     p = sub.add_parser("teacher", help="train a teacher; --generic: one teacher aware of the whole student pool")
@@ -568,12 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student-cells", type=_positive_int, default=1, help="--generic: students' cells N (1)")
     p.add_argument("--mu", type=float, default=0.1, help="--generic: weight of the T²-scaled KD-awareness term (0.1)")
     p.add_argument("--temperature", type=float, default=4.0, help="--generic: KD temperature T (4)")
-    _net_args(p)
-    _data_args(p)
-    _train_args(p)
-    _common(p)
-    p.add_argument("--run-dir", type=Path, help="output folder (default runs/teacher-TIMESTAMP)")
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
+    _trainer_command_args(p, "teacher")
     p.set_defaults(func=cmd_train, command_name="teacher")
 
     p = sub.add_parser("devices", help="device profiles")

@@ -190,24 +190,17 @@ def test_search_resumes_exactly_after_an_interruption(digits, tmp_path: Path, mo
     assert resumed["arch"] == straight["arch"]
 
 
+def _search_args(device_file: Path, run_dir: Path, *extra: str) -> list[str]:
+    """A 2-epoch (1 warm-up) search on digits; later flags in `extra` override these."""
+    return ["search", "--device", str(device_file), "--dataset", "digits", "--subset", "1400", "--epochs", "2",
+            "--warmup-epochs", "1", "--run-dir", str(run_dir), "--quiet", *extra]  # fmt: skip
+
+
 def test_cli_search_writes_arch_checks_and_plots(tmp_path: Path, capsys) -> None:
     dev = tmp_path / "dev.yaml"
     dev.write_text("name: tiny\nbudgets:\n  max_params: 40k\n  max_flops: 2M\n")
     out = tmp_path / "run"
-    args = [
-        "search",
-        "--method",
-        "dca",
-        "--device",
-        str(dev),
-        "--dataset",
-        "digits",
-        "--subset",
-        "1400",
-        "--width",
-        "8",
-    ]
-    args += ["--epochs", "2", "--warmup-epochs", "1", "--search-width", "4", "--run-dir", str(out), "--quiet"]
+    args = _search_args(dev, out, "--method", "dca", "--width", "8", "--search-width", "4")
     assert run(args) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["method"] == "dca" and res["fits"]
@@ -225,8 +218,7 @@ def test_cli_search_latency_budget_profiles_a_table_and_measures_the_result(tmp_
     dev = tmp_path / "dev.yaml"
     dev.write_text("name: lat\nbudgets:\n  max_latency_ms: 5\nlatency:\n  threads: 1\n  repeats: 20\n")
     out = tmp_path / "run"
-    args = ["search", "--device", str(dev), "--dataset", "digits", "--subset", "1400", "--width", "8", "--epochs", "2"]
-    args += ["--warmup-epochs", "1", "--search-width", "4", "--run-dir", str(out), "--quiet"]
+    args = _search_args(dev, out, "--width", "8", "--search-width", "4")
     assert run(args) == 0
     res = json.loads((out / "results.json").read_text())
     assert (out / "latency_table.json").is_file()
@@ -244,19 +236,8 @@ def test_cli_search_latency_budget_profiles_a_table_and_measures_the_result(tmp_
 def test_cli_search_bad_input_is_one_line(tmp_path: Path, capsys, yaml_text: str, extra: list, message: str) -> None:
     dev = tmp_path / "dev.yaml"
     dev.write_text(yaml_text)
-    args = [
-        "search",
-        "--device",
-        str(dev),
-        "--dataset",
-        "digits",
-        "--subset",
-        "1400",
-        "--run-dir",
-        str(tmp_path / "r"),
-        "--quiet",
-    ]
-    assert run([*args, "--epochs", "2", "--warmup-epochs", "1", *extra]) == 2
+    args = _search_args(dev, tmp_path / "r", *extra)
+    assert run(args) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()  # nothing half-made to trip over on the next try

@@ -21,7 +21,7 @@ from torch import nn
 
 from edgenas.core.errors import ConfigError
 from edgenas.core.space import NetShape
-from edgenas.spaces.nb201 import EDGES, NUM_NODES, OPS, ResNetBasicBlock, make_op
+from edgenas.spaces.nb201 import EDGES, NUM_NODES, OPS, build_tiny_layout, make_op
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -96,20 +96,7 @@ class NB201SuperNet(nn.Module):
             raise ConfigError(f"search width {shape.width} is not divisible by partial-channel K={k}")
         self.shape = shape
         self.k = k
-        c = shape.width
-        self.stem = nn.Sequential(nn.Conv2d(shape.in_channels, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
-        blocks: list[nn.Module] = []
-        c_prev = c
-        for stage, mult in enumerate((1, 2, 4)):
-            c_stage = c * mult
-            if stage > 0:
-                blocks.append(ResNetBasicBlock(c_prev, c_stage, stride=2))
-            blocks.extend(SuperCell(c_stage, k) for _ in range(shape.cells))
-            c_prev = c_stage
-        self.blocks = nn.ModuleList(blocks)
-        self.lastact = nn.Sequential(nn.BatchNorm2d(c_prev), nn.ReLU(inplace=True))
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c_prev, shape.num_classes)
+        build_tiny_layout(self, shape, lambda channels: SuperCell(channels, k))
         self.register_buffer("alive", torch.ones(len(EDGES), len(OPS), dtype=torch.bool))
 
     def forward_features(

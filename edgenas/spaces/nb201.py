@@ -10,7 +10,7 @@ BN-ReLU, global pooling and a linear classifier. Canonical string:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -194,6 +194,28 @@ class ResNetBasicBlock(nn.Module):
         return self.downsample(x) + self.conv_b(self.conv_a(x))
 
 
+def build_tiny_layout(net: nn.Module, shape: NetShape, make_cell: Callable[[int], nn.Module]) -> None:
+    """Give `net` the TinyNetwork layout: stem, 3 stages of `shape.cells` cells from `make_cell(C)` at
+    widths C, 2C, 4C with residual reductions between them, then BN-ReLU, pooling and a classifier.
+
+    Shared by the discrete network and the search supernet, so both have the same layout.
+    """
+    c = shape.width
+    net.stem = nn.Sequential(nn.Conv2d(shape.in_channels, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
+    blocks: list[nn.Module] = []
+    c_prev = c
+    for stage, mult in enumerate((1, 2, 4)):
+        c_stage = c * mult
+        if stage > 0:
+            blocks.append(ResNetBasicBlock(c_prev, c_stage, stride=2))
+        blocks.extend(make_cell(c_stage) for _ in range(shape.cells))
+        c_prev = c_stage
+    net.blocks = nn.ModuleList(blocks)
+    net.lastact = nn.Sequential(nn.BatchNorm2d(c_prev), nn.ReLU(inplace=True))
+    net.pool = nn.AdaptiveAvgPool2d(1)
+    net.classifier = nn.Linear(c_prev, shape.num_classes)
+
+
 class NB201Network(nn.Module):
     """TinyNetwork: stem, 3 stages of N cells, residual reductions, classifier.
 
@@ -209,20 +231,7 @@ class NB201Network(nn.Module):
             raise ArchError(f"resolution {shape.resolution} is too small for two stride-2 reductions (need >= 4)")
         self.arch = arch
         self.shape = shape
-        c = shape.width
-        self.stem = nn.Sequential(nn.Conv2d(shape.in_channels, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
-        blocks: list[nn.Module] = []
-        c_prev = c
-        for stage, mult in enumerate((1, 2, 4)):
-            c_stage = c * mult
-            if stage > 0:
-                blocks.append(ResNetBasicBlock(c_prev, c_stage, stride=2))
-            blocks.extend(NB201Cell(arch, c_stage) for _ in range(shape.cells))
-            c_prev = c_stage
-        self.blocks = nn.ModuleList(blocks)
-        self.lastact = nn.Sequential(nn.BatchNorm2d(c_prev), nn.ReLU(inplace=True))
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c_prev, shape.num_classes)
+        build_tiny_layout(self, shape, lambda channels: NB201Cell(arch, channels))
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits and the list of block outputs (stem first)."""
