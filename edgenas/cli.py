@@ -259,6 +259,60 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from edgenas.pipeline.run import run_pipeline
+    from edgenas.report.tables import stdout
+
+    res = run_pipeline(
+        args.config,
+        resume=args.resume,
+        run_dir=args.run_dir,
+        executor=args.executor,
+        address=args.address,
+        workers=args.workers,
+        compute=args.compute,
+        quiet=args.quiet,
+    )
+    stdout.print(_run_table(res))
+    stdout.print(f"report: {Path(res['run_dir']) / 'report.html'} (and report.md)")
+    return 0 if res["all_pass"] else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from edgenas.report.run_report import load_run_results, write_report
+    from edgenas.report.tables import stdout
+
+    paths = write_report(args.run)
+    stdout.print(_run_table(load_run_results(args.run)))
+    stdout.print(f"report: {paths['html']} (and {paths['md'].name}, {paths['pareto'].name}, {paths['stages'].name})")
+    return 0
+
+
+def _run_table(res: dict):
+    from edgenas.report.tables import rows_table, verdict
+    from edgenas.report.units import binary_bytes, ms, si
+
+    rows = [
+        (
+            d["device"],
+            d["selected_by"],
+            d["arch"],
+            f"{d['test_accuracy'] * 100:.2f}%",
+            si(d["cost"]["params"]),
+            si(d["cost"]["flops"]),
+            binary_bytes(d["cost"]["peak_memory_bytes"]),
+            ms(d["cost"]["latency_ms"]),
+            verdict(d["all_pass"]),
+        )
+        for d in res["devices"]
+    ]
+    return rows_table(
+        f"edgenas run {res['name']}: {res['total_seconds'] / 60:.1f} min",
+        ("device", "method", "arch", "test acc", "params", "FLOPs", "peak mem", "latency", "budgets"),
+        rows,
+    )
+
+
 def cmd_quickstart(args: argparse.Namespace) -> int:
     from edgenas.quickstart import quickstart
 
@@ -545,6 +599,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgenas", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"edgenas {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("run", help="the whole pipeline from a config: one trained, verified model per device")
+    p.add_argument("config", type=Path, help="run config YAML (see examples/fashion_three_devices.yaml)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run of this config")
+    p.add_argument("--run-dir", type=Path, help="folder for the run (default: runs/run-<time>)")
+    p.add_argument("--executor", choices=("local", "ray"), help="where independent jobs run (config's, else local)")
+    p.add_argument("--address", help="--executor ray: address of a Ray cluster (default: start a local one)")
+    p.add_argument("--workers", type=_positive_int, help="parallel jobs (config's, else 2)")
+    p.add_argument("--compute", default="auto", choices=COMPUTE_CHOICES, help="torch device for training (auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="rebuild the report (markdown, HTML, plots) of a finished `edgenas run`")
+    p.add_argument("run", type=Path, metavar="RUN_DIR")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("train", help="train one architecture")
     p.add_argument("--arch", help="architecture string, e.g. '|nor_conv_3x3~0|+|...|'")

@@ -128,3 +128,55 @@ def op_histogram_plot(path: str | Path, counts: dict[str, int], title: str) -> P
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the non-dominated points (fewer FLOPs, higher accuracy), by FLOPs."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -np.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def accuracy_vs_flops(
+    path: str | Path, points: Sequence[tuple[float, float, str]], flops_budgets: dict[str, float], title: str
+) -> Path:
+    """Test accuracy against FLOPs of each trained model, the non-dominated ones joined, FLOPs budgets drawn."""
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    xy = [(f / 1e6, a * 100) for f, a, _ in points]
+    colour = {label: plt.cm.tab10(k % 10) for k, (_, _, label) in enumerate(points)}
+    for (x, y), (_, _, label) in zip(xy, points, strict=True):
+        ax.scatter([x], [y], s=40, color=colour[label], edgecolor="black", zorder=3)
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    front = pareto_front(xy)
+    ax.plot(
+        [xy[i][0] for i in front], [xy[i][1] for i in front], "--", color="tab:gray", zorder=2, label="Pareto front"
+    )
+    for name, limit in sorted(flops_budgets.items(), key=lambda kv: kv[1]):
+        ax.axvline(
+            limit / 1e6, color=colour.get(name, "tab:gray"), alpha=0.6, linestyle=":", label=f"{name} FLOPs budget"
+        )
+    ax.set_xlabel("FLOPs (M, batch 1)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def stage_seconds_plot(path: str | Path, seconds: dict[str, float], title: str) -> Path:
+    """Horizontal bars: wall seconds spent in each pipeline stage (all sessions of a resumed run)."""
+    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.4 * max(len(seconds), 1)), dpi=120)
+    names = list(seconds)
+    ax.barh(names[::-1], [seconds[n] for n in names][::-1], color="tab:blue")
+    ax.set_xlabel("seconds")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)

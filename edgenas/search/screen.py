@@ -51,12 +51,19 @@ def run_screen(
     real_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
     run: RunDir,
     quiet: bool = False,
+    score_cache: dict[str, dict[str, float]] | None = None,
+    cost_cache: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Screen, rank, check latency of the best, and write results.json, screen.csv, screen.png."""
+    """Screen, rank, check latency of the best, and write results.json, screen.csv, screen.png.
+
+    `score_cache` (arch -> proxy values) and `cost_cache` (arch -> static Cost) let several
+    screens of the same sample (one per device) score and cost each arch once; neither
+    depends on the budget, only the ranks do.
+    """
     space = get_space(space_name)
     device = resolve_device(compute)
     budgets = profile.budgets if profile else None
-    static_cost: dict[str, Any] = {}
+    static_cost: dict[str, Any] = cost_cache if cost_cache is not None else {}
 
     def cost_of(arch: str):
         if arch not in static_cost:
@@ -66,10 +73,15 @@ def run_screen(
     def inside(arch) -> bool:
         return budgets is None or fits(budgets, cost_of(str(arch)))
 
+    cache = score_cache if score_cache is not None else {}
+
     def evaluate(arch) -> dict[str, float]:
-        return score_arch(space, str(arch), shape, names, batch=batch, seed=seed, device=device, real_batch=real_batch)[
-            0
-        ]
+        key = str(arch)
+        if key not in cache:
+            cache[key] = score_arch(
+                space, key, shape, names, batch=batch, seed=seed, device=device, real_batch=real_batch
+            )[0]
+        return cache[key]
 
     t0 = time.perf_counter()
     with progress_bar(quiet) as bar:

@@ -1,0 +1,1 @@
+"""`edgenas run`: the whole path from a config (dataset, space, devices) to verified models and a report."""

@@ -1,0 +1,187 @@
+"""The `edgenas run` config: one YAML file for the whole pipeline, validated with pydantic.
+
+Errors come back as one line naming the file, the line and the key
+(`examples/x.yaml:14: search.method: ...`), like device profiles. Device entries either
+point at a profile file (`profile: devices/mcu.yaml`, relative to the config's folder) or
+give the profile inline (`name:` + `budgets:`); either may pick its own search method.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edgenas.core.device import Budgets, DeviceProfile, LatencySpec, load_device
+from edgenas.core.errors import ConfigError
+from edgenas.core.yamlio import load_model, read_yaml
+
+SEARCH_METHODS = ("screen", "dca", "dnad")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetSection(_Strict):
+    """Which data, and how much of it the pipeline's training stages use."""
+
+    name: str = "fashion-mnist"
+    data_dir: str | None = None
+    subset: int | None = Field(12000, ge=1, description="training images used (stratified, seeded)")
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    resize: int | None = Field(None, ge=1)
+
+
+class SpaceSection(_Strict):
+    """The search space and the size of the deployed networks."""
+
+    name: Literal["nb201"] = "nb201"
+    width: int = Field(16, ge=1, description="channels of the first stage, C")
+    cells: int = Field(1, ge=1, description="cells per stage, N")
+
+
+class DeviceEntry(_Strict):
+    """A target: a profile file, or a profile written inline; optionally its own search method."""
+
+    profile: str | None = None
+    name: str | None = None
+    description: str = ""
+    budgets: Budgets | None = None
+    latency: LatencySpec | None = None
+    method: Literal["screen", "dca", "dnad"] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DeviceEntry:
+        if self.profile is None and self.name is None:
+            raise ValueError("give `profile: FILE` or an inline profile with `name:` and `budgets:`")
+        if self.profile is not None and (self.name or self.budgets or self.latency):
+            raise ValueError("give either `profile: FILE` or an inline profile (name/budgets/latency), not both")
+        return self
+
+
+class ScreenSection(_Strict):
+    """Training-free screening (AZ-NAS): ranks a seeded sample inside each device's budgets."""
+
+    n: int = Field(300, ge=1, description="archs sampled")
+    proxies: str = "az"
+    top: int = Field(5, ge=1, description="ranked candidates kept per device (fallbacks for search)")
+    batch: int = Field(64, ge=2)
+
+
+class SearchSection(_Strict):
+    """The per-device search (DCA-NAS) or one DNAD search for all devices; `screen` takes the top screened arch."""
+
+    method: Literal["screen", "dca", "dnad"] = "dca"
+    subset: int | None = Field(10000, ge=1)
+    val_fraction: float = Field(0.5, gt=0, lt=1)
+    options: dict[str, Any] = Field(default_factory=dict, description="method settings, e.g. DCA's epochs")
+
+
+class TeacherSection(_Strict):
+    """One teacher for every student: plain, generic (GTN), or none (students train alone)."""
+
+    kind: Literal["plain", "generic", "none"] = "generic"
+    arch: str | None = Field(None, description="teacher cell (default: all 3×3 convolutions)")
+    width: int = Field(16, ge=1)
+    cells: int = Field(1, ge=1)
+    epochs: int = Field(3, ge=1)
+    mu: float = Field(0.1, ge=0, description="generic teacher: weight of the KD-awareness term")
+
+
+class TrainSection(_Strict):
+    """How each device's student is trained (with KD when there is a teacher)."""
+
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(0.1, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    schedule: Literal["onecycle", "cosine"] = "onecycle"
+    kd_weight: float = Field(1.0, ge=0)
+    temperature: float = Field(4.0, gt=0)
+
+
+class ExecutorSection(_Strict):
+    """Where independent jobs run; the CLI's `--executor/--address/--workers` override it."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = None
+    workers: int = Field(2, ge=1)
+
+
+class RunConfig(_Strict):
+    """Everything `edgenas run` does, in one validated object."""
+
+    name: str = "edgenas-run"
+    seed: int = 0
+    dataset: DatasetSection = Field(default_factory=DatasetSection)
+    space: SpaceSection = Field(default_factory=SpaceSection)
+    devices: list[DeviceEntry] = Field(min_length=1)
+    screen: ScreenSection = Field(default_factory=ScreenSection)
+    search: SearchSection = Field(default_factory=SearchSection)
+    teacher: TeacherSection = Field(default_factory=TeacherSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+    executor: ExecutorSection = Field(default_factory=ExecutorSection)
+
+    def method_for(self, i: int) -> str:
+        """The search method of device `i` (its own, else the config's)."""
+        return self.devices[i].method or self.search.method
+
+
+def load_run_config(path: str | Path) -> tuple[RunConfig, list[DeviceProfile]]:
+    """Read, validate and resolve a run config: the config and one profile per device entry.
+
+    Profile files are read relative to the config's folder; device names must be unique
+    (they name the per-device folders of the run).
+    """
+    path = Path(path)
+    data, lines = read_yaml(path)
+    cfg = load_model(RunConfig, path, data, lines)
+    from edgenas.data import DATASETS
+
+    if cfg.dataset.name not in DATASETS:
+        where = lines.get(("dataset", "name"))
+        raise ConfigError(f"{path}:{where}: dataset.name: {cfg.dataset.name!r} is not one of {', '.join(DATASETS)}")
+    if cfg.dataset.data_dir is not None:  # like profile files: relative to the config's folder
+        data_dir = Path(cfg.dataset.data_dir).expanduser()
+        if not data_dir.is_absolute():
+            data_dir = (path.parent / data_dir).resolve()
+        cfg.dataset.data_dir = str(data_dir)
+    profiles = []
+    for i, entry in enumerate(cfg.devices):
+        if entry.profile is not None:
+            file = Path(entry.profile).expanduser()
+            if not file.is_absolute():
+                file = path.parent / file
+            if not file.is_file():
+                where = lines.get(("devices", i, "profile"))
+                raise ConfigError(f"{path}:{where}: devices.{i}.profile: {file}: no such file")
+            profiles.append(load_device(file))
+        else:
+            profiles.append(
+                DeviceProfile(
+                    name=entry.name or "",
+                    description=entry.description,
+                    budgets=entry.budgets or Budgets(),
+                    latency=entry.latency or LatencySpec(),
+                )
+            )
+    names = [p.name for p in profiles]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            raise ConfigError(f"{path}:{lines.get(('devices', i))}: devices.{i}: device name {name!r} is used twice")
+        if not profiles[i].budgets.items():
+            raise ConfigError(f"{path}:{lines.get(('devices', i))}: devices.{i}: device {name!r} sets no budget")
+    for i, _ in enumerate(cfg.devices):
+        if cfg.method_for(i) == "dnad" and not _dnad_available():
+            raise ConfigError(f"{path}:{lines.get(('devices', i))}: method dnad is not available in this edgenas")
+    return cfg, profiles
+
+
+def _dnad_available() -> bool:
+    try:
+        import edgenas.search.snps  # noqa: F401
+    except ImportError:
+        return False
+    return True

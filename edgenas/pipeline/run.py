@@ -1,0 +1,434 @@
+"""`edgenas run CONFIG`: dataset + devices in, one trained, exported, verified model per device out.
+
+Stages: screen (AZ-NAS, all devices at once) → search per device (DCA-NAS, or the top
+screened arch) → select (the first candidate whose exact cost, measured the profile's
+way, meets every budget) → one teacher → one distilled student per device → ONNX export
+and latency (measured here; predicted too for devices with a lookup table) → budget
+verification → report. Independent jobs go through `edgenas.exec` (local processes or
+Ray). Every finished job is recorded in `state.json` at once and every job resumes from
+its own checkpoints, so `edgenas run CONFIG --resume RUN` after any interruption —
+`kill -9` included — loses at most the epoch that was running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from edgenas.core.atomic import atomic_write_json
+from edgenas.core.cost import Cost
+from edgenas.core.device import DeviceProfile, check_budgets
+from edgenas.core.errors import Interrupted, ResumeError, UserError
+from edgenas.core.progress import progress_bar
+from edgenas.core.rundir import RunDir
+from edgenas.core.space import NetShape
+from edgenas.exec.executor import Executor, Job, make_executor, run_all, threads_per_job
+from edgenas.pipeline.config import RunConfig, load_run_config
+
+STAGES = ("screen", "search", "select", "teacher", "distill", "export", "report")
+TEACHER_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+
+
+class PipelineState:
+    """`state.json`: finished jobs' results and the seconds spent in each stage (all sessions)."""
+
+    def __init__(self, run: RunDir) -> None:
+        self.path = run.file("state.json")
+        data = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.jobs: dict[str, Any] = data.get("jobs", {})
+        self.seconds: dict[str, float] = data.get("seconds", {})
+        self.sessions: int = data.get("sessions", 0)
+
+    def save(self) -> None:
+        atomic_write_json(self.path, {"jobs": self.jobs, "seconds": self.seconds, "sessions": self.sessions})
+
+    def record(self, key: str, result: Any) -> None:
+        self.jobs[key] = result
+        self.save()
+
+    def add_seconds(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + seconds, 2)
+        self.save()
+
+
+class _Lock:
+    """One live process per run folder: a resume while the run still runs is refused."""
+
+    def __init__(self, run: RunDir) -> None:
+        self.path = run.path / "run.lock"
+
+    def __enter__(self) -> _Lock:
+        if self.path.is_file():
+            try:
+                pid = int(self.path.read_text().strip() or 0)
+            except ValueError:
+                pid = 0
+            if pid and pid != os.getpid() and _alive(pid):
+                raise ResumeError(f"{self.path.parent} is still being run by process {pid}; stop it or wait")
+        self.path.write_text(str(os.getpid()))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_pipeline(
+    config_file: str | Path,
+    *,
+    resume: str | Path | None = None,
+    run_dir: str | Path | None = None,
+    executor: str | None = None,
+    address: str | None = None,
+    workers: int | None = None,
+    compute: str = "auto",
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Run (or resume) the whole pipeline for a config file; returns `results.json`'s content."""
+    cfg, profiles = load_run_config(config_file)
+    resolved = {
+        "config_file": str(config_file),
+        "options": cfg.model_dump(mode="json", exclude={"executor"}),
+        "profiles": [p.model_dump(mode="json") for p in profiles],
+    }
+    if resume is not None and run_dir is not None:
+        raise UserError("give --resume RUN or --run-dir DIR, not both")
+    ex_cfg = cfg.executor
+    ex = make_executor(  # a missing Ray or a bad address fails before a run folder is made
+        executor or ex_cfg.kind,
+        workers=workers or ex_cfg.workers,
+        address=address if address is not None else ex_cfg.address,
+    )
+    try:
+        run = _open_run(resume, run_dir, resolved, config_file)
+    except BaseException:
+        ex.close()
+        raise
+
+    try:
+        with _Lock(run):
+            return Pipeline(cfg, profiles, run, ex, compute=compute, quiet=quiet).run()
+    except KeyboardInterrupt:
+        run.event("interrupted")
+        raise Interrupted(
+            f"finished work is saved in {run.path}; continue with: edgenas run {config_file} --resume {run.path}"
+        ) from None
+    finally:
+        ex.close()
+
+
+def _open_run(
+    resume: str | Path | None, run_dir: str | Path | None, resolved: dict[str, Any], config_file: str | Path
+) -> RunDir:
+    """A new run folder, or the one to resume (which must have been started with the same config)."""
+    if resume is None:
+        run = RunDir.create("run", run_dir)
+        run.write_config({"command": "run", **resolved})
+        return run
+    run = RunDir.open_existing(resume, "run")
+    stored = run.read_config()
+    for key in ("options", "profiles"):
+        if stored.get(key) != resolved[key]:
+            raise ResumeError(
+                f"--resume {resume}: {config_file} differs from the config that run was started with "
+                f"({_first_difference(stored.get(key), resolved[key], key)}); resume with the same config"
+            )
+    return run
+
+
+def _first_difference(a: Any, b: Any, path: str) -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                return _first_difference(a.get(k), b.get(k), f"{path}.{k}")
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            if x != y:
+                return _first_difference(x, y, f"{path}.{i}")
+    return f"{path}: {a!r} then, {b!r} now"
+
+
+class Pipeline:
+    """One run of the stages over a run folder; finished jobs are skipped."""
+
+    def __init__(
+        self, cfg: RunConfig, profiles: list[DeviceProfile], run: RunDir, ex: Executor, *, compute: str, quiet: bool
+    ) -> None:
+        from edgenas.data import dataset_info
+
+        self.cfg, self.profiles, self.run_dir, self.ex = cfg, profiles, run, ex
+        self.compute, self.quiet = compute, quiet
+        self.state = PipelineState(run)
+        d = cfg.dataset
+        self.dataset = {
+            "name": d.name,
+            "data_dir": d.data_dir,
+            "subset": d.subset,
+            "val_fraction": d.val_fraction,
+            "resize": d.resize,
+        }
+        info = dataset_info(d.name, d.data_dir, resize=d.resize)
+        self.shape = NetShape.for_data(info, cfg.space.width, cfg.space.cells)
+        self.threads = threads_per_job(ex.workers)
+
+    # -- helpers ------------------------------------------------------------------------
+    def _jobs(self, stage: str, jobs: list[Job]) -> None:
+        """Run the jobs not yet finished, recording each result the moment it arrives."""
+        todo = [j for j in jobs if j.key not in self.state.jobs]
+        if not todo:
+            return
+        t0 = time.perf_counter()
+        self.run_dir.event("stage_start", stage=stage, jobs=[j.key for j in todo], executor=self.ex.name)
+        with progress_bar(self.quiet) as bar:
+            task = bar.add_task(stage, total=len(jobs), completed=len(jobs) - len(todo), status="")
+
+            def done(key: str, result: Any) -> None:
+                self.state.record(key, result)
+                self.run_dir.event("job_done", key=key)
+                bar.update(task, advance=1, status=key)
+
+            try:
+                run_all(self.ex, todo, done)
+            finally:
+                self.state.add_seconds(stage, time.perf_counter() - t0)
+
+    def _folder(self, *parts: str) -> str:
+        # absolute: a Ray worker need not share this process's working directory
+        return str(self.run_dir.path.resolve().joinpath(*parts))
+
+    def _in_parent(self, stage: str, key: str, fn: Any) -> Any:
+        """A step run here (not through the executor), recorded like a job."""
+        if key not in self.state.jobs:
+            t0 = time.perf_counter()
+            self.state.record(key, fn())
+            self.state.add_seconds(stage, time.perf_counter() - t0)
+        return self.state.jobs[key]
+
+    # -- stages -------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        self.state.sessions += 1
+        self.state.save()
+        self.run_dir.event("start", session=self.state.sessions, executor=self.ex.name, workers=self.ex.workers)
+        self.screen()
+        self.search()
+        self.select()
+        self.teacher()
+        self.distill()
+        self.export()
+        return self.report()
+
+    def screen(self) -> None:
+        c = self.cfg
+        self._jobs(
+            "screen",
+            [
+                Job(
+                    "screen",
+                    "edgenas.pipeline.jobs:screen_job",
+                    {
+                        "folder": self._folder("screen"),
+                        "profiles": [p.model_dump(mode="json") for p in self.profiles],
+                        "dataset": self.dataset,
+                        "space": c.space.model_dump(),
+                        "screen": c.screen.model_dump(),
+                        "seed": c.seed,
+                        "compute": self.compute,
+                    },
+                    threads=os.cpu_count() or 1,
+                )
+            ],
+        )
+
+    def search(self) -> None:
+        c = self.cfg
+        jobs = [
+            Job(
+                f"search/{p.name}",
+                "edgenas.pipeline.jobs:search_job",
+                {
+                    "folder": self._folder("search", p.name),
+                    "profile": p.model_dump(mode="json"),
+                    "dataset": self.dataset,
+                    "space": c.space.model_dump(),
+                    "search": c.search.model_dump(),
+                    "seed": c.seed,
+                    "compute": self.compute,
+                },
+                threads=self.threads,
+            )
+            for i, p in enumerate(self.profiles)
+            if c.method_for(i) == "dca"
+        ]
+        self._jobs("search", jobs)
+
+    def select(self) -> None:
+        """Per device, the first candidate (searched, then screened) that meets every budget, measured."""
+        from edgenas.cost.budget_check import check_arch_on_device
+        from edgenas.spaces import get_space
+
+        space = get_space(self.cfg.space.name)
+        screened = self.state.jobs["screen"]
+        for i, p in enumerate(self.profiles):
+            method = self.cfg.method_for(i)
+
+            def pick(p: DeviceProfile = p, method: str = method) -> dict[str, Any]:
+                candidates: list[tuple[str, str]] = []
+                searched = self.state.jobs.get(f"search/{p.name}")
+                if searched is not None:
+                    candidates.append((searched["arch"], method))
+                candidates += [(a, "screen") for a in screened[p.name]["ranked"]]
+                tried = []
+                for arch, source in candidates:
+                    cost, checks = check_arch_on_device(space, arch, self.shape, p)
+                    failed = [c.budget for c in checks if c.passed is False]
+                    tried.append({"arch": arch, "source": source, "failed": failed})
+                    if not failed:
+                        return {"arch": arch, "source": source, "cost": cost.to_dict(), "tried": tried}
+                return {"arch": None, "source": None, "cost": None, "tried": tried}
+
+            chosen = self._in_parent("select", f"select/{p.name}", pick)
+            if chosen["arch"] is None:
+                raise UserError(
+                    f"no candidate meets every budget of {p.name!r} ({len(chosen['tried'])} tried); loosen its "
+                    "budgets, screen more (screen.n) or use a smaller space.width"
+                )
+
+    def teacher(self) -> None:
+        t = self.cfg.teacher
+        if t.kind == "none":
+            return
+        generic = None
+        if t.kind == "generic":
+            generic = {"student_width": self.cfg.space.width, "student_cells": self.cfg.space.cells, "mu": t.mu}
+        self._jobs(
+            "teacher",
+            [
+                Job(
+                    "teacher",
+                    "edgenas.pipeline.jobs:train_job",
+                    {
+                        "folder": self._folder("teacher"),
+                        "arch": t.arch or TEACHER_ARCH,
+                        "command": "teacher",
+                        "dataset": self.dataset,
+                        "width": t.width,
+                        "cells": t.cells,
+                        "train": {**self._train_options(), "epochs": t.epochs},
+                        "compute": self.compute,
+                        "generic": generic,
+                    },
+                    threads=os.cpu_count() or 1,
+                )
+            ],
+        )
+        self._in_parent("teacher", "teacher/cost", lambda: self._teacher_cost(t.arch or TEACHER_ARCH))
+
+    def _teacher_cost(self, arch: str) -> dict[str, Any]:
+        """Params and FLOPs of the teacher's network (the FiLM of a generic teacher is a few hundred params)."""
+        from edgenas.cost.measure import measure_cost
+        from edgenas.spaces import get_space
+
+        t = self.cfg.teacher
+        shape = NetShape(t.width, t.cells, self.shape.in_channels, self.shape.resolution, self.shape.num_classes)
+        space = get_space(self.cfg.space.name)
+        return measure_cost(space.build(space.parse(arch), shape), shape.input_shape).to_dict()
+
+    def _train_options(self) -> dict[str, Any]:
+        tr = self.cfg.train
+        return {
+            "epochs": tr.epochs,
+            "batch_size": tr.batch_size,
+            "lr": tr.lr,
+            "weight_decay": tr.weight_decay,
+            "schedule": tr.schedule,
+            "seed": self.cfg.seed,
+        }
+
+    def distill(self) -> None:
+        teacher = None
+        if self.cfg.teacher.kind != "none":
+            teacher = str(Path(self.state.jobs["teacher"]["run_dir"]) / "model.pt")
+        kd = {"kd_weight": self.cfg.train.kd_weight, "temperature": self.cfg.train.temperature}
+        jobs = [
+            Job(
+                f"distill/{p.name}",
+                "edgenas.pipeline.jobs:train_job",
+                {
+                    "folder": self._folder("distill", p.name),
+                    "arch": self.state.jobs[f"select/{p.name}"]["arch"],
+                    "command": "distill" if teacher else "train",
+                    "dataset": self.dataset,
+                    "width": self.cfg.space.width,
+                    "cells": self.cfg.space.cells,
+                    "train": self._train_options(),
+                    "compute": self.compute,
+                    "teacher": teacher,
+                    "kd": kd if teacher else None,
+                },
+                threads=self.threads,
+            )
+            for p in self.profiles
+        ]
+        self._jobs("distill", jobs)
+
+    def export(self) -> None:
+        """Export each student to ONNX here, one at a time (latency is timed with nothing else running)."""
+        for p in self.profiles:
+            self._in_parent("export", f"export/{p.name}", lambda p=p: self._export_one(p))
+
+    def _export_one(self, p: DeviceProfile) -> dict[str, Any]:
+        from edgenas.cost.lut import latency_table_for
+        from edgenas.export.export_model import export_and_measure
+        from edgenas.train.model_file import load_model_file
+
+        trained = self.state.jobs[f"distill/{p.name}"]
+        model, _ = load_model_file(Path(trained["run_dir"]) / "model.pt")
+        spec = p.latency
+        out = self.run_dir.file(f"export/{p.name}.onnx")
+        exported = export_and_measure(
+            model, self.shape.input_shape, out, threads=spec.threads, warmup=spec.warmup, repeats=max(spec.repeats, 50)
+        )
+        measured_ms = exported["latency"]["onnxruntime"]["median_ms"]
+        table = latency_table_for(p)
+        predicted_ms = table.predict_ms(model.arch, model.shape) if table is not None else None
+        cost = Cost(**{**exported["cost"], "latency_ms": predicted_ms if table is not None else measured_ms})
+        checks = check_budgets(p.budgets, cost)
+        return {
+            "onnx": str(out.relative_to(self.run_dir.path)),
+            "max_abs_diff": exported["max_abs_diff"],
+            "latency_measured_ms": measured_ms,
+            "latency_p90_ms": exported["latency"]["onnxruntime"].get("p90_ms"),
+            "latency_predicted_ms": predicted_ms,
+            "latency_source": "table" if table is not None else "measured",
+            "threads": spec.threads,
+            "cost": cost.to_dict(),
+            "checks": [{"budget": c.budget, "limit": c.limit, "value": c.value, "passed": c.passed} for c in checks],
+            "all_pass": all(c.passed is not False for c in checks),
+        }
+
+    def report(self) -> dict[str, Any]:
+        from edgenas.pipeline.results import collect_results
+        from edgenas.report.run_report import write_report
+
+        t0 = time.perf_counter()
+        results = collect_results(self.cfg, self.profiles, self.state)
+        self.run_dir.write_results(results)
+        write_report(self.run_dir.path)
+        self.state.add_seconds("report", time.perf_counter() - t0)
+        results = collect_results(self.cfg, self.profiles, self.state)  # with the report's own seconds
+        self.run_dir.write_results(results)
+        self.run_dir.event("done", all_pass=results["all_pass"])
+        results["run_dir"] = str(self.run_dir.path)
+        return results

@@ -1,0 +1,228 @@
+"""`edgenas run`: config validation, executors, the whole pipeline, and a real kill -9 / resume."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgenas.cli import run as cli
+from edgenas.core.errors import ConfigError, ResumeError
+from edgenas.exec.executor import Job, LocalExecutor, make_executor
+from edgenas.pipeline.config import load_run_config
+from edgenas.pipeline.run import run_pipeline
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+REPO = Path(__file__).resolve().parents[1]
+needs_fashion = pytest.mark.skipif(not FASHION.is_dir(), reason="Fashion-MNIST is not installed")
+
+
+def tiny_config(tmp_path: Path, **override) -> Path:
+    """A two-device config small enough to run end to end in well under a minute."""
+    cfg = {
+        "name": "tiny",
+        "seed": 0,
+        "dataset": {"name": "fashion-mnist", "subset": 1500, "val_fraction": 0.2},
+        "space": {"width": 4, "cells": 1},
+        "devices": [
+            {"name": "small", "budgets": {"max_params": "6k"}, "method": "dca"},
+            {"name": "big", "budgets": {"max_flops": "3M", "max_latency_ms": 20}, "method": "screen"},
+        ],
+        "screen": {"n": 12, "top": 1, "batch": 16},
+        "search": {
+            "subset": 400,
+            "options": {"epochs": 2, "warmup_epochs": 1, "batch_size": 64, "search_width": 4},
+        },
+        "teacher": {"kind": "generic", "width": 4, "epochs": 1},
+        "train": {"epochs": 2, "batch_size": 64},
+        "executor": {"workers": 2},
+    }
+    for key, value in override.items():
+        cfg[key] = value
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+# -- config ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "devices:\n  - name: a\n    budgets: {max_params: 10k}\nsearch:\n  methd: dca\n",
+            ":5: search.methd: unknown key",
+        ),
+        ("devices:\n  - name: a\n    budgets: {max_params: 10k}\n    method: foo\n", ":4: devices.0.method: Input"),
+        ("devices:\n  - profile: nope.yaml\n", ":2: devices.0.profile:"),
+        ("devices: []\n", ":1: devices: List should have at least 1 item"),
+        ("devices:\n  - name: a\n", ":2: devices.0: device 'a' sets no budget"),
+        (
+            "devices:\n  - name: a\n    budgets: {max_params: 1k}\n  - name: a\n    budgets: {max_flops: 1M}\n",
+            ":4: devices.1: device name 'a' is used twice",
+        ),
+        ("devices:\n  - profile: x.yaml\n    name: a\n", ":2: devices.0: Value error, give either"),
+        ("devices:\n  - name: a\n    budgets: {max_params: 1k}\ndataset: {name: imagenet}\n", ":4: dataset.name"),
+        ("devices:\n  - name: a\n    budgets: {max_params: lots}\n", ":3: devices.0.budgets.max_params"),
+        ("devices: [\n", ": not valid YAML"),
+    ],
+)
+def test_bad_configs_name_the_line_and_key(tmp_path: Path, text: str, message: str, capsys) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_run_config(path)
+    assert message in str(err.value)
+    assert cli(["run", str(path)]) == 2  # and the CLI prints it in one line, no run folder
+    out = capsys.readouterr().err.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("edgenas: error: ") and message in out[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_example_config_is_valid_and_profiles_resolve_against_its_folder() -> None:
+    cfg, profiles = load_run_config(REPO / "examples" / "fashion_three_devices.yaml")
+    assert [p.name for p in profiles] == ["mcu", "phone", "gateway"]
+    assert [cfg.method_for(i) for i in range(3)] == ["screen", "dca", "dca"]
+    assert profiles[0].budgets.max_peak_memory_bytes == 256 * 1024
+
+
+# -- executors ------------------------------------------------------------------------------
+def test_local_executor_runs_jobs_in_parallel_processes_with_pinned_threads() -> None:
+    jobs = [Job(f"j{s}", "pipeline_jobs:tiny_training", {"seed": s}, threads=1) for s in range(3)]
+    ex = LocalExecutor(workers=2)
+    got = dict(ex.run(jobs))
+    assert sorted(got) == ["j0", "j1", "j2"]
+    assert {r["threads"] for r in got.values()} == {1}
+    assert os.getpid() not in {r["pid"] for r in got.values()}
+    inline = dict(LocalExecutor(workers=1).run(jobs))  # same numbers in this process
+    assert {k: v["checksum"] for k, v in inline.items()} == {k: v["checksum"] for k, v in got.items()}
+    assert got["j0"]["checksum"] != got["j1"]["checksum"]  # seeds matter: the comparison can fail
+
+
+def test_a_user_error_in_a_job_reaches_the_caller_as_itself() -> None:
+    with pytest.raises(ConfigError, match="value 3 is not allowed"):
+        list(
+            LocalExecutor(workers=2).run(
+                [Job("a", "pipeline_jobs:bad_input", {"value": 3}), Job("b", "pipeline_jobs:bad_input", {"value": 3})]
+            )
+        )
+
+
+def test_unknown_executor_and_address_without_ray_are_user_errors() -> None:
+    with pytest.raises(ConfigError, match="choose one of local, ray"):
+        make_executor("dask")
+    with pytest.raises(ConfigError, match="--address is for --executor ray"):
+        make_executor("local", address="10.0.0.1:6379")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray (the optional extra) is not installed")
+def test_ray_executor_gives_the_same_results_as_local_processes() -> None:
+    jobs = [Job(f"j{s}", "pipeline_jobs:tiny_training", {"seed": s}, threads=1) for s in range(3)]
+    local = dict(LocalExecutor(workers=2).run(jobs))
+    ex = make_executor("ray", workers=2)
+    try:
+        remote = dict(ex.run(jobs))
+        with pytest.raises(ConfigError, match="value 5 is not allowed"):
+            list(ex.run([Job("bad", "pipeline_jobs:bad_input", {"value": 5})]))
+    finally:
+        ex.close()
+    assert {k: (v["loss"], v["checksum"]) for k, v in remote.items()} == {
+        k: (v["loss"], v["checksum"]) for k, v in local.items()
+    }
+
+
+# -- the pipeline ---------------------------------------------------------------------------
+def _children(pid: int) -> list[int]:
+    kids = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        kids += [int(k) for k in (task / "children").read_text().split()]
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        stat = Path(f"/proc/{pid}/stat").read_text().split()
+        return stat[2] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+
+
+@needs_fashion
+def test_kill_9_mid_distill_then_resume_finishes_losing_at_most_an_epoch(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path)
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "edgenas.cli", "run", str(config), "--run-dir", str(run), "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoints = [run / "distill" / d / "checkpoint.pt" for d in ("small", "big")]
+    deadline = time.time() + 400
+    while not any(c.exists() for c in checkpoints):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.time() < deadline, "no distill epoch finished in time"
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)  # no clean-up of any kind
+    proc.wait()
+    time.sleep(1.0)
+    assert not [w for w in workers if _alive(w)], "worker processes outlived the killed run"
+    state = json.loads((run / "state.json").read_text())
+    assert "screen" in state["jobs"] and "teacher" in state["jobs"]
+    assert not (run / "results.json").exists()
+
+    # a different config is refused; the same one resumes
+    (tmp_path / "other").mkdir()
+    other = tiny_config(tmp_path / "other", seed=1)
+    with pytest.raises(ResumeError, match=r"options\.seed: 0 then, 1 now"):
+        run_pipeline(other, resume=run, quiet=True)
+    res = run_pipeline(config, resume=run, quiet=True)
+
+    assert res["all_pass"] and res["sessions"] == 2
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    done = [e["key"] for e in events if e["event"] == "job_done"]
+    assert done.count("screen") == 1 and done.count("teacher") == 1  # finished work is not redone
+    resumed = []
+    for d in ("small", "big"):
+        starts = [
+            json.loads(line)
+            for line in (run / "distill" / d / "events.jsonl").read_text().splitlines()
+            if '"start"' in line
+        ]
+        resumed += [s["resumed_from_epoch"] for s in starts[1:]]
+    assert 1 in resumed  # the interrupted student went on from its finished epoch
+    for d in res["devices"]:
+        assert (run / d["onnx"]).is_file() and d["max_abs_diff"] < 1e-4
+        assert {c["budget"] for c in d["checks"]} <= {"max_params", "max_flops", "max_latency_ms"}
+    small = next(d for d in res["devices"] if d["device"] == "small")
+    assert small["search"] is not None and small["cost"]["params"] <= 6000
+    for name in ("report.md", "report.html", "pareto.png", "stages.png"):
+        assert (run / name).stat().st_size > 0
+    html = (run / "report.html").read_text()
+    assert "data:image/png;base64," in html and "small" in html
+    assert set(res["stage_seconds"]) >= {"screen", "search", "select", "teacher", "distill", "export"}
+
+    # the report is rebuilt from results.json alone
+    (run / "report.md").unlink()
+    assert cli(["report", str(run)]) == 0
+    assert "| small |" in (run / "report.md").read_text()
+
+
+def test_report_of_a_folder_that_is_no_run_is_a_user_error(tmp_path: Path, capsys) -> None:
+    assert cli(["report", str(tmp_path)]) == 2
+    assert "no results.json" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@needs_fashion
+def test_example_config_end_to_end(tmp_path: Path) -> None:
+    """The README's main job (about 10 minutes here): every model meets every budget."""
+    res = run_pipeline(REPO / "examples" / "fashion_three_devices.yaml", run_dir=tmp_path / "run", quiet=True)
+    assert res["all_pass"]
+    assert all(d["test_accuracy"] > 0.8 for d in res["devices"])
