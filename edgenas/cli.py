@@ -435,7 +435,16 @@ def cmd_bench_truth(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     archs = read_arch_list(args.archs, args.space) if args.archs else None
-    rows = build_truth(args.out, protocol, n=args.n, archs=archs, workers=args.workers, quiet=args.quiet)
+    rows = build_truth(
+        args.out,
+        protocol,
+        n=args.n,
+        archs=archs,
+        workers=args.workers,
+        executor=args.executor,
+        address=args.address,
+        quiet=args.quiet,
+    )
     accs = sorted(r["test_accuracy"] for r in rows)
     stdout.print(
         f"{len(rows)} archs in {args.out}; test accuracy min {accs[0] * 100:.2f}% "
@@ -709,7 +718,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=_positive_int, help="number of archs to sample uniformly from the space")
     p.add_argument("--archs", type=Path, help="file of arch strings, one a line (instead of --n)")
     p.add_argument("--out", type=Path, required=True, help="JSON-lines file to append to (rerun to resume)")
-    p.add_argument("--workers", type=_positive_int, default=2, help="parallel training processes (2)")
+    p.add_argument("--workers", type=_positive_int, default=2, help="parallel training jobs (2)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local", help="local processes or a Ray cluster")
+    p.add_argument("--address", help="--executor ray: address of a Ray cluster (default: start a local one)")
     _net_args(p, cells=1)
     p.set_defaults(width=8)
     _data_args(p)

@@ -10,10 +10,7 @@ protocols would make the accuracies incomparable.
 from __future__ import annotations
 
 import json
-import os
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +23,7 @@ from edgenas.core.jsonl import append_jsonl, read_jsonl
 from edgenas.core.progress import progress_bar
 from edgenas.core.seeding import derive_seed, numpy_rng
 from edgenas.core.space import NetShape
+from edgenas.exec.executor import Executor, Job, make_executor, run_all, threads_per_job
 from edgenas.spaces import get_space
 
 TRUTH_SCHEMA_VERSION = 1
@@ -78,28 +76,29 @@ def _check_protocol(out: Path, protocol: TruthProtocol) -> None:
 
 
 # -- worker side ------------------------------------------------------------------------
-_WORKER: dict[str, Any] = {}
+_DATA: dict[str, Any] = {}
 
 
-def _init_worker(protocol: dict[str, Any], threads: int) -> None:
-    """Load the data once per worker process and pin its thread count."""
+def _protocol_data(p: TruthProtocol):
+    """The protocol's data, loaded once per worker process (a pool worker trains many archs)."""
     from edgenas.data import load_dataset
 
-    torch.set_num_threads(threads)
-    p = TruthProtocol(**protocol)
-    _WORKER["protocol"] = p
-    _WORKER["data"] = load_dataset(p.dataset, p.data_dir, seed=p.seed, val_fraction=p.val_fraction, subset=p.subset)
+    key = p.model_dump_json()
+    if key not in _DATA:
+        _DATA.clear()
+        _DATA[key] = load_dataset(p.dataset, p.data_dir, seed=p.seed, val_fraction=p.val_fraction, subset=p.subset)
+    return _DATA[key]
 
 
-def train_one(arch: str) -> dict[str, Any]:
-    """Train one arch under the worker's protocol; returns its ground-truth line."""
+def train_one(arch: str, protocol: dict[str, Any]) -> dict[str, Any]:
+    """Train one arch under `protocol` (an executor job); returns its ground-truth line."""
     from edgenas.cost import count_flops, count_params
     from edgenas.data import BatchLoader
     from edgenas.train.evaluate import evaluate
     from edgenas.train.trainer import TrainConfig, Trainer
 
-    p: TruthProtocol = _WORKER["protocol"]
-    data = _WORKER["data"]
+    p = TruthProtocol(**protocol)
+    data = _protocol_data(p)
     space = get_space(p.space)
     shape = NetShape.for_data(data.info, p.width, p.cells)
     t0 = time.perf_counter()
@@ -164,9 +163,15 @@ def build_truth(
     n: int | None = None,
     archs: list[str] | None = None,
     workers: int = 2,
+    executor: str = "local",
+    address: str | None = None,
     quiet: bool = False,
 ) -> list[dict[str, Any]]:
-    """Train the sampled (or listed) archs not yet in `out`; returns every line of `out`."""
+    """Train the sampled (or listed) archs not yet in `out`; returns every line of `out`.
+
+    Each arch is one job of `edgenas.exec` (`executor` local processes or Ray), so a big
+    ground truth can be spread over a cluster; the lines land in `out` as jobs finish.
+    """
     from edgenas.data import load_dataset
 
     out = Path(out)
@@ -182,36 +187,30 @@ def build_truth(
     _check_protocol(out, protocol)
     done = {row["arch"] for row in read_truth(out)}
     todo = [a for a in wanted if a not in done]
-    threads = max(1, (os.cpu_count() or 1) // workers)
     if todo:
-        _run_jobs(out, protocol, todo, workers, threads, quiet, already=len(wanted) - len(todo))
+        ex = make_executor(executor, workers=workers, address=address)
+        try:
+            _run_jobs(out, protocol, todo, ex, threads_per_job(workers), quiet, already=len(wanted) - len(todo))
+        finally:
+            ex.close()
     return read_truth(out)
 
 
 def _run_jobs(
-    out: Path, protocol: TruthProtocol, todo: list[str], workers: int, threads: int, quiet: bool, already: int
+    out: Path, protocol: TruthProtocol, todo: list[str], executor: Executor, threads: int, quiet: bool, already: int
 ) -> None:
-    ctx = get_context("spawn")  # fresh interpreters: no forked torch thread pools
-    with (
-        progress_bar(quiet) as bar,
-        ProcessPoolExecutor(
-            workers, mp_context=ctx, initializer=_init_worker, initargs=(protocol.model_dump(), threads)
-        ) as pool,
-    ):
+    jobs = [
+        Job(arch, "edgenas.bench.truth:train_one", {"arch": arch, "protocol": protocol.model_dump()}, threads)
+        for arch in todo
+    ]
+    with progress_bar(quiet) as bar:
         task = bar.add_task("ground truth", total=already + len(todo), completed=already, status="")
-        pending: set[Future] = set()
-        queue = list(todo)
+
+        def save(_: str, row: dict[str, Any]) -> None:
+            append_jsonl(out, row)
+            bar.update(task, advance=1, status=f"last {row['test_accuracy'] * 100:.1f}%")
+
         try:
-            while queue or pending:
-                while queue and len(pending) < workers * 2:
-                    pending.add(pool.submit(train_one, queue.pop(0)))
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    row = fut.result()
-                    append_jsonl(out, row)
-                    bar.update(task, advance=1, status=f"last {row['test_accuracy'] * 100:.1f}%")
+            run_all(executor, jobs, save)
         except KeyboardInterrupt:
-            for fut in pending:
-                fut.cancel()
-            pool.shutdown(wait=False, cancel_futures=True)
             raise Interrupted(f"finished archs are saved in {out}; rerun the same command to continue") from None
