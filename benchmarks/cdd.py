@@ -5,7 +5,7 @@ seed and epoch count (compression epochs + fine-tune epochs for CDD; the same to
 static KD); the static-KD student has exactly the CDD student's architecture. Run folders
 go to `benchmarks/results/cdd/` (checkpoints and ONNX files are gitignored).
 
-    OMP_NUM_THREADS=1 python benchmarks/cdd.py            # ~20 min on one CPU core
+    OMP_NUM_THREADS=1 python benchmarks/cdd.py            # ~15 min on one free CPU core
     OMP_NUM_THREADS=1 python benchmarks/cdd.py --quick    # smoke run, ~3 min
 """
 
@@ -32,19 +32,23 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny smoke run (not the reported numbers)")
     ap.add_argument("--budget", type=float, default=0.35)
     ap.add_argument("--fresh", action="store_true", help="delete earlier run folders first (else resume/reuse)")
+    ap.add_argument("--subset", type=int, default=6000, help="training images (6000)")
+    ap.add_argument("--teacher-epochs", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=4, help="CDD compression-stage epochs, warm-up included (4)")
+    ap.add_argument("--finetune-epochs", type=int, default=1, help="CDD fine-tune epochs after pruning (1)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg = {
         "dataset": "fashion-mnist",
-        "subset": 2000 if args.quick else 10000,
+        "subset": 2000 if args.quick else args.subset,
         "test_subset": 2000 if args.quick else None,
         "query_fraction": 0.1,
         "seed": 0,
         "batch_size": 128,
         "lr": 0.1,
     }
-    teacher_epochs = 2 if args.quick else 8
-    epochs, finetune = (2, 1) if args.quick else (6, 2)
+    teacher_epochs = 2 if args.quick else args.teacher_epochs
+    epochs, finetune = (2, 1) if args.quick else (args.epochs, args.finetune_epochs)
     root = OUT / ("cdd-quick" if args.quick else "cdd")
     if args.fresh and root.exists():
         shutil.rmtree(root)
