@@ -603,6 +603,68 @@ def cmd_profile_device(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ints_tuple(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: every value must be >= 1")
+    return values
+
+
+def cmd_retrieval(args: argparse.Namespace) -> int:
+    """`edgenas retrieval`: embedding teacher, CDD student or static-KD student (see --role)."""
+    from edgenas.distill.retrieval_command import run_retrieval
+    from edgenas.report.tables import rows_table, stdout
+
+    if args.resume is not None:
+        res = run_retrieval(resume=args.resume, device=args.device, quiet=args.quiet)
+    else:
+        res = run_retrieval(
+            role=args.role,
+            teacher=str(args.teacher) if args.teacher else None,
+            student_like=str(args.student_like) if args.student_like else None,
+            budget=args.budget,
+            metric=args.budget_metric,
+            reset=not args.no_reset,
+            dataset=args.dataset,
+            data_dir=str(args.data_dir) if args.data_dir else None,
+            subset=args.subset,
+            test_subset=args.test_subset,
+            query_fraction=args.query_fraction,
+            resize=args.resize,
+            widths=args.widths,
+            blocks=args.blocks,
+            embed_dim=args.embed_dim,
+            epochs=args.epochs,
+            finetune_epochs=args.finetune_epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            run_dir=args.run_dir,
+            device=args.device,
+            quiet=args.quiet,
+        )
+    m = res["metrics"]
+    row = (
+        res["role"],
+        f"{m['map'] * 100:.2f}",
+        f"{m['recall@1'] * 100:.2f}",
+        f"{m['recall@5'] * 100:.2f}",
+        f"{res['params']:,}",
+        f"{res['flops'] / 1e6:.2f}M",
+        f"{res['latency_ms']:.3f}",
+    )
+    cols = ("role", "mAP %", "R@1 %", "R@5 %", "params", "FLOPs", "latency ms")
+    stdout.print(rows_table(f"edgenas retrieval  {res['queries']} queries / {res['gallery']} gallery", cols, [row]))
+    if "params_reduction" in res:
+        fewer = f"{res['params_reduction'] * 100:.1f}% fewer params, {res['flops_reduction'] * 100:.1f}% fewer FLOPs"
+        stdout.print(f"vs teacher: {fewer}")
+    stdout.print(f"run directory: {res['run_dir']}  (model.pt, model.onnx)")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgenas", description=__doc__.splitlines()[0])
@@ -760,6 +822,40 @@ def build_parser() -> argparse.ArgumentParser:
     _net_args(p)
     _data_args(p)
     p.set_defaults(subset=10000, val_fraction=0.5, func=cmd_search)
+    p = sub.add_parser(
+        "retrieval",
+        help="embedding models for image retrieval; CDD: distil a wide gated student and prune it to --budget",
+        description="--role teacher trains an embedding teacher (CE + batch-hard triplet); --role cdd (default) "
+        "distils a student as wide as --teacher while shrinking it to --budget, prunes it physically, fine-tunes "
+        "and exports it; --role static distils a fixed student the size of --student-like (the static-KD baseline).",
+    )
+    p.add_argument("--role", choices=("teacher", "cdd", "static"), default="cdd", help="what to train (cdd)")
+    p.add_argument("--teacher", type=Path, help="cdd/static: teacher model.pt (from --role teacher)")
+    p.add_argument("--student-like", type=Path, help="static: model.pt whose size the student takes (a CDD run)")
+    p.add_argument("--budget", type=float, default=0.35, help="cdd: share of the teacher's params/FLOPs kept (0.35)")
+    p.add_argument("--budget-metric", choices=("params", "flops", "both"), default="both", help="cdd: (both)")
+    p.add_argument("--no-reset", action="store_true", help="cdd: no retrieval-guided gradient resetting (ablation)")
+    p.add_argument("--widths", type=_ints_tuple, default=(16, 32, 64), help="teacher: stage widths (16,32,64)")
+    p.add_argument("--blocks", type=_ints_tuple, default=(2, 2, 2), help="teacher: blocks per stage (2,2,2)")
+    p.add_argument("--embed-dim", type=_positive_int, default=128, help="teacher: embedding size (128)")
+    p.add_argument("--epochs", type=_positive_int, default=6, help="teacher/cdd training epochs (6)")
+    p.add_argument("--finetune-epochs", type=int, default=2, help="cdd: after pruning; static: added (2)")
+    p.add_argument("--batch-size", type=_positive_int, default=128)
+    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (0.1)")
+    p.add_argument("--test-subset", type=_positive_int, help="use this many test images for query + gallery")
+    p.add_argument("--query-fraction", type=float, default=0.1, help="share of each id's test images as queries")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-dir", type=Path, help="output folder (default runs/retrieval-TIMESTAMP)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
+    from edgenas.data import DATASETS
+
+    p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS, help="folder: one sub-folder per identity")
+    p.add_argument("--data-dir", type=Path, help="folder with the dataset files (default: the dataset's usual place)")
+    p.add_argument("--subset", type=_positive_int, help="use this many training images (stratified, seeded)")
+    p.add_argument("--resize", type=_positive_int, help="resize images to this square side")
+    _common(p)
+    p.set_defaults(func=cmd_retrieval)
+
     p = sub.add_parser("profile-device", help="per-op latency table of this machine (or --check one)")
     p.add_argument("--name", help="device name; the table goes to NAME.lut.json unless --out")
     p.add_argument("--space", default="nb201", help="search space (nb201)")

@@ -9,6 +9,7 @@
   students' and teachers' normalised pairwise distances / triplet angles.
 - `similarity_kd`: similarity-preserving KD (Tung & Mori, 2019), squared Frobenius distance
   between row-normalised batch Gram matrices, divided by b².
+- `embedding_kd`: squared L2 distance between L2-normalised embeddings (retrieval KD, CDD).
 Teacher tensors are always detached: these losses train the student only.
 """
 
@@ -81,3 +82,14 @@ def similarity_kd(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     gs = F.normalize(_flat(student) @ _flat(student).t(), p=2, dim=1)
     gt = F.normalize(_flat(teacher.detach()) @ _flat(teacher.detach()).t(), p=2, dim=1)
     return ((gs - gt) ** 2).sum() / (b * b)
+
+
+def embedding_kd(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean squared L2 distance between the L2-normalised student and teacher embeddings.
+
+    Normalised, because retrieval ranks by cosine similarity: only directions matter, and
+    the student need not copy the teacher's embedding norms. Ranges over [0, 4].
+    """
+    s = F.normalize(_flat(student), dim=1)
+    t = F.normalize(_flat(teacher.detach()), dim=1)
+    return ((s - t) ** 2).sum(1).mean()

@@ -1,0 +1,207 @@
+"""CDD: gates, compression budget, gradient resetting, removal, exact pruning, the retrieval command."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgenas.cli import run
+from edgenas.core.errors import ConfigError, Interrupted, UserError
+from edgenas.cost import count_flops, count_params
+from edgenas.distill.cdd import CDDConfig, CDDController, reset_conflicts
+from edgenas.distill.prune import max_output_diff, prune_gated
+from edgenas.distill.retrieval_command import Stage, run_retrieval
+from edgenas.spaces.resnet import ResNetConfig, ResNetEmbed, load_embedding_model
+
+TINY = ResNetConfig(in_channels=1, resolution=12, stem=4, widths=(6, 8), blocks=(2, 1), embed_dim=8, gated=True)
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+SMALL_RUN = {
+    "dataset": "fashion-mnist",
+    "subset": 256,
+    "test_subset": 200,
+    "resize": 12,
+    "widths": (8, 12),
+    "blocks": (1, 1),
+    "embed_dim": 16,
+    "batch_size": 64,
+    "latency_repeats": 5,
+}
+
+
+def _trained_gated(seed: int = 0) -> ResNetEmbed:
+    """A gated net with random gates, some channels removed and non-trivial BN statistics."""
+    torch.manual_seed(seed)
+    m = ResNetEmbed(TINY)
+    with torch.no_grad():
+        for g in m.gates():
+            g.gate.uniform_(0.1, 1.0)
+            g.mask[torch.randperm(len(g.mask))[: len(g.mask) // 2]] = 0
+    m.train()
+    for _ in range(3):
+        m(torch.randn(16, 1, 12, 12))
+    return m.eval()
+
+
+def test_gate_masking_silences_a_channel_and_open_gates_are_the_plain_net() -> None:
+    torch.manual_seed(0)
+    gated = ResNetEmbed(TINY).eval()
+    plain = ResNetEmbed(TINY.with_inner(TINY.inner_widths(), gated=False)).eval()
+    plain.load_state_dict({k: v for k, v in gated.state_dict().items() if ".gate." not in k})
+    x = torch.randn(4, 1, 12, 12)
+    assert torch.equal(gated(x), plain(x))  # gates at 1, all alive: no effect
+    block = gated.blocks[0]
+    block.gate.mask[2] = 0
+    before = gated(x)
+    with torch.no_grad():
+        block.conv1.weight[2].normal_()  # a removed channel's weights no longer matter
+    assert torch.equal(gated(x), before)
+    assert not torch.equal(before, plain(x))
+
+
+def test_capacity_cost_is_exact_for_pruned_networks() -> None:
+    m = _trained_gated()
+    ctl = CDDController(m, CDDConfig(metric="params"), compression_steps=10)
+    small = prune_gated(m)
+    kept = ctl.kept()
+    assert kept["params"] == pytest.approx(count_params(small) / ctl.cost.params, abs=1e-12)
+    assert kept["flops"] == pytest.approx(count_flops(small, TINY.input_shape) / ctl.cost.flops, abs=1e-12)
+
+
+def test_gradient_resetting_zeroes_compression_exactly_where_it_conflicts() -> None:
+    task = torch.tensor([-1.0, 2.0, 0.0, -0.5])
+    comp = torch.tensor([0.3, 0.3, 0.3, -0.2])
+    assert torch.equal(reset_conflicts(task, comp), torch.tensor([0.0, 0.3, 0.3, -0.2]))
+
+    torch.manual_seed(0)
+    for reset in (True, False):
+        m = ResNetEmbed(TINY)
+        ctl = CDDController(m, CDDConfig(budget=0.3, reset=reset, conflict_ema=0.0), compression_steps=10)
+        gate = ctl.gates[0].gate
+        n = len(gate)
+        # retrieval wants the even gates larger (negative gradient): a conflict with L1 shrinking them
+        task_grad = torch.where(torch.arange(n) % 2 == 0, -0.01, 0.02)
+        for g in ctl.gates:
+            g.gate.grad = torch.zeros_like(g.gate)
+        gate.grad = task_grad.clone()
+        stats = ctl.add_compression_grad()
+        push = ctl.lam * ctl.weights[0]  # d/dg of λ·w·|g| at g = 1
+        even = torch.arange(n) % 2 == 0
+        if reset:
+            assert torch.equal(gate.grad[even], task_grad[even])  # compression removed exactly there
+            assert stats["reset"] == int(even.sum())
+        else:
+            assert torch.allclose(gate.grad[even], task_grad[even] + push)
+            assert stats["reset"] == 0
+        assert torch.allclose(gate.grad[~even], task_grad[~even] + push)  # no conflict: pushed
+        assert torch.allclose(ctl.gates[1].gate.grad, torch.full_like(ctl.gates[1].gate, ctl.lam * ctl.weights[1]))
+
+
+def test_compression_stops_at_the_budget_and_removal_respects_threshold_and_budget() -> None:
+    m = ResNetEmbed(TINY)
+    ctl = CDDController(m, CDDConfig(budget=0.5, metric="flops", threshold=0.2), compression_steps=10)
+    with torch.no_grad():
+        ctl.gates[0].gate[:3] = 0.1  # under the threshold
+    assert ctl.remove_below_threshold() == 3
+    assert ctl.alive()[0] == TINY.inner_widths()[0] - 3
+    assert ctl.remove_below_threshold() == 0  # nothing else is under it
+    assert ctl.over_budget() and ctl.compression_loss().item() > 0
+    ctl.enforce_budget()
+    assert ctl.kept_share() <= 0.5 and min(ctl.alive()) >= 1
+    assert ctl.compression_loss().item() == 0.0
+    assert ctl.add_compression_grad() == {"reset": 0, "pushed": 0}
+
+
+def test_pruning_keeps_outputs_and_makes_a_plain_smaller_network() -> None:
+    m = _trained_gated()
+    small = prune_gated(m)
+    assert not small.cfg.gated and small.gates() == []
+    assert list(small.cfg.inner) == [int(g.mask.sum()) for g in m.gates()]
+    assert count_params(small) < count_params(m)
+    assert max_output_diff(m, small, batch=16, seed=3) <= 1e-5
+    reloaded = ResNetEmbed(ResNetConfig.from_dict(small.cfg.to_dict()))
+    reloaded.load_state_dict(small.state_dict())  # a plain instance: rebuilt from its config alone
+
+
+def test_bad_input_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--budget 1.5: .*between 0 and 1"):
+        run_retrieval(role="cdd", teacher="t.pt", budget=1.5, run_dir=tmp_path / "a")
+    with pytest.raises(UserError, match="--teacher .*missing.pt: no such model file"):
+        run_retrieval(role="cdd", teacher=str(tmp_path / "missing.pt"), run_dir=tmp_path / "b")
+    with pytest.raises(UserError, match="needs --teacher"):
+        run_retrieval(role="cdd", run_dir=tmp_path / "c")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert run(["retrieval", "--teacher", str(tmp_path / "missing.pt")]) == 2
+    assert run(["retrieval", "--budget", "1.5", "--teacher", "t.pt"]) == 2
+
+
+# ------------------------------------------------------------------ real runs (small data)
+@pytest.fixture(scope="module")
+def teacher_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not FASHION.is_dir():
+        pytest.skip(f"Fashion-MNIST is not installed at {FASHION}")
+    out = tmp_path_factory.mktemp("teacher") / "t"
+    res = run_retrieval(role="teacher", epochs=2, finetune_epochs=0, run_dir=out, device="cpu", quiet=True, **SMALL_RUN)
+    assert 0 < res["metrics"]["map"] <= 1
+    return out / "model.pt"
+
+
+CDD_RUN = {"role": "cdd", "budget": 0.4, "epochs": 2, "finetune_epochs": 1, "warmup_epochs": 0, **SMALL_RUN}
+
+
+def test_a_short_cdd_run_gives_a_smaller_model_and_an_onnx_file(teacher_file: Path, tmp_path: Path) -> None:
+    res = run_retrieval(teacher=str(teacher_file), run_dir=tmp_path / "cdd", device="cpu", quiet=True, **CDD_RUN)
+    teacher, _ = load_embedding_model(teacher_file)
+    student, _ = load_embedding_model(tmp_path / "cdd" / "model.pt")
+    assert not student.cfg.gated
+    assert res["params"] == count_params(student) < 0.45 * count_params(teacher)
+    assert (tmp_path / "cdd" / "model.onnx").is_file() and res["onnx_max_abs_diff"] <= 1e-4
+    assert res["prune_max_abs_diff"] <= 1e-5
+    assert res["latency_ms"] > 0 and 0 <= res["metrics"]["map"] <= 1
+    assert set(res["stages"]) == {"compress", "prune", "finetune", "evaluate", "export"}
+    # the static-KD baseline takes the CDD student's size
+    static = run_retrieval(
+        role="static",
+        teacher=str(teacher_file),
+        student_like=str(tmp_path / "cdd" / "model.pt"),
+        run_dir=tmp_path / "static",
+        device="cpu",
+        quiet=True,
+        **{k: v for k, v in CDD_RUN.items() if k not in ("role", "budget", "warmup_epochs")},
+    )
+    assert static["params"] == res["params"] and static["inner"] == res["inner"]
+
+
+@contextmanager
+def _interrupted_after(stage: str, epochs: int) -> Iterator[None]:
+    """Stop like a Ctrl-C once `stage` has checkpointed `epochs` epochs."""
+    original = Stage.save_checkpoint
+
+    def save_then_maybe_stop(self: Stage) -> None:
+        original(self)
+        if self.name == stage and self.epoch >= epochs:
+            raise KeyboardInterrupt
+
+    Stage.save_checkpoint = save_then_maybe_stop  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Stage.save_checkpoint = original  # type: ignore[method-assign]
+
+
+def test_resume_after_an_interruption_gives_the_same_model(teacher_file: Path, tmp_path: Path) -> None:
+    opts = {"teacher": str(teacher_file), "device": "cpu", "quiet": True, **CDD_RUN}
+    straight = run_retrieval(run_dir=tmp_path / "a", **opts)
+    with _interrupted_after("compress", 1), pytest.raises(Interrupted, match="edgenas retrieval --resume"):
+        run_retrieval(run_dir=tmp_path / "b", **opts)
+    assert not (tmp_path / "b" / "results.json").exists()
+    resumed = run_retrieval(resume=tmp_path / "b", device="cpu", quiet=True)
+    assert resumed["stages"]["compress"]["resumed_from_epoch"] == 1
+    assert resumed["inner"] == straight["inner"]
+    assert resumed["metrics"] == straight["metrics"]
+    a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
