@@ -226,3 +226,22 @@ def test_example_config_end_to_end(tmp_path: Path) -> None:
     res = run_pipeline(REPO / "examples" / "fashion_three_devices.yaml", run_dir=tmp_path / "run", quiet=True)
     assert res["all_pass"]
     assert all(d["test_accuracy"] > 0.8 for d in res["devices"])
+
+
+@pytest.mark.slow
+@needs_fashion
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray (the optional extra) is not installed")
+def test_ray_executor_runs_the_pipeline_to_the_same_results(tmp_path: Path) -> None:
+    """Same config, same seed: the local process pool and a local Ray instance give the same models."""
+    config = tiny_config(tmp_path)
+    local = run_pipeline(config, run_dir=tmp_path / "local", executor="local", quiet=True)
+    ray = run_pipeline(config, run_dir=tmp_path / "ray", executor="ray", quiet=True)
+
+    def essence(res: dict) -> list[tuple]:
+        return [
+            (d["device"], d["arch"], d["test_accuracy"], d["cost"]["params"], d["cost"]["flops"])
+            for d in res["devices"]
+        ]
+
+    assert essence(ray) == essence(local)
+    assert ray["teacher"]["test_accuracy"] == local["teacher"]["test_accuracy"]

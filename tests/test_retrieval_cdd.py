@@ -127,9 +127,9 @@ def test_pruning_keeps_outputs_and_makes_a_plain_smaller_network() -> None:
 
 
 def test_bad_input_is_a_user_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="--budget 1.5: .*between 0 and 1"):
+    with pytest.raises(ConfigError, match=r"--budget 1\.5: .*between 0 and 1"):
         run_retrieval(role="cdd", teacher="t.pt", budget=1.5, run_dir=tmp_path / "a")
-    with pytest.raises(UserError, match="--teacher .*missing.pt: no such model file"):
+    with pytest.raises(UserError, match=r"--teacher .*missing\.pt: no such model file"):
         run_retrieval(role="cdd", teacher=str(tmp_path / "missing.pt"), run_dir=tmp_path / "b")
     with pytest.raises(UserError, match="needs --teacher"):
         run_retrieval(role="cdd", run_dir=tmp_path / "c")

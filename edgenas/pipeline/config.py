@@ -68,6 +68,7 @@ class ScreenSection(_Strict):
     proxies: str = "az"
     top: int = Field(5, ge=1, description="ranked candidates kept per device (fallbacks for search)")
     batch: int = Field(64, ge=2)
+    latency_tries: int = Field(15, ge=1, description="best-ranked archs whose latency is measured at most")
 
 
 class SearchSection(_Strict):

@@ -101,6 +101,7 @@ def screen_job(
                     quiet=True,
                     score_cache=scores,
                     cost_cache=costs,
+                    latency_tries=screen["latency_tries"],
                 )
             except UserError as exc:  # nothing fits this device: recorded, the search may still find one
                 done = {"chosen": [], "candidates_in_budget": 0, "search_seconds": 0.0, "error": str(exc)}

@@ -53,12 +53,15 @@ def run_screen(
     quiet: bool = False,
     score_cache: dict[str, dict[str, float]] | None = None,
     cost_cache: dict[str, Any] | None = None,
+    latency_tries: int | None = None,
 ) -> dict[str, Any]:
     """Screen, rank, check latency of the best, and write results.json, screen.csv, screen.png.
 
     `score_cache` (arch -> proxy values) and `cost_cache` (arch -> static Cost) let several
     screens of the same sample (one per device) score and cost each arch once; neither
-    depends on the budget, only the ranks do.
+    depends on the budget, only the ranks do. `latency_tries` caps how many of the best
+    ranked archs get their latency measured (each is an ONNX export and a timing loop)
+    while looking for `top` that fit.
     """
     space = get_space(space_name)
     device = resolve_device(compute)
@@ -120,7 +123,9 @@ def run_screen(
         raise_no_fit(profile)
     scores = rank_pool(values, names)
     order = np.argsort(-scores, kind="stable")
-    chosen, measured = first_fitting(space, [pool[int(i)] for i in order], shape, profile, want=top)
+    chosen, measured = first_fitting(
+        space, [pool[int(i)] for i in order], shape, profile, want=top, max_tries=latency_tries
+    )
     latency = {arch: cost.latency_ms for arch, cost in measured.items()}
     rows = []
     for i, arch in enumerate(pool):
