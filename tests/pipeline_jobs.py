@@ -24,7 +24,7 @@ def tiny_training(seed: int, steps: int = 5) -> dict:
         opt.step()
     return {
         "loss": float(loss.detach()),
-        "checksum": float(sum(p.double().sum() for p in net.parameters())),
+        "checksum": float(sum(p.detach().double().sum() for p in net.parameters())),
         "threads": torch.get_num_threads(),
         "pid": os.getpid(),
     }

@@ -39,11 +39,11 @@ def tiny_config(tmp_path: Path, **override) -> Path:
         "screen": {"n": 12, "top": 1, "batch": 16},
         "search": {
             "subset": 400,
-            "options": {"epochs": 2, "warmup_epochs": 1, "batch_size": 64, "search_width": 4},
+            "dca": {"epochs": 2, "warmup_epochs": 1, "batch_size": 64, "search_width": 4},
         },
         "teacher": {"kind": "generic", "width": 4, "epochs": 1},
         "train": {"epochs": 2, "batch_size": 64},
-        "executor": {"workers": 2},
+        "executor": {"workers": 2, "threads": 1},  # one thread a job: robust to a busy CPU
     }
     for key, value in override.items():
         cfg[key] = value

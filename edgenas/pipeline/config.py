@@ -72,12 +72,13 @@ class ScreenSection(_Strict):
 
 
 class SearchSection(_Strict):
-    """The per-device search (DCA-NAS) or one DNAD search for all devices; `screen` takes the top screened arch."""
+    """The per-device search (DCA-NAS), one DNAD search for all devices, or `screen` (the top screened arch)."""
 
     method: Literal["screen", "dca", "dnad"] = "dca"
     subset: int | None = Field(10000, ge=1)
     val_fraction: float = Field(0.5, gt=0, lt=1)
-    options: dict[str, Any] = Field(default_factory=dict, description="method settings, e.g. DCA's epochs")
+    dca: dict[str, Any] = Field(default_factory=dict, description="DCA-NAS settings (DCAConfig), e.g. epochs")
+    dnad: dict[str, Any] = Field(default_factory=dict, description="DNAD settings (SNPSConfig), e.g. epochs")
 
 
 class TeacherSection(_Strict):
@@ -109,6 +110,9 @@ class ExecutorSection(_Strict):
     kind: Literal["local", "ray"] = "local"
     address: str | None = None
     workers: int = Field(2, ge=1)
+    threads: int | None = Field(
+        None, ge=1, description="torch threads per job (default: this machine's cores shared among the jobs)"
+    )
 
 
 class RunConfig(_Strict):
@@ -174,15 +178,24 @@ def load_run_config(path: str | Path) -> tuple[RunConfig, list[DeviceProfile]]:
             raise ConfigError(f"{path}:{lines.get(('devices', i))}: devices.{i}: device name {name!r} is used twice")
         if not profiles[i].budgets.items():
             raise ConfigError(f"{path}:{lines.get(('devices', i))}: devices.{i}: device {name!r} sets no budget")
-    for i, _ in enumerate(cfg.devices):
-        if cfg.method_for(i) == "dnad" and not _dnad_available():
-            raise ConfigError(f"{path}:{lines.get(('devices', i))}: method dnad is not available in this edgenas")
+    methods = {cfg.method_for(i) for i in range(len(cfg.devices))}
+    if "dnad" in methods and cfg.teacher.kind == "none":
+        raise ConfigError(
+            f"{path}:{lines.get(('teacher',))}: teacher.kind: DNAD distils from a teacher; use plain or generic"
+        )
+    _check_method_options(path, lines, cfg, methods)
     return cfg, profiles
 
 
-def _dnad_available() -> bool:
-    try:
-        import edgenas.search.snps  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _check_method_options(path: Path, lines: dict, cfg: RunConfig, methods: set[str]) -> None:
+    """Method settings are checked now, not when the search starts after the screening."""
+    import importlib
+
+    for name, where in (("dca", "edgenas.search.dca:DCAConfig"), ("dnad", "edgenas.search.snps:SNPSConfig")):
+        options = getattr(cfg.search, name)
+        if name in methods or options:
+            module, _, cls = where.partition(":")
+            try:
+                getattr(importlib.import_module(module), cls).from_options(options)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}:{lines.get(('search', name))}: search.{name}: {exc}") from None

@@ -148,7 +148,45 @@ def search_job(
         space=space["name"],
         width=space["width"],
         cells=space["cells"],
-        options={"seed": seed, **search["options"]},
+        options={"seed": seed, **search["dca"]},
+        compute=compute,
+        run_dir=out,
+        quiet=True,
+    )
+
+
+def dnad_job(
+    *,
+    folder: str,
+    teacher: str,
+    dataset: dict[str, Any],
+    space: dict[str, Any],
+    search: dict[str, Any],
+    seed: int,
+    compute: str,
+) -> dict[str, Any]:
+    """One DNAD search for every device: shrink the supernet while distilling, harvest snapshots."""
+    from edgenas.search.command import resume_search
+    from edgenas.search.command import search as run_search
+
+    out = Path(folder)
+    done = _finished(out)
+    if done is not None:
+        return done
+    if _started(out):
+        return resume_search(out, compute=compute, quiet=True)
+    return run_search(
+        method="dnad",
+        teacher=teacher,
+        dataset=dataset["name"],
+        data_dir=dataset["data_dir"],
+        subset=search["subset"],
+        val_fraction=search["val_fraction"],
+        resize=dataset["resize"],
+        space=space["name"],
+        width=space["width"],
+        cells=space["cells"],
+        options={"seed": seed, **search["dnad"]},
         compute=compute,
         run_dir=out,
         quiet=True,

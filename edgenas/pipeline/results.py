@@ -17,27 +17,18 @@ def collect_results(cfg: RunConfig, profiles: list[DeviceProfile], state: Any) -
         sel = jobs[f"select/{p.name}"]
         trained = jobs[f"distill/{p.name}"]
         exported = jobs[f"export/{p.name}"]
-        searched = jobs.get(f"search/{p.name}")
+        method = cfg.method_for(i)
+        searched = jobs.get("search/dnad") if method == "dnad" else jobs.get(f"search/{p.name}")
         screened = jobs["screen"][p.name]
         devices.append(
             {
                 "device": p.name,
                 "description": p.description,
-                "method": cfg.method_for(i),
+                "method": method,
                 "selected_by": sel["source"],
                 "arch": sel["arch"],
                 "candidates_tried": sel["tried"],
-                "search": None
-                if searched is None
-                else {
-                    "arch": searched["arch"],
-                    "fits": searched["fits"],
-                    "repaired": searched["repaired"],
-                    "filled": searched["filled"],
-                    "search_seconds": searched["search_seconds"],
-                    "epochs": searched["epochs"],
-                    "run_dir": searched["run_dir"],
-                },
+                "search": _search_summary(searched),
                 "screen": {"in_budget": screened["in_budget"], "top": screened["ranked"], "folder": screened["folder"]},
                 "test_accuracy": trained["test_accuracy"],
                 "train_seconds": trained["train_seconds"],
@@ -69,3 +60,20 @@ def collect_results(cfg: RunConfig, profiles: list[DeviceProfile], state: Any) -
         "sessions": state.sessions,
         "all_pass": all(d["all_pass"] for d in devices),
     }
+
+
+def _search_summary(searched: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the report says of a search: DCA's derived arch and its repairs, or DNAD's harvest."""
+    if searched is None:
+        return None
+    out = {
+        "method": searched["method"],
+        "search_seconds": searched["search_seconds"],
+        "epochs": searched["epochs"],
+        "run_dir": searched["run_dir"],
+    }
+    if searched["method"] == "dca":
+        out.update({k: searched[k] for k in ("arch", "fits", "repaired", "filled")})
+    else:
+        out.update({"snapshots": len(searched["snapshots"]), "pareto_count": searched["pareto_count"]})
+    return out

@@ -181,7 +181,9 @@ class Pipeline:
         }
         info = dataset_info(d.name, d.data_dir, resize=d.resize)
         self.shape = NetShape.for_data(info, cfg.space.width, cfg.space.cells)
-        self.threads = threads_per_job(ex.workers)
+        # parallel jobs share the cores; a job running alone (screen, teacher) gets them all
+        self.threads = cfg.executor.threads or threads_per_job(ex.workers)
+        self.solo_threads = cfg.executor.threads or (os.cpu_count() or 1)
 
     # -- helpers ------------------------------------------------------------------------
     def _jobs(self, stage: str, jobs: list[Job]) -> None:
@@ -222,6 +224,8 @@ class Pipeline:
         self.state.save()
         self.run_dir.event("start", session=self.state.sessions, executor=self.ex.name, workers=self.ex.workers)
         self.screen()
+        if self._methods() & {"dnad"}:
+            self.teacher()  # DNAD imitates the teacher while it searches
         self.search()
         self.select()
         self.teacher()
@@ -246,10 +250,16 @@ class Pipeline:
                         "seed": c.seed,
                         "compute": self.compute,
                     },
-                    threads=os.cpu_count() or 1,
+                    threads=self.solo_threads,
                 )
             ],
         )
+
+    def _methods(self) -> set[str]:
+        return {self.cfg.method_for(i) for i in range(len(self.profiles))}
+
+    def _teacher_file(self) -> str:
+        return str(Path(self.state.jobs["teacher"]["run_dir"]) / "model.pt")
 
     def search(self) -> None:
         c = self.cfg
@@ -271,7 +281,33 @@ class Pipeline:
             for i, p in enumerate(self.profiles)
             if c.method_for(i) == "dca"
         ]
+        if "dnad" in self._methods():
+            jobs.append(
+                Job(
+                    "search/dnad",
+                    "edgenas.pipeline.jobs:dnad_job",
+                    {
+                        "folder": self._folder("search", "dnad"),
+                        "teacher": self._teacher_file(),
+                        "dataset": self.dataset,
+                        "space": c.space.model_dump(),
+                        "search": c.search.model_dump(),
+                        "seed": c.seed,
+                        "compute": self.compute,
+                    },
+                    threads=self.threads,
+                )
+            )
         self._jobs("search", jobs)
+
+    def _searched(self, device: str, method: str) -> list[str]:
+        """The search's candidates for a device, best first: DCA's arch, or DNAD's snapshots by val accuracy."""
+        if method == "dca":
+            return [self.state.jobs[f"search/{device}"]["arch"]]
+        if method == "dnad":
+            snaps = sorted(self.state.jobs["search/dnad"]["snapshots"], key=lambda s: -s["val_accuracy"])
+            return list(dict.fromkeys(s["arch"] for s in snaps))
+        return []
 
     def select(self) -> None:
         """Per device, the first candidate (searched, then screened) that meets every budget, measured."""
@@ -284,14 +320,17 @@ class Pipeline:
             method = self.cfg.method_for(i)
 
             def pick(p: DeviceProfile = p, method: str = method) -> dict[str, Any]:
-                candidates: list[tuple[str, str]] = []
-                searched = self.state.jobs.get(f"search/{p.name}")
-                if searched is not None:
-                    candidates.append((searched["arch"], method))
+                candidates = [(a, method) for a in self._searched(p.name, method)]
                 candidates += [(a, "screen") for a in screened[p.name]["ranked"]]
-                tried = []
+                tried, seen = [], set()
                 for arch, source in candidates:
-                    cost, checks = check_arch_on_device(space, arch, self.shape, p)
+                    if arch in seen:
+                        continue
+                    seen.add(arch)
+                    # static costs first: latency (an ONNX export and timing) only for archs that pass them
+                    cost, checks = check_arch_on_device(space, arch, self.shape, p, latency=False)
+                    if not [c for c in checks if c.passed is False]:
+                        cost, checks = check_arch_on_device(space, arch, self.shape, p)
                     failed = [c.budget for c in checks if c.passed is False]
                     tried.append({"arch": arch, "source": source, "failed": failed})
                     if not failed:
@@ -329,7 +368,7 @@ class Pipeline:
                         "compute": self.compute,
                         "generic": generic,
                     },
-                    threads=os.cpu_count() or 1,
+                    threads=self.solo_threads,
                 )
             ],
         )
@@ -357,9 +396,7 @@ class Pipeline:
         }
 
     def distill(self) -> None:
-        teacher = None
-        if self.cfg.teacher.kind != "none":
-            teacher = str(Path(self.state.jobs["teacher"]["run_dir"]) / "model.pt")
+        teacher = self._teacher_file() if self.cfg.teacher.kind != "none" else None
         kd = {"kd_weight": self.cfg.train.kd_weight, "temperature": self.cfg.train.temperature}
         jobs = [
             Job(

@@ -125,7 +125,13 @@ def _notes(res: dict[str, Any]) -> list[str]:
     out = []
     for d in res["devices"]:
         s = d.get("search")
-        if s:
+        if s and s["method"] == "dnad":
+            out.append(
+                f"{d['device']}: DNAD (one search for all devices, {s['epochs']} epochs, {s['search_seconds']:.0f} s) "
+                f"harvested {s['snapshots']} snapshots, {s['pareto_count']} on the Pareto front; "
+                f"the best by val accuracy that meets every budget was taken ({d['selected_by']})"
+            )
+        elif s:
             what = "repaired" if s["repaired"] else ("filled" if s["filled"] else "as derived")
             out.append(
                 f"{d['device']}: DCA-NAS searched {s['epochs']} epochs in {s['search_seconds']:.0f} s, arch {what}"
