@@ -270,6 +270,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         executor=args.executor,
         address=args.address,
         workers=args.workers,
+        threads=args.threads,
         compute=args.compute,
         quiet=args.quiet,
     )
@@ -678,6 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=("local", "ray"), help="where independent jobs run (config's, else local)")
     p.add_argument("--address", help="--executor ray: address of a Ray cluster (default: start a local one)")
     p.add_argument("--workers", type=_positive_int, help="parallel jobs (config's, else 2)")
+    p.add_argument("--threads", type=_positive_int, help="torch threads per job (config's, else cores / jobs)")
     p.add_argument("--compute", default="auto", choices=COMPUTE_CHOICES, help="torch device for training (auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)

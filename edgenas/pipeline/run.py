@@ -93,11 +93,19 @@ def run_pipeline(
     executor: str | None = None,
     address: str | None = None,
     workers: int | None = None,
+    threads: int | None = None,
     compute: str = "auto",
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """Run (or resume) the whole pipeline for a config file; returns `results.json`'s content."""
+    """Run (or resume) the whole pipeline for a config file; returns `results.json`'s content.
+
+    `executor`, `address`, `workers` and `threads` override the config's `executor` section
+    (they change where and how fast jobs run, not which jobs; a resume may change them, though
+    another thread count can move the last digits of a float result).
+    """
     cfg, profiles = load_run_config(config_file)
+    if threads is not None:
+        cfg.executor.threads = threads
     resolved = {
         "config_file": str(config_file),
         "options": cfg.model_dump(mode="json", exclude={"executor"}),
