@@ -17,8 +17,9 @@ Usage:  .venv/bin/python benchmarks/pareto.py [--teacher MODEL_FILE] [--truth FI
    cost stays within T. Repeated over many draws (the spread is the point).
    A second rule is reported too: the same *number* of trained archs as DNAD, no credit
    for the search time.
-4. AZ screening at the same compute: `--az-pool` uniform archs scored with the AZ proxies
-   (`edgenas.search.screen.run_screen`); ordered as the AZ-score-vs-FLOPs non-dominated
+4. AZ screening at the same compute: the ground-truth archs (the same uniform candidates
+   random search draws from; or `--az-pool N` fresh uniform archs, trained here) scored
+   with the AZ proxies (`edgenas.search.screen.run_screen`); ordered as the AZ-score-vs-FLOPs non-dominated
    archs (cheapest first) followed by the rest in AZ rank; trained in that order while
    screening CPU seconds + training cost stay within T. An arch already in the ground-truth
    file reuses its row (same protocol, same seed, deterministic on CPU) at its recorded cost.
@@ -128,7 +129,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--teacher", type=Path, help="teacher model.pt (default: train one into results/pareto/teacher)")
     p.add_argument("--truth", type=Path, default=RESULTS / "truth_nb201_fashion.jsonl")
-    p.add_argument("--az-pool", type=int, default=500, help="uniform archs the AZ screen scores")
+    p.add_argument("--az-pool", type=int, help="score N fresh uniform archs (default: the ground-truth archs)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     protocol = TruthProtocol(
@@ -142,7 +143,7 @@ def main() -> None:
     # 1-2. DNAD: search, then train its Pareto set with the ground-truth protocol.
     teacher = get_teacher(args.teacher, protocol)
     res = run_dnad(teacher, protocol, args.seed)
-    dnad_archs = [s["arch"] for s in res["pareto"]]
+    dnad_archs = res["pareto_archs"]
     rows = {r["arch"]: r for r in build_truth(trained_file, protocol, archs=dnad_archs, workers=1, quiet=True)}
     dnad_rows = [rows[a] for a in dnad_archs]
     cost = train_cost_model(truth)
@@ -166,8 +167,9 @@ def main() -> None:
 
         shutil.rmtree(screen_dir, ignore_errors=True)
         cpu0 = time.process_time()
-        screen = run_screen(profile=None, shape=shape, names=expand_proxy_names("az"), n=args.az_pool,
-                            top=1, seed=args.seed, compute="cpu", run=RunDir.create("screen", screen_dir),
+        pool = None if args.az_pool else [r["arch"] for r in truth]
+        screen = run_screen(profile=None, shape=shape, names=expand_proxy_names("az"), n=args.az_pool or len(truth),
+                            archs=pool, top=1, seed=args.seed, compute="cpu", run=RunDir.create("screen", screen_dir),
                             quiet=True)  # fmt: skip
         screen_cpu = time.process_time() - cpu0
         (screen_dir / "cpu_seconds.json").write_text(json.dumps({"cpu_seconds": screen_cpu}))
@@ -247,15 +249,21 @@ def main() -> None:
         "snapshots": len(res["snapshots"]),
         "search_pareto_count": res["pareto_count"],
         "search_pareto_flops_span": res["pareto_flops_span"],
+        "search_pareto_on": res["pareto_on"],
+        "search_pareto_archs_flops_span": res["pareto_archs_flops_span"],
         "search_pareto": [
-            {k: s[k] for k in ("arch", "flops", "val_accuracy", "live_flops", "epoch")} for s in res["pareto"]
+            {
+                k: s[k]
+                for k in ("arch", "flops", "val_accuracy", "live_flops", "live_val_accuracy", "live_op_count", "epoch")
+            }
+            for s in res["pareto"]
         ],
         "final_live_ops": res["final_live_ops"],
         "deletions": len(res["deletions"]),
     }
     random_budget, random_count = spread(draws_budget), spread(draws_count)
     az = summary(az_rows) | {
-        "pool": args.az_pool,
+        "pool": args.az_pool or f"the {len(truth)} ground-truth archs",
         "screen_seconds_wall": screen["search_seconds"],
         "screen_cpu_seconds": round(screen_cpu, 2),
         "newly_trained": az_new,

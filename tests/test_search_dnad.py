@@ -23,6 +23,7 @@ from edgenas.search.snps import (
     SNPSSearch,
     adapt_coefficient,
     auto_levels,
+    binary_entropy,
     deletion_step,
     live_edges,
     live_flops,
@@ -93,6 +94,18 @@ def test_sparsity_entropy_pushes_the_weaker_ops_down() -> None:
     sat.grad = None
     sparsity_entropy(sat, alive, "cell", of="logits").backward()
     assert sat.grad[:, [SKIP, CONV1, POOL]].min() > 1e-3
+
+
+def test_binary_entropy_is_one_at_half_and_pushes_away_from_it() -> None:
+    alive = torch.zeros(len(EDGES), len(OPS), dtype=torch.bool)
+    alive[0, [SKIP, CONV3]] = True
+    att = torch.zeros(len(EDGES), len(OPS))
+    att[0, [SKIP, CONV3]] = torch.tensor([0.5, 0.25])
+    h25 = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75)) / math.log(2)  # 0.8113
+    assert binary_entropy(att, alive).item() == pytest.approx((1.0 + h25) / 2, rel=1e-5)
+    theta = torch.tensor([-1.0, 2.0], requires_grad=True)
+    binary_entropy(torch.sigmoid(theta), torch.ones(2, dtype=torch.bool)).backward()
+    assert theta.grad[0] > 0 and theta.grad[1] < 0  # descent: the low weight down, the high one up
 
 
 def test_schedule_and_adaptive_coefficient_move_the_right_way() -> None:
@@ -241,8 +254,10 @@ def test_search_shrinks_harvests_and_writes_its_results(straight: dict) -> None:
     levels = [s for s in res["snapshots"] if s["reason"] == "level"]
     assert all(s["live_flops"] <= min(s["levels"]) for s in levels)
     front = res["pareto"]
-    assert front and [s["flops"] for s in front] == sorted(s["flops"] for s in front)
-    assert all(b["val_accuracy"] > a["val_accuracy"] for a, b in itertools.pairwise(front))
+    assert res["pareto_on"] == "live"
+    assert front and [s["live_flops"] for s in front] == sorted(s["live_flops"] for s in front)
+    assert all(b["live_val_accuracy"] > a["live_val_accuracy"] for a, b in itertools.pairwise(front))
+    assert res["pareto_archs"] == list(dict.fromkeys(s["arch"] for s in front))
     saved = json.loads((out / "results.json").read_text())
     assert saved["schema_version"] == 1 and saved["method"] == "dnad" and saved["pareto"] == front
     assert (out / "pareto.png").stat().st_size > 0 and (out / "shrink.png").stat().st_size > 0

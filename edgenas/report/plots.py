@@ -170,8 +170,9 @@ def shrink_plot(
 ) -> Path:
     """DNAD shrinking by α-step: live ops against the schedule, live FLOPs against the harvest levels.
 
-    `start` = (live ops, live FLOPs) before the first deletion; `target` = (start ops, final
-    ops, search steps) of the linear schedule.
+    `start` = (live ops, live FLOPs) before the first deletion; `target` = (start, final,
+    search steps) of the linear schedule (in the units the schedule is kept in: live ops,
+    or Σ attention of live ops for DNAD's soft schedule).
     """
     steps = [0] + [d["step"] for d in deletions]
     ops = [start[0]] + [d["live_ops"] for d in deletions]
@@ -179,7 +180,7 @@ def shrink_plot(
     end = max([target[2], *steps])
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
     a1.step([*steps, end], [*ops, ops[-1]], where="post", label="live ops")
-    a1.plot([0, target[2]], [target[0], target[1]], "k--", linewidth=1, label="schedule")
+    a1.plot([0, target[2]], [target[0], target[1]], "k--", linewidth=1, label="schedule target")
     a1.set_xlabel("α-step")
     a1.set_ylabel("live ops")
     a1.legend(fontsize=8)
