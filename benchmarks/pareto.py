@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgenas.bench.truth import TruthProtocol, build_truth, read_truth
+from edgenas.bench.truth import TruthProtocol, read_truth
 from edgenas.core.seeding import numpy_rng
 from edgenas.report.tables import rows_table, stdout
 from edgenas.search.pareto import hypervolume_2d, pareto_front
@@ -49,6 +49,28 @@ RESULTS = Path(__file__).parent / "results"
 FOLDER = RESULTS / "pareto"
 FLOOR = 0.75
 RANDOM_DRAWS = 200
+
+
+def train_rows(out: Path, protocol: TruthProtocol, archs: list[str]) -> dict[str, dict]:
+    """Train the archs not yet in `out` with the ground-truth protocol, in this process, 1 thread.
+
+    `build_truth` would start a worker pool with cpu_count // workers threads; the
+    benchmark shares its machine, so it trains in-process on one thread (as the ground
+    truth itself was) and appends the same rows to the same kind of file.
+    """
+    from edgenas.bench import truth as truth_mod
+    from edgenas.core.jsonl import append_jsonl
+
+    truth_mod._check_protocol(out, protocol)
+    done = {r["arch"]: r for r in read_truth(out)} if out.is_file() else {}
+    todo = [a for a in archs if a not in done]
+    if todo:
+        truth_mod._init_worker(protocol.model_dump(), 1)
+        for arch in todo:
+            row = truth_mod.train_one(arch)
+            append_jsonl(out, row)
+            done[arch] = row
+    return done
 
 
 def get_teacher(path: Path | None, protocol: TruthProtocol) -> Path:
@@ -144,7 +166,7 @@ def main() -> None:
     teacher = get_teacher(args.teacher, protocol)
     res = run_dnad(teacher, protocol, args.seed)
     dnad_archs = res["pareto_archs"]
-    rows = {r["arch"]: r for r in build_truth(trained_file, protocol, archs=dnad_archs, workers=1, quiet=True)}
+    rows = train_rows(trained_file, protocol, dnad_archs)
     dnad_rows = [rows[a] for a in dnad_archs]
     cost = train_cost_model(truth)
     search_cost = res["search_cpu_seconds"]
@@ -182,11 +204,9 @@ def main() -> None:
             break  # the next training would not fit: stop before starting it
         row = by_arch.get(arch)
         if row is None:
-            done = {r["arch"]: r for r in read_truth(trained_file)} if trained_file.is_file() else {}
-            row = done.get(arch)
-        if row is None:
-            row = {r["arch"]: r for r in build_truth(trained_file, protocol, archs=[arch], workers=1, quiet=True)}[arch]
-            az_new += 1
+            known = {r["arch"] for r in read_truth(trained_file)} if trained_file.is_file() else set()
+            az_new += arch not in known
+            row = train_rows(trained_file, protocol, [arch])[arch]
         spent += cost(row)
         az_rows.append(row)
 

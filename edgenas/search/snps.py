@@ -7,16 +7,17 @@ harvests architectures along the way:
   competition), so any number of ops per edge may survive. "none" has no meaning under
   independent weights (it adds zeros), so it is dead from the start: an edge whose ops
   are all deleted *is* "none".
-- **Sparsity entropy** (*(inferred)* form, options `entropy_of`, `entropy_scope`): the
-  entropy of the live ops' attention as a distribution, divided by log(n_live) so it lies
-  in [0, 1]. It only pushes weak ops down relative to strong ones — the pressure that
-  makes ops die. The distribution is softmax(θ/T) over the live ops by default (T=4: at
-  T=1 one op soon holds all the mass and the losers' gradient vanishes before they reach
-  the deletion threshold — seen on Fashion-MNIST, no deletion in 2 epochs); p = a/Σa
-  (`entropy_of="weights"`) stalls in practice: once CE drives the useful ops' sigmoids to
-  ≈1 they look equal and the gradient through a saturated sigmoid vanishes (seen on
-  Fashion-MNIST: 10 ops stuck near 1). Scope "cell" normalises over the whole cell (whole
-  edges can die), "edge" over each edge (the cell tends to one op per edge).
+- **Sparsity entropy** (*(inferred)* form, options `entropy_of`, `entropy_scope`,
+  `theta_max`): the entropy of the live ops' attention as a distribution, p = a/Σa,
+  divided by log(n_live) so it lies in [0, 1]. It only pushes weak ops down relative to
+  strong ones — the pressure that makes ops die. θ is clamped to ±`theta_max` (3: a ∈
+  [0.047, 0.953]) after every step: unclamped, CE drives the useful ops' sigmoids to ≈1,
+  they look equal and the gradient through a saturated sigmoid vanishes (seen on
+  Fashion-MNIST: 10 ops stuck near 1). `entropy_of="logits"` (p = softmax(θ/T)) was tried
+  and is kept as an option, but it is translation-invariant: the entropy falls by letting
+  the winner's θ run away while every other op stays at a ≈ 1, and nothing is deleted
+  (measured: 7 ops live to the end at λ = 100). Scope "cell" normalises over the whole
+  cell (whole edges can die), "edge" over each edge (the cell tends to one op per edge).
 - **Adaptive coefficient**: a schedule sets the target number of live ops, falling
   linearly from its value at the first α-step to `final_live` at the end of the search. After
   every α-step, λ ← λ·e^{+rate} while more ops are alive than the schedule wants (the
@@ -52,11 +53,10 @@ harvests architectures along the way:
   scores far below it (measured: 0.58 vs 0.87 val accuracy at the end of one search) —
   or of the NB201 arch; one per distinct cell. The NB201 archs of the Pareto set are what
   `benchmarks/pareto.py` trains.
-- **Polarising** *(inferred, option `polarize`)*: the mean binary entropy of the live
-  weights is added to the sparsity entropy (methods.md: "pushes them towards 0 or 1").
-  Without it, ops the sparsity term has pushed down hover at a ≈ 0.1–0.3, above the
-  deletion threshold, once λ backs off (measured: 14 ops still live at the end, only 2
-  snapshots).
+- **Polarising** *(inferred, option `polarize`, off by default)*: adds the mean binary
+  entropy of the live weights (methods.md: "pushes them towards 0 or 1"). It sinks ops
+  left at a ≈ 0.1–0.3 but also pins every op above 0.5 at 1, which stalled the shrink in
+  a measured run; the clamp above does its job without that.
 
 The run directory holds a per-epoch atomic checkpoint (supernet with its alive mask,
 θ, projector, optimisers, λ, deletion counters, snapshots), so `--resume` continues after
@@ -115,10 +115,13 @@ class SNPSConfig(BaseModel):
     )
     entropy_scope: Literal["cell", "edge"] = "cell"
     entropy_of: Literal["logits", "weights"] = Field(
-        "logits", description="p = softmax(θ/T) over live ops, or a/Σa (stalls once sigmoids saturate at 1)"
+        "weights", description="p = softmax(θ/T) over live ops, or a/Σa (stalls once sigmoids saturate at 1)"
     )
     polarize: bool = Field(
-        True, description="add the mean binary entropy of the weights: ops left at 0.1-0.3 sink to 0 and die"
+        False, description="add the mean binary entropy of the weights: ops left at 0.1-0.3 sink to 0 and die"
+    )
+    theta_max: float | None = Field(
+        3.0, gt=0, description="clamp θ to ±theta_max after each step: no sigmoid saturates (None: no clamp)"
     )
     entropy_temperature: float = Field(
         4.0, gt=0, description="T of softmax(θ/T): at T=1 one op takes all the mass and the losers' gradient vanishes"
@@ -454,6 +457,9 @@ class SNPSSearch:
         (grad,) = torch.autograd.grad(loss + self.lam * ent, [self.theta])
         self.theta.grad = grad
         self.a_opt.step()
+        if self.cfg.theta_max is not None:
+            with torch.no_grad():
+                self.theta.clamp_(-self.cfg.theta_max, self.cfg.theta_max)
         self.step += 1
         self.after_alpha_step()
         return loss.item(), ent.item()
