@@ -510,6 +510,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     if args.resume is not None:
         res = resume_search(args.resume, compute=args.compute, quiet=args.quiet)
+    elif args.method == "dnad":
+        res = _search_dnad(args, search)
     else:
         if args.device_file is None:
             raise UserError("edgenas search needs --device FILE (or --resume RUN_DIR)")
@@ -534,6 +536,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             run_dir=args.run_dir,
             quiet=args.quiet,
         )
+    if res["method"] == "dnad":
+        return _print_dnad(res)
     stdout.print(f"[bold]{res['arch']}[/]  ({res['method']} for {res['device']}, {res['search_seconds']:.0f}s search)")
     if res["repairs"]:
         stdout.print(f"repaired in {len(res['repairs'])} step(s) from the argmax {res['argmax_arch']}")
@@ -543,6 +547,63 @@ def cmd_search(args: argparse.Namespace) -> int:
     stdout.print(f"ops: {hist}")
     stdout.print(f"run directory: {res['run_dir']}  (results.json, alpha.png, ops.png)")
     stdout.print(f"train it: edgenas train --arch '{res['arch']}' --width {res['target_shape']['width']}")
+    return 0
+
+
+def _levels(text: str) -> list[float] | None:
+    """`auto` or a comma list of FLOPs values (suffixes k/M/G allowed, e.g. 4M,8M,12M)."""
+    from edgenas.core.yamlio import parse_quantity
+
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        levels = [float(parse_quantity(v.strip())) for v in text.split(",") if v.strip()]
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r}: give 'auto' or FLOPs values like 4M,8M,12M") from None
+    if not levels or min(levels) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: levels must be positive FLOPs values like 4M,8M,12M")
+    return levels
+
+
+def _search_dnad(args: argparse.Namespace, search) -> dict:
+    """`edgenas search --method dnad`: the teacher instead of a device, SNPS options."""
+    if args.teacher is None:
+        raise UserError("edgenas search --method dnad needs --teacher MODEL_FILE (train one with `edgenas teacher`)")
+    names = ("epochs", "warmup_epochs", "batch_size", "search_width", "k", "alpha_lr", "w_lr", "levels")
+    options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    dca_only = [f"--{k.replace('_', '-')}" for k in ("penalty", "lower", "eta_lambda") if getattr(args, k) is not None]
+    if dca_only:
+        raise UserError(f"{', '.join(dca_only)}: DCA-NAS options; --method dnad does not take them")
+    return search(
+        method="dnad",
+        teacher=args.teacher,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        subset=args.subset,
+        val_fraction=args.val_fraction,
+        resize=args.resize,
+        space=args.space,
+        width=args.width,
+        cells=args.cells,
+        options=options | {"seed": args.seed},
+        compute=args.compute,
+        run_dir=args.run_dir,
+        quiet=args.quiet,
+    )
+
+
+def _print_dnad(res: dict) -> int:
+    from edgenas.report.tables import rows_table, stdout
+
+    rows = [
+        (s["arch"], f"{s['flops'] / 1e6:.2f}", s["params"], f"{s['val_accuracy'] * 100:.2f}%", s["epoch"])
+        for s in res["pareto"]
+    ]
+    title = f"DNAD Pareto set: {res['pareto_count']} of {len(res['snapshots'])} snapshots"
+    stdout.print(rows_table(title, ("arch", "MFLOPs", "params", "val acc (supernet)", "epoch"), rows))
+    span = res["pareto_flops_span"]
+    stdout.print(f"FLOPs span {span:.2f}x; {res['search_seconds']:.0f}s search; {res['final_live_ops']} ops left live")
+    stdout.print(f"run directory: {res['run_dir']}  (results.json, pareto.png, shrink.png)")
     return 0
 
 
@@ -803,8 +864,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_bench_proxies)
-    p = sub.add_parser("search", help="differentiable search under a device's budgets (DCA-NAS)")
-    p.add_argument("--method", choices=("dca",), default="dca", help="dca: DCA-NAS (default)")
+    p = sub.add_parser(
+        "search", help="differentiable search: under a device's budgets (DCA-NAS), or a Pareto set (DNAD)"
+    )
+    p.add_argument(
+        "--method", choices=("dca", "dnad"), default="dca", help="dca: DCA-NAS (default); dnad: shrinking+distillation"
+    )
+    p.add_argument("--teacher", type=Path, help="dnad: teacher model.pt (edgenas teacher)")
+    p.add_argument("--levels", type=_levels, help="dnad: live-FLOPs levels to snapshot at, e.g. 4M,8M,12M (auto)")
     p.add_argument("--device", dest="device_file", type=Path, help="device profile YAML (budgets to search under)")
     p.add_argument("--search-width", type=_positive_int, help="proxy width of the supernet (8)")
     p.add_argument("--k", type=_positive_int, help="partial channels: 1/K of each edge's channels are searched (2)")

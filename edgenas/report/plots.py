@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from edgenas.search.pareto import pareto_front
+
 
 def score_vs_flops(
     path: str | Path,
@@ -130,17 +132,6 @@ def op_histogram_plot(path: str | Path, counts: dict[str, int], title: str) -> P
     return Path(path)
 
 
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the non-dominated points (fewer FLOPs, higher accuracy), by FLOPs."""
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
-    front, best = [], -np.inf
-    for i in order:
-        if points[i][1] > best:
-            front.append(i)
-            best = points[i][1]
-    return front
-
-
 def accuracy_vs_flops(
     path: str | Path, points: Sequence[tuple[float, float, str]], flops_budgets: dict[str, float], title: str
 ) -> Path:
@@ -151,7 +142,7 @@ def accuracy_vs_flops(
     for (x, y), (_, _, label) in zip(xy, points, strict=True):
         ax.scatter([x], [y], s=40, color=colour[label], edgecolor="black", zorder=3)
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    front = pareto_front(xy)
+    front = pareto_front([x for x, _ in xy], [y for _, y in xy])
     ax.plot(
         [xy[i][0] for i in front], [xy[i][1] for i in front], "--", color="tab:gray", zorder=2, label="Pareto front"
     )
@@ -169,6 +160,36 @@ def accuracy_vs_flops(
     return Path(path)
 
 
+def pareto_plot(
+    path: str | Path,
+    points: dict[str, Sequence[tuple[float, float]]],
+    fronts: dict[str, Sequence[tuple[float, float]]],
+    title: str,
+    ylabel: str = "accuracy",
+) -> Path:
+    """Accuracy against FLOPs: every set's points faint, each Pareto front as a step line."""
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (name, pts) in enumerate(points.items()):
+        if pts:
+            f, a = np.asarray(pts, dtype=float).T
+            ax.scatter(f / 1e6, a, s=14, alpha=0.35, color=colors[i % len(colors)], label=f"{name} ({len(pts)})")
+    for i, (name, pts) in enumerate(fronts.items()):
+        if pts:
+            f, a = np.asarray(sorted(pts), dtype=float).T
+            color = colors[(i + len(points)) % len(colors)] if name not in points else None
+            ax.step(f / 1e6, a, where="post", marker="o", color=color, label=f"{name} ({len(pts)})")
+    ax.set_xlabel("MFLOPs (batch 1)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
 def stage_seconds_plot(path: str | Path, seconds: dict[str, float], title: str) -> Path:
     """Horizontal bars: wall seconds spent in each pipeline stage (all sessions of a resumed run)."""
     fig, ax = plt.subplots(figsize=(6, 0.5 + 0.4 * max(len(seconds), 1)), dpi=120)
@@ -176,6 +197,48 @@ def stage_seconds_plot(path: str | Path, seconds: dict[str, float], title: str) 
     ax.barh(names[::-1], [seconds[n] for n in names][::-1], color="tab:blue")
     ax.set_xlabel("seconds")
     ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def shrink_plot(
+    path: str | Path,
+    start: tuple[int, float],
+    deletions: Sequence[dict],
+    snapshots: Sequence[dict],
+    target: tuple[int, int, int],
+    levels: Sequence[float] = (),
+) -> Path:
+    """DNAD shrinking by α-step: live ops against the schedule, live FLOPs against the harvest levels.
+
+    `start` = (live ops, live FLOPs) before the first deletion; `target` = (start, final,
+    search steps) of the linear schedule (in the units the schedule is kept in: live ops,
+    or Σ attention of live ops for DNAD's soft schedule).
+    """
+    steps = [0] + [d["step"] for d in deletions]
+    ops = [start[0]] + [d["live_ops"] for d in deletions]
+    flops = [start[1]] + [d["live_flops"] for d in deletions]
+    end = max([target[2], *steps])
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
+    a1.step([*steps, end], [*ops, ops[-1]], where="post", label="live ops")
+    a1.plot([0, target[2]], [target[0], target[1]], "k--", linewidth=1, label="schedule target")
+    a1.set_xlabel("α-step")
+    a1.set_ylabel("live ops")
+    a1.legend(fontsize=8)
+    a1.grid(alpha=0.3)
+    a2.step([*steps, end], np.asarray([*flops, flops[-1]]) / 1e6, where="post", label="live supernet")
+    for lv in levels:
+        a2.axhline(lv / 1e6, color="tab:gray", linestyle=":", linewidth=0.8)
+    if snapshots:
+        a2.scatter([s["step"] for s in snapshots], [s["flops"] / 1e6 for s in snapshots], color="tab:red",
+                   zorder=3, s=18, label="snapshot arch (NB201)")  # fmt: skip
+    a2.set_xlabel("α-step")
+    a2.set_ylabel("MFLOPs at the deployed shape")
+    a2.legend(fontsize=8)
+    a2.grid(alpha=0.3)
+    fig.suptitle("DNAD progressive shrinking (dotted: harvest levels)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -18,7 +18,7 @@ from edgenas.core.seeding import seed_everything
 from edgenas.core.space import NetShape
 from edgenas.data import load_dataset
 
-METHODS = ("dca",)
+METHODS = ("dca", "dnad")
 
 
 def search(
@@ -38,12 +38,14 @@ def search(
     compute: str = "auto",
     run_dir: str | Path | None = None,
     quiet: bool = False,
+    teacher: str | Path | None = None,
 ) -> dict[str, Any]:
     """Start a search; returns the results dict also written to `results.json`.
 
     `profile` (a `DeviceProfile`) or `device_file` names the target; `options` are the
-    method's settings (for DCA: `DCAConfig` fields). Half of the (subset of the) training
-    images train the weights, the other half the architecture (`val_fraction`).
+    method's settings (for DCA: `DCAConfig` fields; for DNAD: `SNPSConfig` fields, and
+    `teacher`, a model file, is required instead of a device). Half of the (subset of the)
+    training images train the weights, the other half the architecture (`val_fraction`).
     """
     from edgenas.search.dca import DCAConfig
 
@@ -51,16 +53,7 @@ def search(
         raise ConfigError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
     if space != "nb201":
         raise ConfigError(f"--space {space!r}: differentiable search supports nb201 only so far")
-    if profile is None:
-        if device_file is None:
-            raise ConfigError("edgenas search needs --device FILE (the device profile whose budgets it searches under)")
-        profile = load_device(device_file)
-    if not profile.budgets.items():
-        raise ConfigError(f"device {profile.name!r} sets no budget; a constrained search needs at least one")
-    cfg = DCAConfig.from_options(options)
-    opts = {
-        "method": method,
-        "profile": profile.model_dump(),
+    common = {
         "dataset": dataset,
         "data_dir": str(data_dir) if data_dir else None,
         "subset": subset,
@@ -69,8 +62,17 @@ def search(
         "space": space,
         "width": width,
         "cells": cells,
-        "options": cfg.model_dump(),
     }
+    if method == "dnad":
+        return _start_dnad(common, teacher, options, compute, run_dir, quiet)
+    if profile is None:
+        if device_file is None:
+            raise ConfigError("edgenas search needs --device FILE (the device profile whose budgets it searches under)")
+        profile = load_device(device_file)
+    if not profile.budgets.items():
+        raise ConfigError(f"device {profile.name!r} sets no budget; a constrained search needs at least one")
+    cfg = DCAConfig.from_options(options)
+    opts = {"method": method, "profile": profile.model_dump(), **common, "options": cfg.model_dump()}
     data = _load(opts)  # bad data fails before a run folder exists
     run = RunDir.create("search", run_dir)
     run.write_config({"command": "search", "options": opts})
@@ -96,14 +98,60 @@ def _load(opts: dict[str, Any]):
     )
 
 
+def _start_dnad(
+    common: dict[str, Any],
+    teacher: str | Path | None,
+    options: dict[str, Any] | None,
+    compute: str,
+    run_dir: str | Path | None,
+    quiet: bool,
+) -> dict[str, Any]:
+    """DNAD needs a teacher (checked against the data before a run folder exists), no device."""
+    from edgenas.distill.modes import teacher_for
+    from edgenas.search.snps import SNPSConfig
+
+    if teacher is None:
+        raise ConfigError("edgenas search --method dnad needs --teacher MODEL_FILE (train one with `edgenas teacher`)")
+    cfg = SNPSConfig.from_options(options)
+    opts = {"method": "dnad", "teacher": str(teacher), **common, "options": cfg.model_dump()}
+    data = _load(opts)
+    teacher_for(teacher, NetShape.for_data(data.info, opts["width"], opts["cells"]))
+    run = RunDir.create("search", run_dir)
+    run.write_config({"command": "search", "options": opts})
+    return _search(run, opts, compute=compute, quiet=quiet, data=data)
+
+
 def _search(run: RunDir, opts: dict[str, Any], *, compute: str, quiet: bool, data=None) -> dict[str, Any]:
     from edgenas.search.dca import DCAConfig, run_dca
+
+    if opts["method"] == "dnad":
+        return _search_dnad(run, opts, compute=compute, quiet=quiet, data=data)
 
     cfg = DCAConfig(**opts["options"])
     data = data if data is not None else _load(opts)
     seed_everything(cfg.seed)
     result = run_dca(
         profile=DeviceProfile(**opts["profile"]),
+        data=data,
+        target=NetShape.for_data(data.info, opts["width"], opts["cells"]),
+        cfg=cfg,
+        device=resolve_device(compute),
+        run=run,
+        quiet=quiet,
+        resume_hint=f"continue with: edgenas search --resume {run.path}",
+    )
+    result["run_dir"] = str(run.path)
+    return result
+
+
+def _search_dnad(run: RunDir, opts: dict[str, Any], *, compute: str, quiet: bool, data=None) -> dict[str, Any]:
+    from edgenas.search.snps import SNPSConfig, run_dnad
+
+    cfg = SNPSConfig(**opts["options"])
+    data = data if data is not None else _load(opts)
+    seed_everything(cfg.seed)
+    result = run_dnad(
+        teacher_path=opts["teacher"],
         data=data,
         target=NetShape.for_data(data.info, opts["width"], opts["cells"]),
         cfg=cfg,

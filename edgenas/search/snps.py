@@ -1,0 +1,788 @@
+"""DNAD: super-network progressive shrinking (SNPS) with distillation (methods.md §3).
+
+One search shrinks the NB201 supernet (the same `NB201SuperNet` DCA-NAS trains) and
+harvests architectures along the way:
+
+- **Attention**: every op of every edge has its own weight a = sigmoid(θ) (no softmax
+  competition), so any number of ops per edge may survive. "none" has no meaning under
+  independent weights (it adds zeros), so it is dead from the start: an edge whose ops
+  are all deleted *is* "none".
+- **Sparsity entropy** (*(inferred)* form, options `entropy_of`, `entropy_scope`,
+  `theta_max`): the entropy of the live ops' attention as a distribution, p = a/Σa,
+  divided by log(n_live) so it lies in [0, 1]. It only pushes weak ops down relative to
+  strong ones — the pressure that makes ops die. θ is clamped to ±`theta_max` (3: a ∈
+  [0.047, 0.953]) after every step: unclamped, CE drives the useful ops' sigmoids to ≈1,
+  they look equal and the gradient through a saturated sigmoid vanishes (seen on
+  Fashion-MNIST: 10 ops stuck near 1). `entropy_of="logits"` (p = softmax(θ/T)) was tried
+  and is kept as an option, but it is translation-invariant: the entropy falls by letting
+  the winner's θ run away while every other op stays at a ≈ 1, and nothing is deleted
+  (measured: 7 ops live to the end at λ = 100). Scope "cell" normalises over the whole
+  cell (whole edges can die), "edge" over each edge (the cell tends to one op per edge).
+- **Adaptive coefficient**: a schedule sets the target number of live ops, falling
+  linearly from its value at the first α-step to `final_live` at the end of the search. After
+  every α-step, λ ← λ·e^{+rate} while more ops are alive than the schedule wants (the
+  supernet shrinks too slowly) and λ ← λ·e^{−rate} while fewer are (too fast), clipped to
+  [lambda_min, lambda_max] — so the supernet shrinks smoothly instead of all at once.
+  *(inferred, option `schedule_on`)* "Alive" is measured softly by default, as Σ of the
+  live ops' attention: the count of live ops moves only when an op has sat under the
+  threshold for `delete_patience` steps, so a controller on the count winds λ up while
+  nothing can die yet and then deletes almost everything at once (measured on
+  Fashion-MNIST: 24 → 4 live ops within 10 α-steps, then nothing for 3 epochs).
+- **Deleting**: an op whose weight stays under `delete_threshold` for `delete_patience`
+  consecutive α-steps is removed for good: its `alive` bit in the supernet goes to False
+  and nothing ever sets it back (the bit is saved in the checkpoint). With
+  `keep_connected` the last op that joins input and output is never deleted.
+- **Imitating**: the supernet's loss on both levels is CE + a·Hinton-KD(T) + b·feature KD
+  (last-stage output through a 1×1 projector, `FeatureKD`) against a frozen teacher; the
+  teacher's outputs are computed once per split and cached (the teacher is frozen and the
+  images are not augmented, so they never change). *(inferred: KD in the α-step too, and
+  feature KD at the last stage only — caching every stage would cost ~20× the memory.)*
+- **Harvest**: after each deletion the exact FLOPs of the live supernet at the *deployed*
+  shape are computed; when they fall to or under a requested level (`levels`, or `auto`
+  geometric levels between the full supernet and the fixed stem/reduction/head cost), a
+  snapshot is taken, and one more at the end. *(inferred, option `snapshot_arch`)*
+  A snapshot's discrete architecture is an NB201 cell: on every edge the live op with the
+  highest attention, "none" where no op is live (`strongest`). It is evaluated on the
+  first `eval_images` of the val split as the supernet restricted to exactly those ops, each weighted by its attention
+  (`eval_weights`), after re-estimating BatchNorm statistics for that sub-network on train
+  batches; its FLOPs and params are the exact counts of the `NB201Network` that is trained
+  later. The live multi-op cell is recorded beside it (its ops, exact FLOPs and val
+  accuracy evaluated the same way). The Pareto set (`pareto_on`) is the non-dominated
+  snapshots by (val accuracy ↑, FLOPs ↓) of the live cell by default — that is what the
+  supernet *is* at the snapshot; a one-op-per-edge restriction of a multi-op supernet
+  scores far below it (measured: 0.58 vs 0.87 val accuracy at the end of one search) —
+  or of the NB201 arch; one per distinct cell. The NB201 archs of the Pareto set are what
+  `benchmarks/pareto.py` trains.
+- **Polarising** *(inferred, option `polarize`, off by default)*: adds the mean binary
+  entropy of the live weights (methods.md: "pushes them towards 0 or 1"). It sinks ops
+  left at a ≈ 0.1–0.3 but also pins every op above 0.5 at 1, which stalled the shrink in
+  a measured run; the clamp above does its job without that.
+
+The run directory holds a per-epoch atomic checkpoint (supernet with its alive mask,
+θ, projector, optimisers, λ, deletion counters, snapshots), so `--resume` continues after
+the last finished epoch and gives the same result as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import time
+from dataclasses import asdict, replace
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from torch import nn
+
+from edgenas.core.atomic import atomic_torch_save
+from edgenas.core.errors import ConfigError, Interrupted, ResumeError
+from edgenas.core.progress import progress_bar
+from edgenas.core.rundir import RunDir
+from edgenas.core.seeding import derive_seed, torch_generator
+from edgenas.core.space import NetShape
+from edgenas.cost import count_flops, count_params
+from edgenas.data import BatchLoader, DataSplits, Split
+from edgenas.distill.losses import FeatureKD, hinton_kd
+from edgenas.search.expected_cost import CostTerms, flops_terms
+from edgenas.search.pareto import pareto_front
+from edgenas.search.supernet import NB201SuperNet
+from edgenas.spaces.nb201 import EDGES, NUM_NODES, OPS, NB201Arch, NB201Network
+
+CHECKPOINT = "search_checkpoint.pt"
+NONE = OPS.index("none")
+
+
+class SNPSConfig(BaseModel):
+    """The DNAD search protocol; recorded in the run so a resume uses the same one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(10, ge=1)
+    warmup_epochs: int = Field(2, ge=0, description="epochs training weights only, all ops at sigmoid(alpha_init)")
+    batch_size: int = Field(96, ge=2)
+    search_width: int = Field(8, ge=1, description="proxy width C of the supernet")
+    k: int = Field(2, ge=1, description="partial channels: 1/K of each edge's channels go through the mixed op")
+    w_lr: float = Field(0.05, gt=0)
+    w_momentum: float = Field(0.9, ge=0, lt=1)
+    w_weight_decay: float = Field(3e-4, ge=0)
+    alpha_lr: float = Field(0.05, gt=0, description="Adam step on θ")
+    alpha_init: float = Field(
+        0.0, description="θ at the start: every op begins at sigmoid(alpha_init) (0.5: undecided, see polarize)"
+    )
+    entropy_scope: Literal["cell", "edge"] = "cell"
+    entropy_of: Literal["logits", "weights"] = Field(
+        "weights", description="p = softmax(θ/T) over live ops, or a/Σa (stalls once sigmoids saturate at 1)"
+    )
+    polarize: bool = Field(
+        False, description="add the mean binary entropy of the weights: ops left at 0.1-0.3 sink to 0 and die"
+    )
+    theta_max: float | None = Field(
+        3.0, gt=0, description="clamp θ to ±theta_max after each step: no sigmoid saturates (None: no clamp)"
+    )
+    entropy_temperature: float = Field(
+        4.0, gt=0, description="T of softmax(θ/T): at T=1 one op takes all the mass and the losers' gradient vanishes"
+    )
+    lambda_init: float = Field(0.5, gt=0, description="initial sparsity-entropy coefficient")
+    lambda_rate: float = Field(0.05, gt=0, description="log-step of the adaptive coefficient per α-step")
+    lambda_min: float = Field(1e-3, gt=0)
+    lambda_max: float = Field(100.0, gt=0)
+    final_live: int = Field(1, ge=1, description="live ops the schedule aims at by the end of the search")
+    schedule_on: Literal["soft", "hard"] = Field(
+        "soft", description="compare the schedule with Σ attention of live ops (soft) or the count of live ops (hard)"
+    )
+    delete_threshold: float = Field(0.05, gt=0, lt=1, description="an op under this attention for long is deleted")
+    delete_patience: int = Field(5, ge=1, description="consecutive α-steps under the threshold before deletion")
+    keep_connected: bool = True
+    kd_weight: float = Field(1.0, ge=0, description="a: Hinton KD")
+    temperature: float = Field(4.0, gt=0)
+    feature_weight: float = Field(0.1, ge=0, description="b: feature KD at the last stage (1×1 projector)")
+    levels: list[float] | None = Field(None, description="live-FLOPs levels to snapshot at; None = auto")
+    auto_levels: int = Field(10, ge=1, description="number of geometric levels when levels is auto")
+    snapshot_arch: Literal["strongest"] = "strongest"
+    pareto_on: Literal["live", "arch"] = Field(
+        "live", description="Pareto set by the live multi-op cell's (FLOPs, val acc), or by the NB201 arch's"
+    )
+    eval_weights: Literal["sigmoid", "one"] = "sigmoid"
+    bn_batches: int = Field(10, ge=1, description="train batches to re-estimate BN statistics of a snapshot")
+    eval_images: int | None = Field(2000, ge=1, description="val images a snapshot is evaluated on (None: all)")
+    grad_clip: float = Field(5.0, gt=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SNPSConfig:
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warm-up epochs ({self.warmup_epochs}) must be fewer than epochs ({self.epochs})")
+        if self.lambda_min > self.lambda_max:
+            raise ValueError(f"lambda_min ({self.lambda_min}) is above lambda_max ({self.lambda_max})")
+        if self.levels is not None:
+            if not self.levels or min(self.levels) <= 0:
+                raise ValueError("levels must be positive FLOPs values (or auto)")
+            self.levels = sorted({float(v) for v in self.levels}, reverse=True)
+        return self
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any] | None) -> SNPSConfig:
+        """Validated options; a bad one is a `ConfigError` naming it, not a pydantic traceback."""
+        try:
+            return cls(**(options or {}))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "search options"
+            raise ConfigError(f"{where}: {first['msg']}") from None
+
+
+# -- the pieces, as plain functions (tested one by one) ------------------------------------
+def sparsity_entropy(
+    values: torch.Tensor, alive: torch.Tensor, scope: str = "cell", of: str = "weights", temperature: float = 1.0
+) -> torch.Tensor:
+    """H(p)/log(n) over the live ops (per cell, or averaged over edges with ≥ 2 live ops).
+
+    `of="weights"`: `values` are attention weights a and p = a/Σa; `of="logits"`: `values`
+    are θ and p = softmax(θ/temperature) over the live ops. 0 when one op holds all the mass,
+    1 when all live ops are equal. Groups with fewer than two live ops add 0.
+    """
+    groups = [alive.reshape(-1)] if scope == "cell" else list(alive)
+    rows = [values.reshape(-1)] if scope == "cell" else list(values)
+    terms = []
+    for v, m in zip(rows, groups, strict=True):
+        n = int(m.sum())
+        if n < 2:
+            continue
+        w = v[m]
+        p = torch.softmax(w / temperature, dim=0) if of == "logits" else w / w.sum().clamp_min(1e-12)
+        terms.append(-(p * torch.log(p.clamp_min(1e-12))).sum() / math.log(n))
+    if not terms:
+        return values.sum() * 0.0
+    return torch.stack(terms).mean()
+
+
+def binary_entropy(att: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+    """Mean of H(a)/ln 2 = −(a log a + (1−a) log(1−a))/ln 2 over live ops: pushes each weight to 0 or 1."""
+    a = att[alive].clamp(1e-6, 1 - 1e-6)
+    if a.numel() == 0:
+        return att.sum() * 0.0
+    return (-(a * a.log() + (1 - a) * (1 - a).log()) / math.log(2)).mean()
+
+
+def target_live(progress: float, start: float, final: int) -> float:
+    """The schedule: live ops wanted at search progress ∈ [0, 1] (linear from `start` to `final`)."""
+    progress = min(max(progress, 0.0), 1.0)
+    return start - (start - min(final, start)) * progress
+
+
+def adapt_coefficient(lam: float, live: float, target: float, rate: float, lo: float, hi: float) -> float:
+    """Raise λ while the supernet shrinks slower than the schedule (live > target), lower it when faster."""
+    if live > target:
+        lam *= math.exp(rate)
+    elif live < target:
+        lam *= math.exp(-rate)
+    return float(min(max(lam, lo), hi))
+
+
+def live_edges(alive: torch.Tensor | np.ndarray) -> list[int]:
+    """Edges that carry a live computing op and lie on an input→output path of such edges."""
+    on = np.asarray(alive, dtype=bool).copy()
+    on[:, NONE] = False
+    nonzero = on.any(axis=1)
+    forward = {0}
+    for k, (to, frm) in enumerate(EDGES):
+        if nonzero[k] and frm in forward:
+            forward.add(to)
+    backward = {NUM_NODES - 1}
+    for k in reversed(range(len(EDGES))):
+        to, frm = EDGES[k]
+        if nonzero[k] and to in backward:
+            backward.add(frm)
+    return [k for k, (to, frm) in enumerate(EDGES) if nonzero[k] and frm in forward and to in backward]
+
+
+def live_flops(alive: torch.Tensor | np.ndarray, terms: CostTerms) -> float:
+    """Exact FLOPs of the live multi-op cell network at the terms' shape.
+
+    Ops on edges off every input→output path are dropped (as a deployed graph would);
+    node sums cost no FLOPs in the counting convention, so the cost is additive per op.
+    """
+    on = np.asarray(alive, dtype=bool)
+    total = terms.fixed
+    for e in live_edges(on):
+        total += float(terms.weights[e][on[e]].sum())
+    return float(total)
+
+
+def strongest_arch(att: torch.Tensor, alive: torch.Tensor) -> NB201Arch:
+    """NB201 cell: the live op with the highest attention on every edge, "none" where none is live."""
+    ops = []
+    for e in range(len(EDGES)):
+        m = alive[e].clone()
+        m[NONE] = False
+        if not bool(m.any()):
+            ops.append("none")
+            continue
+        scores = torch.where(m, att[e], torch.full_like(att[e], -1.0))
+        ops.append(OPS[int(scores.argmax())])
+    return NB201Arch(tuple(ops))
+
+
+def arch_mask(arch: NB201Arch) -> torch.Tensor:
+    """The alive mask that restricts the supernet to exactly the cell's live ops."""
+    mask = torch.zeros(len(EDGES), len(OPS), dtype=torch.bool)
+    for e in arch.live_edges():
+        mask[e, OPS.index(arch.ops[e])] = True
+    return mask
+
+
+def deletion_step(
+    att: torch.Tensor,
+    alive: torch.Tensor,
+    under: torch.Tensor,
+    threshold: float,
+    patience: int,
+    keep_connected: bool,
+) -> list[tuple[int, int]]:
+    """Count steps under the threshold and delete ops that stayed there `patience` steps (in place).
+
+    Weakest first; with `keep_connected` a deletion that would leave no input→output path
+    is refused (the op stays, its count keeps growing). Returns the deleted (edge, op).
+    """
+    low = (att < threshold) & alive
+    under.copy_(torch.where(low, under + 1, torch.zeros_like(under)))
+    due = [(float(att[e, o]), e, o) for e, o in zip(*torch.nonzero(under >= patience, as_tuple=True), strict=True)]
+    deleted = []
+    for _a, e, o in sorted((a, int(e), int(o)) for a, e, o in due):
+        if keep_connected:
+            trial = alive.clone()
+            trial[e, o] = False
+            if not live_edges(trial):
+                continue
+        alive[e, o] = False
+        under[e, o] = 0
+        deleted.append((e, o))
+    return deleted
+
+
+def auto_levels(full: float, fixed: float, n: int) -> list[float]:
+    """`n` levels spaced geometrically strictly between the full supernet's FLOPs and the fixed part."""
+    ratio = full / fixed
+    return [fixed * ratio ** (i / (n + 1)) for i in range(n, 0, -1)]
+
+
+# -- teacher outputs ------------------------------------------------------------------------
+@torch.no_grad()
+def teacher_outputs(
+    teacher: nn.Module,
+    split: Split,
+    device: torch.device,
+    convert: tuple[torch.Tensor, torch.Tensor] | None = None,
+    batch: int = 500,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, last-stage features as float16) of the frozen teacher for every image of `split`.
+
+    `convert` = (scale, shift) per channel maps this data's normalisation onto the one the
+    teacher was trained with.
+    """
+    teacher.eval()
+    logits, feats = [], []
+    for lo in range(0, len(split), batch):
+        x = split.images[lo : lo + batch].to(device)
+        if convert is not None:
+            x = x * convert[0].to(device) + convert[1].to(device)
+        out, f = teacher.forward_features(x)
+        logits.append(out.float().cpu())
+        feats.append(f[-1].to(torch.float16).cpu())
+    return torch.cat(logits), torch.cat(feats)
+
+
+def normalisation_bridge(data: DataSplits, meta: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(scale, shift) so that scale·x + shift is x normalised with the teacher's own mean/std."""
+    if not meta.get("mean") or not meta.get("std"):
+        return None
+    ms, ss = torch.tensor(data.mean), torch.tensor(data.std)
+    mt, st = torch.tensor(meta["mean"]), torch.tensor(meta["std"])
+    scale, shift = ss / st, (ms - mt) / st
+    return scale.view(1, -1, 1, 1), shift.view(1, -1, 1, 1)
+
+
+class _Indexed:
+    """Batches of (images, indices into the split), so cached teacher outputs can be looked up."""
+
+    def __init__(self, split: Split, batch_size: int, seed: int) -> None:
+        self.split = split
+        self.loader = BatchLoader(
+            Split(split.images, torch.arange(len(split))), batch_size, shuffle=True, seed=seed, drop_last=True
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for x, idx in self.loader:
+            yield x, self.split.labels[idx], idx
+
+
+class SNPSSearch:
+    """One DNAD search: supernet, θ, teacher cache, λ, deletions, snapshots, per-epoch checkpoint."""
+
+    def __init__(
+        self,
+        cfg: SNPSConfig,
+        data: DataSplits,
+        target: NetShape,
+        teacher: nn.Module,
+        device: torch.device,
+        run: RunDir | None = None,
+        quiet: bool = False,
+        teacher_convert: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
+        if len(data.val) < cfg.batch_size:
+            raise ConfigError(f"the α split has {len(data.val)} images, fewer than one batch of {cfg.batch_size}")
+        if len(data.train) < cfg.batch_size:
+            raise ConfigError(f"the w split has {len(data.train)} images, fewer than one batch of {cfg.batch_size}")
+        self.cfg, self.data, self.target, self.device, self.run, self.quiet = cfg, data, target, device, run, quiet
+        with torch.random.fork_rng():
+            torch.manual_seed(derive_seed(cfg.seed, "supernet-init"))
+            self.net = NB201SuperNet(replace(target, width=cfg.search_width), cfg.k).to(device)
+            self.net.alive[:, NONE] = False
+            t_channels = int(teacher.net.classifier.in_features) if hasattr(teacher, "net") else None
+            t_channels = t_channels or int(teacher.classifier.in_features)
+            self.feature_kd = FeatureKD(self.net.classifier.in_features, t_channels).to(device)
+        gen = torch_generator(cfg.seed, "theta-init")
+        theta = cfg.alpha_init + 1e-3 * torch.randn(len(EDGES), len(OPS), generator=gen)
+        self.theta = nn.Parameter(theta.to(device))
+        self.t_train = teacher_outputs(teacher, data.train, device, teacher_convert)
+        self.t_val = teacher_outputs(teacher, data.val, device, teacher_convert)
+        self.train_batches = _Indexed(data.train, cfg.batch_size, cfg.seed)
+        self.val_batches = _Indexed(data.val, cfg.batch_size, derive_seed(cfg.seed, "alpha-batches"))
+        params = list(self.net.parameters()) + list(self.feature_kd.parameters())
+        self.w_opt = torch.optim.SGD(params, lr=cfg.w_lr, momentum=cfg.w_momentum, weight_decay=cfg.w_weight_decay)
+        self.w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.w_opt, T_max=cfg.epochs * len(self.train_batches), eta_min=cfg.w_lr * 0.02
+        )
+        self.a_opt = torch.optim.Adam([self.theta], lr=cfg.alpha_lr, betas=(0.5, 0.999))
+        self.terms = flops_terms(target)
+        self.full_flops = live_flops(self.net.alive.cpu(), self.terms)
+        auto = auto_levels(self.full_flops, self.terms.fixed, cfg.auto_levels)
+        self.levels = list(cfg.levels) if cfg.levels else auto
+        self.start_live = int(self.net.alive.sum())
+        self.start_measure: float | None = None  # live measure at the first α-step (schedule start)
+        self.lam = cfg.lambda_init
+        self.under = torch.zeros(len(EDGES), len(OPS), dtype=torch.long)
+        self.epoch = 0
+        self.step = 0  # α-steps taken
+        self.taken: list[float] = []
+        self.snapshots: list[dict[str, Any]] = []
+        self.deletions: list[dict[str, Any]] = []
+        self.history: list[dict[str, Any]] = []
+        self.seconds = 0.0
+        self.cpu_seconds = 0.0  # process CPU time: the search's compute even on a shared, busy machine
+
+    # -- attention and losses ------------------------------------------------------------------
+    def attention(self) -> torch.Tensor:
+        return torch.sigmoid(self.theta) * self.net.alive.to(self.theta.dtype)
+
+    @property
+    def search_steps(self) -> int:
+        return (self.cfg.epochs - self.cfg.warmup_epochs) * len(self.train_batches)
+
+    def task_loss(
+        self, logits: torch.Tensor, feats: list[torch.Tensor], y: torch.Tensor, idx: torch.Tensor, cache
+    ) -> torch.Tensor:
+        """CE + a·KD(logits) + b·feature KD, against the cached teacher outputs of these images."""
+        cfg = self.cfg
+        loss = F.cross_entropy(logits, y)
+        if cfg.kd_weight:
+            loss = loss + cfg.kd_weight * hinton_kd(logits, cache[0][idx].to(logits.device), cfg.temperature)
+        if cfg.feature_weight:
+            t_feat = cache[1][idx].to(feats[-1].device, torch.float32)
+            loss = loss + cfg.feature_weight * self.feature_kd(feats[-1], t_feat)
+        return loss
+
+    # -- steps --------------------------------------------------------------------------------
+    def alpha_step(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> tuple[float, float]:
+        att = self.attention()
+        logits, feats = self.net.forward_features(x, att)
+        loss = self.task_loss(logits, feats, y, idx, self.t_val)
+        source = self.theta if self.cfg.entropy_of == "logits" else att
+        ent = sparsity_entropy(
+            source, self.net.alive, self.cfg.entropy_scope, self.cfg.entropy_of, self.cfg.entropy_temperature
+        )
+        if self.cfg.polarize:
+            ent = ent + binary_entropy(att, self.net.alive)
+        (grad,) = torch.autograd.grad(loss + self.lam * ent, [self.theta])
+        self.theta.grad = grad
+        self.a_opt.step()
+        if self.cfg.theta_max is not None:
+            with torch.no_grad():
+                self.theta.clamp_(-self.cfg.theta_max, self.cfg.theta_max)
+        self.step += 1
+        self.after_alpha_step()
+        return loss.item(), ent.item()
+
+    def after_alpha_step(self) -> None:
+        """Deletion, the adaptive coefficient, and a snapshot when the live FLOPs crossed a level."""
+        cfg = self.cfg
+        alive = self.net.alive
+        with torch.no_grad():
+            att = self.attention().cpu()
+        mask = alive.cpu().clone()
+        # the measure the schedule is compared with, taken before this step's deletions
+        measure = float(att[mask].sum()) if cfg.schedule_on == "soft" else float(mask.sum())
+        if self.start_measure is None:  # the schedule starts where the search starts
+            self.start_measure = measure
+        deleted = deletion_step(att, mask, self.under, cfg.delete_threshold, cfg.delete_patience, cfg.keep_connected)
+        live = int(mask.sum())
+        self.lam = adapt_coefficient(
+            self.lam,
+            measure,
+            target_live(self.step / max(self.search_steps, 1), self.start_measure, cfg.final_live),
+            cfg.lambda_rate,
+            cfg.lambda_min,
+            cfg.lambda_max,
+        )
+        if not deleted:
+            return
+        alive.copy_(mask.to(alive.device))
+        flops = live_flops(mask, self.terms)
+        for e, o in deleted:
+            rec = {"epoch": self.epoch + 1, "step": self.step, "edge": e, "op": OPS[o], "attention": float(att[e, o])}
+            rec |= {"live_ops": live, "live_flops": flops}
+            self.deletions.append(rec)
+            if self.run is not None:
+                self.run.event("delete", **rec)
+        crossed = [lv for lv in self.levels if lv not in self.taken and flops <= lv]
+        if crossed:
+            self.taken.extend(crossed)
+            self.take_snapshot("level", crossed)
+
+    def w_step(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> tuple[float, int]:
+        with torch.no_grad():
+            att = self.attention()
+        logits, feats = self.net.forward_features(x, att)
+        loss = self.task_loss(logits, feats, y, idx, self.t_train)
+        if not torch.isfinite(loss):
+            raise ConfigError(f"search diverged at epoch {self.epoch + 1} (loss={loss.item()}); lower --w-lr")
+        self.w_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(list(self.net.parameters()) + list(self.feature_kd.parameters()), self.cfg.grad_clip)
+        self.w_opt.step()
+        self.w_sched.step()
+        return loss.item(), int((logits.argmax(1) == y).sum())
+
+    # -- snapshots ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate_restricted(self, mask: torch.Tensor) -> float:
+        """Val accuracy of the supernet restricted to `mask`, BN statistics re-estimated for it."""
+        net = copy.deepcopy(self.net)
+        net.alive.copy_(mask.to(net.alive.device))
+        weights = self.attention().detach() if self.cfg.eval_weights == "sigmoid" else torch.ones_like(self.theta)
+        weights = weights * mask.to(weights.device)
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average over the re-estimation batches
+        net.train()
+        for x, _y in itertools.islice(BatchLoader(self.data.train, self.cfg.batch_size), self.cfg.bn_batches):
+            net(x.to(self.device), weights)
+        net.eval()
+        n = min(self.cfg.eval_images or len(self.data.val), len(self.data.val))
+        val = Split(self.data.val.images[:n], self.data.val.labels[:n])  # the same images for every snapshot
+        correct = 0
+        for x, y in BatchLoader(val, 500):
+            correct += int((net(x.to(self.device), weights).argmax(1).cpu() == y).sum())
+        return correct / n
+
+    def take_snapshot(self, reason: str, levels: list[float] | None = None) -> dict[str, Any]:
+        alive = self.net.alive.cpu().clone()
+        with torch.no_grad():
+            att = self.attention().cpu()
+        arch = strongest_arch(att, alive)
+        model = NB201Network(arch, self.target)
+        snap = {
+            "reason": reason,
+            "levels": levels or [],
+            "epoch": self.epoch + 1 if reason == "level" else self.epoch,
+            "step": self.step,
+            "arch": str(arch),
+            "flops": count_flops(model, self.target.input_shape),
+            "params": count_params(model),
+            "val_accuracy": self.evaluate_restricted(arch_mask(arch)),
+            "live_ops": [[OPS[o] for o in range(len(OPS)) if alive[e, o]] for e in range(len(EDGES))],
+            "live_op_count": int(alive.sum()),
+            "live_flops": live_flops(alive, self.terms),
+            "live_val_accuracy": self.evaluate_restricted(alive),
+        }
+        self.snapshots.append(snap)
+        if self.run is not None:
+            self.run.event("snapshot", **{k: v for k, v in snap.items() if k != "live_ops"})
+        return snap
+
+    # -- epochs ---------------------------------------------------------------------------------
+    def train_epoch(self, bar, task) -> dict[str, Any]:
+        self.net.train()
+        self.feature_kd.train()
+        search = self.epoch >= self.cfg.warmup_epochs
+        self.train_batches.set_epoch(self.epoch)
+        self.val_batches.set_epoch(self.epoch)
+        val_iter = itertools.cycle(self.val_batches) if search else itertools.repeat(None)
+        w_loss = a_loss = ent = 0.0
+        correct = seen = 0
+        start, cpu = time.perf_counter(), time.process_time()
+        for step, ((x, y, idx), vb) in enumerate(zip(self.train_batches, val_iter, strict=False)):
+            if vb is not None:
+                la, le = self.alpha_step(vb[0].to(self.device), vb[1].to(self.device), vb[2])
+                a_loss += la
+                ent += le
+            loss, hit = self.w_step(x.to(self.device), y.to(self.device), idx)
+            w_loss += loss
+            correct += hit
+            seen += y.numel()
+            bar.update(task, advance=1, status=f"loss {w_loss / (step + 1):.3f} live {int(self.net.alive.sum())}")
+        steps = len(self.train_batches)
+        return {
+            "train_loss": w_loss / steps,
+            "train_accuracy": correct / max(seen, 1),
+            "alpha_loss": a_loss / steps if search else None,
+            "entropy": ent / steps if search else None,
+            "seconds": time.perf_counter() - start,
+            "cpu_seconds": time.process_time() - cpu,
+        }
+
+    def record(self, stats: dict[str, Any]) -> dict[str, Any]:
+        alive = self.net.alive.cpu()
+        with torch.no_grad():
+            att = self.attention().cpu()
+        progress = self.step / max(self.search_steps, 1)
+        return {
+            "epoch": self.epoch,
+            "searching": stats["alpha_loss"] is not None,
+            "train_loss": round(stats["train_loss"], 5),
+            "train_accuracy": round(stats["train_accuracy"], 5),
+            "alpha_loss": None if stats["alpha_loss"] is None else round(stats["alpha_loss"], 5),
+            "entropy": None if stats["entropy"] is None else round(stats["entropy"], 5),
+            "lambda": round(self.lam, 6),
+            "live_ops": int(alive.sum()),
+            "soft_live": round(float(att[alive].sum()), 4),
+            "target": round(target_live(progress, self.start_measure or self.start_live, self.cfg.final_live), 3),
+            "live_flops": live_flops(alive, self.terms),
+            "seconds": round(stats["seconds"], 2),
+            "attention": att.numpy().round(5).tolist(),
+        }
+
+    # -- checkpoint -----------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {
+            "net": self.net.state_dict(),
+            "theta": self.theta.detach().cpu(),
+            "feature_kd": self.feature_kd.state_dict(),
+            "w_opt": self.w_opt.state_dict(),
+            "w_sched": self.w_sched.state_dict(),
+            "a_opt": self.a_opt.state_dict(),
+            "lam": self.lam,
+            "start_measure": self.start_measure,
+            "under": self.under.clone(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "taken": self.taken,
+            "snapshots": self.snapshots,
+            "deletions": self.deletions,
+            "history": self.history,
+            "seconds": self.seconds,
+            "cpu_seconds": self.cpu_seconds,
+            "config": self.cfg.model_dump(),
+        }
+
+    def save_checkpoint(self) -> None:
+        if self.run is not None:
+            atomic_torch_save(self.run.file(CHECKPOINT), self._state())
+
+    def load_checkpoint(self) -> bool:
+        """Restore the last finished epoch from the run folder; True if there was one."""
+        if self.run is None or not self.run.file(CHECKPOINT).exists():
+            return False
+        path = self.run.file(CHECKPOINT)
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as exc:
+            raise ResumeError(f"{path}: cannot read the search checkpoint ({exc}); delete it to restart") from None
+        if state["config"] != self.cfg.model_dump():
+            raise ResumeError(f"{path}: made with other search options; resume with the same ones")
+        self.net.load_state_dict(state["net"])  # the alive mask is a buffer: deleted ops stay deleted
+        with torch.no_grad():
+            self.theta.copy_(state["theta"])
+        self.feature_kd.load_state_dict(state["feature_kd"])
+        self.w_opt.load_state_dict(state["w_opt"])
+        self.w_sched.load_state_dict(state["w_sched"])
+        self.a_opt.load_state_dict(state["a_opt"])
+        self.lam, self.under, self.start_measure = state["lam"], state["under"].cpu(), state["start_measure"]
+        self.epoch, self.step, self.taken = state["epoch"], state["step"], state["taken"]
+        self.snapshots, self.deletions = state["snapshots"], state["deletions"]
+        self.history, self.seconds, self.cpu_seconds = state["history"], state["seconds"], state["cpu_seconds"]
+        return True
+
+    def fit(self) -> None:
+        """Search for the remaining epochs, checkpointing after each."""
+        with progress_bar(self.quiet) as bar:
+            for epoch in range(self.epoch, self.cfg.epochs):
+                phase = "warm-up" if epoch < self.cfg.warmup_epochs else "shrink"
+                task = bar.add_task(f"{phase} {epoch + 1}/{self.cfg.epochs}", total=len(self.train_batches), status="")
+                stats = self.train_epoch(bar, task)
+                self.epoch = epoch + 1
+                self.seconds += stats["seconds"]
+                self.cpu_seconds += stats["cpu_seconds"]
+                rec = self.record(stats)
+                self.history.append(rec)
+                self.save_checkpoint()
+                if self.run is not None:
+                    self.run.event("epoch", **{k: v for k, v in rec.items() if k != "attention"})
+
+
+def pareto_set(snapshots: list[dict[str, Any]], on: str = "live") -> list[dict[str, Any]]:
+    """Non-dominated snapshots (val accuracy ↑, FLOPs ↓), one per distinct cell (its latest evaluation).
+
+    `on="live"`: the live multi-op cell (`live_flops`, `live_val_accuracy`), what the supernet
+    is at that moment; `on="arch"`: its NB201 arch (`flops`, `val_accuracy`).
+    """
+    key, f, a = ("live_ops", "live_flops", "live_val_accuracy") if on == "live" else ("arch", "flops", "val_accuracy")
+    latest: dict[str, dict[str, Any]] = {}
+    for s in snapshots:
+        latest[str(s[key])] = s
+    unique = list(latest.values())
+    idx = pareto_front([s[f] for s in unique], [s[a] for s in unique])
+    return [unique[i] for i in idx]
+
+
+def run_dnad(
+    *,
+    teacher_path: str,
+    data: DataSplits,
+    target: NetShape,
+    cfg: SNPSConfig,
+    device: torch.device,
+    run: RunDir,
+    quiet: bool = False,
+    resume_hint: str = "",
+) -> dict[str, Any]:
+    """A whole DNAD search in `run`: teacher cache, shrinking search (resumable), harvest, Pareto set, plots."""
+    from edgenas.distill.modes import teacher_for
+    from edgenas.report.plots import pareto_plot, shrink_plot
+    from edgenas.train.model_file import load_model_file
+
+    teacher, info = teacher_for(teacher_path, target)
+    _net, blob = load_model_file(teacher_path)
+    convert = normalisation_bridge(data, blob.get("meta", {}))
+    search = SNPSSearch(cfg, data, target, teacher.to(device), device, run=run, quiet=quiet, teacher_convert=convert)
+    resumed_from = search.epoch if search.load_checkpoint() else None
+    run.event("start", resumed_from_epoch=resumed_from, device=str(device), threads=torch.get_num_threads())
+    try:
+        search.fit()
+    except KeyboardInterrupt:
+        run.event("interrupted", epochs_completed=search.epoch)
+        raise Interrupted(f"finished search epochs are saved in {run.path}; {resume_hint}") from None
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    if not search.snapshots or search.snapshots[-1]["reason"] != "end":
+        search.take_snapshot("end")
+        search.save_checkpoint()
+    harvest_seconds, harvest_cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    front = pareto_set(search.snapshots, cfg.pareto_on)
+    f_key, a_key = ("live_flops", "live_val_accuracy") if cfg.pareto_on == "live" else ("flops", "val_accuracy")
+    flops = [s[f_key] for s in front]
+    archs = list(dict.fromkeys(s["arch"] for s in front))
+    arch_flops = [next(s["flops"] for s in front if s["arch"] == a) for a in archs]
+    result = {
+        "command": "search",
+        "method": "dnad",
+        "teacher": str(teacher_path),
+        "teacher_kind": info["kind"],
+        "teacher_arch": str(teacher.arch),
+        "teacher_shape": asdict(teacher.shape),
+        "resumed_from_epoch": resumed_from,
+        "config": cfg.model_dump(),
+        "search_shape": asdict(search.net.shape),
+        "target_shape": asdict(target),
+        "levels": search.levels,
+        "levels_reached": sorted(search.taken, reverse=True),
+        "full_supernet_flops": search.full_flops,
+        "fixed_flops": search.terms.fixed,
+        "snapshots": search.snapshots,
+        "pareto": front,
+        "pareto_count": len(front),
+        "pareto_flops_span": (max(flops) / min(flops)) if flops else None,
+        "pareto_on": cfg.pareto_on,
+        "pareto_archs": archs,
+        "pareto_archs_flops_span": (max(arch_flops) / min(arch_flops)) if arch_flops else None,
+        "deletions": search.deletions,
+        "final_live_ops": int(search.net.alive.sum()),
+        "schedule_start": search.start_measure,
+        "search_seconds": round(search.seconds, 2),
+        "end_snapshot_seconds": round(harvest_seconds, 2),
+        "search_cpu_seconds": round(search.cpu_seconds + harvest_cpu, 2),
+        "epochs": search.epoch,
+        "history": search.history,
+    }
+    pareto_plot(
+        run.file("pareto.png"),
+        {
+            "snapshots: live cell": [(s["live_flops"], s["live_val_accuracy"]) for s in search.snapshots],
+            "snapshots: NB201 arch": [(s["flops"], s["val_accuracy"]) for s in search.snapshots],
+        },
+        {f"Pareto set ({cfg.pareto_on})": [(s[f_key], s[a_key]) for s in front]},
+        "DNAD harvest: supernet-evaluated val accuracy vs FLOPs",
+        ylabel="val accuracy (supernet weights)",
+    )
+    shrink_plot(
+        run.file("shrink.png"),
+        (search.start_live, search.full_flops),
+        search.deletions,
+        search.snapshots,
+        (search.start_measure or search.start_live, cfg.final_live, search.search_steps),
+        search.levels,
+    )
+    run.write_results(result)
+    run.event("done", pareto_count=len(front), snapshots=len(search.snapshots))
+    return result
