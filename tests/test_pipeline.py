@@ -214,6 +214,42 @@ def test_kill_9_mid_distill_then_resume_finishes_losing_at_most_an_epoch(tmp_pat
     assert "| small |" in (run / "report.md").read_text()
 
 
+@needs_fashion
+def test_dnad_searches_once_for_all_devices_after_the_teacher(tmp_path: Path) -> None:
+    devices = [
+        {"name": "small", "budgets": {"max_params": "6k"}},
+        {"name": "big", "budgets": {"max_flops": "3M"}},
+    ]
+    search = {
+        "method": "dnad",
+        "subset": 400,
+        "dnad": {"epochs": 3, "warmup_epochs": 1, "batch_size": 64, "search_width": 4},
+    }
+    config = tiny_config(tmp_path, devices=devices, search=search, train={"epochs": 1, "batch_size": 64})
+    res = run_pipeline(config, run_dir=tmp_path / "run", quiet=True)
+    events = [
+        json.loads(line)["stage"]
+        for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()
+        if '"stage_start"' in line
+    ]
+    assert events.index("teacher") < events.index("search")  # DNAD imitates the teacher
+    assert res["all_pass"]
+    for d in res["devices"]:
+        assert d["method"] == "dnad" and d["search"]["method"] == "dnad" and d["search"]["snapshots"] >= 1
+        assert d["candidates_tried"][0]["source"] == "dnad"  # DNAD's snapshots are tried first
+    assert sorted(p.name for p in (tmp_path / "run" / "search").iterdir()) == ["dnad"]
+
+
+def test_dnad_without_a_teacher_is_refused_at_load(tmp_path: Path) -> None:
+    devices = [{"name": "small", "budgets": {"max_params": "6k"}}]
+    config = tiny_config(tmp_path, devices=devices, search={"method": "dnad"}, teacher={"kind": "none"})
+    with pytest.raises(ConfigError, match="DNAD distils from a teacher"):
+        load_run_config(config)
+    config = tiny_config(tmp_path, search={"method": "dca", "dca": {"epochs": 0}})
+    with pytest.raises(ConfigError, match=r"search\.dca: epochs"):
+        load_run_config(config)
+
+
 def test_report_of_a_folder_that_is_no_run_is_a_user_error(tmp_path: Path, capsys) -> None:
     assert cli(["report", str(tmp_path)]) == 2
     assert "no results.json" in capsys.readouterr().err
