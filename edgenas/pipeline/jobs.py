@@ -120,52 +120,17 @@ def screen_job(
 def search_job(
     *,
     folder: str,
-    profile: dict[str, Any],
+    method: str,
     dataset: dict[str, Any],
     space: dict[str, Any],
     search: dict[str, Any],
     seed: int,
     compute: str,
+    profile: dict[str, Any] | None = None,
+    teacher: str | None = None,
 ) -> dict[str, Any]:
-    """One DCA-NAS search for one device (resumed if it was interrupted)."""
-    from edgenas.search.command import resume_search
-    from edgenas.search.command import search as dca_search
-
-    out = Path(folder)
-    done = _finished(out)
-    if done is not None:
-        return done
-    if _started(out):
-        return resume_search(out, compute=compute, quiet=True)
-    return dca_search(
-        method="dca",
-        profile=DeviceProfile(**profile),
-        dataset=dataset["name"],
-        data_dir=dataset["data_dir"],
-        subset=search["subset"],
-        val_fraction=search["val_fraction"],
-        resize=dataset["resize"],
-        space=space["name"],
-        width=space["width"],
-        cells=space["cells"],
-        options={"seed": seed, **search["dca"]},
-        compute=compute,
-        run_dir=out,
-        quiet=True,
-    )
-
-
-def dnad_job(
-    *,
-    folder: str,
-    teacher: str,
-    dataset: dict[str, Any],
-    space: dict[str, Any],
-    search: dict[str, Any],
-    seed: int,
-    compute: str,
-) -> dict[str, Any]:
-    """One DNAD search for every device: shrink the supernet while distilling, harvest snapshots."""
+    """One search, resumed if it was interrupted: DCA-NAS for one device (`profile`), or DNAD
+    for every device (`teacher`: it shrinks the supernet while distilling, harvesting snapshots)."""
     from edgenas.search.command import resume_search
     from edgenas.search.command import search as run_search
 
@@ -176,7 +141,8 @@ def dnad_job(
     if _started(out):
         return resume_search(out, compute=compute, quiet=True)
     return run_search(
-        method="dnad",
+        method=method,
+        profile=DeviceProfile(**profile) if profile is not None else None,
         teacher=teacher,
         dataset=dataset["name"],
         data_dir=dataset["data_dir"],
@@ -186,7 +152,7 @@ def dnad_job(
         space=space["name"],
         width=space["width"],
         cells=space["cells"],
-        options={"seed": seed, **search["dnad"]},
+        options={"seed": seed, **search[method]},
         compute=compute,
         run_dir=out,
         quiet=True,

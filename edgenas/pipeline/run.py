@@ -277,6 +277,7 @@ class Pipeline:
                 "edgenas.pipeline.jobs:search_job",
                 {
                     "folder": self._folder("search", p.name),
+                    "method": "dca",
                     "profile": p.model_dump(mode="json"),
                     "dataset": self.dataset,
                     "space": c.space.model_dump(),
@@ -293,9 +294,10 @@ class Pipeline:
             jobs.append(
                 Job(
                     "search/dnad",
-                    "edgenas.pipeline.jobs:dnad_job",
+                    "edgenas.pipeline.jobs:search_job",
                     {
                         "folder": self._folder("search", "dnad"),
+                        "method": "dnad",
                         "teacher": self._teacher_file(),
                         "dataset": self.dataset,
                         "space": c.space.model_dump(),
