@@ -517,7 +517,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             raise UserError("edgenas search needs --device FILE (or --resume RUN_DIR)")
         names = (
             *("epochs", "warmup_epochs", "batch_size", "search_width", "k"),
-            *("alpha_lr", "w_lr", "penalty", "lower", "eta_lambda"),
+            *("alpha_lr", "w_lr", "penalty", "lower", "eta_lambda", "entropy_weight", "derive"),
         )
         options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
         res = search(
@@ -571,7 +571,11 @@ def _search_dnad(args: argparse.Namespace, search) -> dict:
         raise UserError("edgenas search --method dnad needs --teacher MODEL_FILE (train one with `edgenas teacher`)")
     names = ("epochs", "warmup_epochs", "batch_size", "search_width", "k", "alpha_lr", "w_lr", "levels")
     options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-    dca_only = [f"--{k.replace('_', '-')}" for k in ("penalty", "lower", "eta_lambda") if getattr(args, k) is not None]
+    dca_only = [
+        f"--{k.replace('_', '-')}"
+        for k in ("penalty", "lower", "eta_lambda", "entropy_weight", "derive")
+        if getattr(args, k) is not None
+    ]
     if dca_only:
         raise UserError(f"{', '.join(dca_only)}: DCA-NAS options; --method dnad does not take them")
     return search(
@@ -883,6 +887,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--penalty", choices=("hinge", "signed"), help="budget penalty form (hinge)")
     p.add_argument("--lower", type=_fraction, help="keep the expected cost above this share of the budget (0.85)")
     p.add_argument("--eta-lambda", type=float, help="dual-ascent step of the multipliers (0.05)")
+    p.add_argument(
+        "--entropy-weight", type=float, help="final weight of the α-entropy term, ramped over the α epochs (0 = off)"
+    )
+    p.add_argument(
+        "--derive",
+        choices=("greedy", "map"),
+        help="map: most probable arch inside the budget band (default); greedy: argmax, then repair/fill",
+    )
     p.add_argument("--compute", default="auto", choices=COMPUTE_CHOICES, help="torch device (auto)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run-dir", type=Path)

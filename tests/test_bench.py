@@ -19,8 +19,9 @@ def test_truth_builds_resumes_and_guards_protocol(tmp_path: Path) -> None:
     rows = build_truth(out, TINY, n=2, workers=1, quiet=True)
     assert len(rows) == 2 and all(0 <= r["test_accuracy"] <= 1 and r["flops"] > 0 for r in rows)
     first_lines = out.read_text().splitlines()
-    rows = build_truth(out, TINY, n=3, workers=1, quiet=True)  # same sample prefix: only one new arch
+    rows = build_truth(out, TINY, n=3, workers=1, quiet=True, threads=1)  # same sample prefix: only one new arch
     assert len(rows) == 3 and out.read_text().splitlines()[:2] == first_lines
+    assert rows[2]["threads"] == 1  # `threads` overrides the default split of the cores
     with open(out, "a") as fh:  # a torn line from a killed writer is skipped, not fatal
         fh.write('{"arch": "|nor_conv')
     assert len(read_truth(out)) == 3

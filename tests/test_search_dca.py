@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 
 from edgenas.cli import run
 from edgenas.core.device import Budgets, DeviceProfile
-from edgenas.core.errors import ConfigError, Interrupted
+from edgenas.core.errors import ConfigError, Interrupted, ResumeError
 from edgenas.core.space import NetShape
 from edgenas.cost import count_flops, count_params
 from edgenas.cost.memory import peak_activation_bytes
@@ -125,6 +126,80 @@ def test_derive_repairs_until_the_exact_cost_fits() -> None:
     assert d.repairs[0]["from"] == "nor_conv_3x3" and d.repairs[0]["to"] == "nor_conv_1x1"
 
 
+def _params_exact(shape: NetShape):
+    def exact(arch: NB201Arch) -> dict[str, float]:
+        return {"params": count_params(NB201Network(arch, shape))}
+
+    return exact
+
+
+def _log_prob(probs: np.ndarray, arch: NB201Arch) -> float:
+    return float(sum(np.log(probs[e, OPS.index(op)]) for e, op in enumerate(arch.ops)))
+
+
+def test_map_derivation_gives_up_the_op_the_distribution_holds_least() -> None:
+    # All edges prefer conv 3x3 and one must go. Edge 0 is sure of it (runner-up: a free
+    # pool); edge 5 hesitates between 3x3 and 1x1. Greedy repair swaps edge 0 (first of the
+    # equally costly edges) to its pool; the most probable arch in the budget drops edge 5's 3x3.
+    probs = np.full((len(EDGES), len(OPS)), 0.02)
+    probs[:, OPS.index("nor_conv_3x3")] = 0.8
+    probs[:, OPS.index("avg_pool_3x3")] = 0.14
+    probs[5] = [0.02, 0.02, 0.4, 0.45, 0.11]
+    all_conv3 = NB201Arch(("nor_conv_3x3",) * 6)
+    limit = count_params(NB201Network(all_conv3, SHAPE)) - 1
+    budgets = Budgets(max_params=limit)
+    terms = terms_for_budgets(budgets, SHAPE)
+    exact = _params_exact(SHAPE)
+    greedy = derive(probs, budgets, terms, exact, method="greedy")
+    best = derive(probs, budgets, terms, exact, method="map")
+    assert greedy.fits and greedy.arch.ops[0] == "avg_pool_3x3"
+    assert best.fits and best.costs["params"] <= limit and best.method == "map"
+    assert best.arch.ops == ("nor_conv_3x3",) * 5 + ("nor_conv_1x1",)
+    assert _log_prob(probs, best.arch) > _log_prob(probs, greedy.arch)
+    assert best.argmax == all_conv3
+    assert [(r["edge"], r["from"], r["to"]) for r in best.repairs] == [(5, "nor_conv_3x3", "nor_conv_1x1")]
+    assert best.repairs[0]["reason"].startswith("max_params")
+
+
+def test_map_derivation_is_the_most_probable_arch_in_the_band() -> None:
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.ones(len(OPS)), size=len(EDGES))
+    probs[:, OPS.index("avg_pool_3x3")] += 1.0  # a collapsed argmax (all pools), far under the budget
+    probs /= probs.sum(1, keepdims=True)
+    biggest = count_params(NB201Network(NB201Arch(("nor_conv_3x3",) * 6), SHAPE))
+    budgets = Budgets(max_params=biggest // 2)
+    terms = terms_for_budgets(budgets, SHAPE)
+    exact = _params_exact(SHAPE)
+    d = derive(probs, budgets, terms, exact, lower=0.85, method="map")
+    assert d.argmax == NB201Arch(("avg_pool_3x3",) * 6)
+    assert d.fits and 0.85 * budgets.max_params <= d.costs["params"] <= budgets.max_params
+    assert d.repairs and all(r["reason"].startswith("fill") for r in d.repairs)
+    # brute force over a sample of in-band archs: none is more probable
+    space = NB201Space()
+    for arch in space.sample_distinct(300, np.random.default_rng(0)):
+        if arch.is_connected and 0.85 * budgets.max_params <= exact(arch)["params"] <= budgets.max_params:
+            assert _log_prob(probs, arch) <= _log_prob(probs, d.arch) + 1e-9
+
+
+def test_map_derivation_falls_back_to_repair_when_the_cost_model_is_wrong() -> None:
+    probs = np.full((len(EDGES), len(OPS)), 0.05)
+    probs[:, OPS.index("nor_conv_3x3")] = 0.6
+    probs[:, OPS.index("nor_conv_1x1")] = 0.2
+    all_conv3 = NB201Arch(("nor_conv_3x3",) * 6)
+    limit = count_params(NB201Network(all_conv3, SHAPE)) - 1
+    budgets = Budgets(max_params=limit)
+    terms = terms_for_budgets(budgets, SHAPE)
+    exact = _params_exact(SHAPE)
+    # a model that says every arch fits: its top candidate (the all-3x3 argmax) fails the exact check
+    lying = {"max_params": replace(terms["max_params"], fixed=terms["max_params"].fixed - 10**6)}
+    d = derive(probs, budgets, lying, exact, method="map", max_exact=1)
+    assert d.fits and d.costs["params"] <= limit  # the greedy repair, on the exact cost
+    assert len(d.repairs) == 1 and "most probable" not in d.repairs[0]["reason"]
+    assert d.method == "greedy (map fallback)"
+    with pytest.raises(ValueError, match="unknown derivation"):
+        derive(probs, budgets, terms, exact, method="best")
+
+
 @pytest.fixture(scope="module")
 def digits():
     return load_dataset("digits", None, seed=0, val_fraction=0.5)
@@ -225,6 +300,47 @@ def test_cli_search_latency_budget_profiles_a_table_and_measures_the_result(tmp_
     assert res["costs"]["latency_ms"] is not None and res["fits"] == (res["costs"]["latency_ms"] <= 5)
 
 
+def test_entropy_ramp_sharpens_the_distribution(digits) -> None:
+    cfg = {"epochs": 4, "warmup_epochs": 1, "lower": 0.0}
+    plain = _search(digits, Budgets(max_params=10**6), **cfg)
+    sharp = _search(digits, Budgets(max_params=10**6), **cfg, entropy_weight=2.0)
+    assert [sharp.entropy_mu(e) for e in range(4)] == [0.0, 0.0, 1.0, 2.0]
+    assert plain.entropy_mu(3) == 0.0
+    x, y = next(iter(sharp.val_batches))
+    for s in (plain, sharp):
+        s.epoch = 3
+        for _ in range(15):
+            s.alpha_step(x, y)
+
+    def entropy(s: DCASearch) -> float:
+        p = s.op_probs().detach()
+        return float(-(p * p.log()).sum(-1).mean())
+
+    assert entropy(sharp) < entropy(plain) - 0.05
+
+
+def test_a_checkpoint_from_before_the_new_options_resumes(digits, tmp_path: Path) -> None:
+    from edgenas.core.rundir import RunDir
+    from edgenas.search.dca import CHECKPOINT, LEGACY_OPTIONS
+
+    run = RunDir.create("search", tmp_path / "r")
+    shape = NetShape.for_data(digits.info, 8, 1)
+    budgets = Budgets(max_params=10**6)
+    old = DCAConfig(**(FAST | LEGACY_OPTIONS))
+    s = DCASearch(old, digits, shape, budgets, terms_for_budgets(budgets, shape), torch.device("cpu"), run=run)
+    s.save_checkpoint()
+    state = torch.load(run.file(CHECKPOINT), weights_only=False)
+    for k in LEGACY_OPTIONS:
+        del state["config"][k]  # as written before these options existed
+    torch.save(state, run.file(CHECKPOINT))
+    again = DCASearch(old, digits, shape, budgets, terms_for_budgets(budgets, shape), torch.device("cpu"), run=run)
+    assert again.load_checkpoint()
+    new = DCAConfig(**FAST)  # today's defaults differ (derive="map"): refused, not silently mixed
+    other = DCASearch(new, digits, shape, budgets, terms_for_budgets(budgets, shape), torch.device("cpu"), run=run)
+    with pytest.raises(ResumeError):
+        other.load_checkpoint()
+
+
 @pytest.mark.parametrize(
     ("yaml_text", "extra", "message"),
     [
@@ -264,3 +380,23 @@ def test_derive_fills_a_collapsed_cell_up_towards_the_budget() -> None:
     assert filled.fits
     assert filled.costs["params"] >= 0.9 * budgets.max_params
     assert all(r["reason"].startswith("fill") and r["to"] == "nor_conv_1x1" for r in filled.repairs)
+
+
+def test_cli_passes_the_derivation_and_entropy_options(tmp_path: Path, monkeypatch) -> None:
+    import edgenas.search.command as command
+
+    seen: dict = {}
+
+    def fake_search(**kw):
+        seen.update(kw)
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(command, "search", fake_search)
+    dev = tmp_path / "dev.yaml"
+    dev.write_text("name: tiny\nbudgets:\n  max_params: 40k\n")
+    args = _search_args(dev, tmp_path / "run", "--derive", "greedy", "--entropy-weight", "0.3")
+    assert run(args) != 0
+    assert seen["options"]["derive"] == "greedy" and seen["options"]["entropy_weight"] == 0.3
+    cfg = DCAConfig.from_options({k: v for k, v in seen["options"].items()})
+    assert cfg.derive == "greedy" and cfg.entropy_weight == 0.3
+    assert DCAConfig().derive == "map" and DCAConfig().entropy_weight == 0.0

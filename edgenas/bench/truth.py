@@ -166,8 +166,11 @@ def build_truth(
     executor: str = "local",
     address: str | None = None,
     quiet: bool = False,
+    threads: int | None = None,
 ) -> list[dict[str, Any]]:
     """Train the sampled (or listed) archs not yet in `out`; returns every line of `out`.
+
+    `threads` per job defaults to this machine's cores split between the `workers`.
 
     Each arch is one job of `edgenas.exec` (`executor` local processes or Ray), so a big
     ground truth can be spread over a cluster; the lines land in `out` as jobs finish.
@@ -190,7 +193,9 @@ def build_truth(
     if todo:
         ex = make_executor(executor, workers=workers, address=address)
         try:
-            _run_jobs(out, protocol, todo, ex, threads_per_job(workers), quiet, already=len(wanted) - len(todo))
+            _run_jobs(
+                out, protocol, todo, ex, threads or threads_per_job(workers), quiet, already=len(wanted) - len(todo)
+            )
         finally:
             ex.close()
     return read_truth(out)

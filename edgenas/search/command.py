@@ -122,12 +122,12 @@ def _start_dnad(
 
 
 def _search(run: RunDir, opts: dict[str, Any], *, compute: str, quiet: bool, data=None) -> dict[str, Any]:
-    from edgenas.search.dca import DCAConfig, run_dca
+    from edgenas.search.dca import LEGACY_OPTIONS, DCAConfig, run_dca
 
     if opts["method"] == "dnad":
         return _search_dnad(run, opts, compute=compute, quiet=quiet, data=data)
 
-    cfg = DCAConfig(**opts["options"])
+    cfg = DCAConfig(**(LEGACY_OPTIONS | opts["options"]))  # a run made before an option existed resumes as it was
     data = data if data is not None else _load(opts)
     seed_everything(cfg.seed)
     result = run_dca(

@@ -46,6 +46,10 @@ from edgenas.spaces.nb201 import EDGES, OPS, NB201Arch
 CHECKPOINT = "search_checkpoint.pt"
 
 
+# Options added after the first runs, with the values that reproduce those runs (for resume).
+LEGACY_OPTIONS = {"entropy_weight": 0.0, "derive": "greedy"}
+
+
 class DCAConfig(BaseModel):
     """The search protocol; recorded in the run so a resume uses the same one."""
 
@@ -69,6 +73,12 @@ class DCAConfig(BaseModel):
     eta_lambda: float = Field(0.05, gt=0, description="dual-ascent step of the multipliers")
     lambda_init: float = Field(0.1, ge=0)
     grad_clip: float = Field(5.0, gt=0)
+    entropy_weight: float = Field(
+        0.0, ge=0, description="final weight of the mean per-edge entropy of softmax(α), ramped up over the α epochs"
+    )
+    derive: Literal["greedy", "map"] = Field(
+        "map", description="greedy repair/fill of the argmax, or the most probable arch inside the budget band"
+    )
     seed: int = 0
 
     @model_validator(mode="after")
@@ -158,6 +168,9 @@ class DCASearch:
             total = total + self.lam[name] * (excess if self.cfg.penalty == "signed" else torch.relu(excess))
             if self.cfg.lower > 0:
                 total = total + self.lam_low[name] * torch.relu(self.cfg.lower - r)
+        mu = self.entropy_mu()
+        if mu > 0:
+            total = total - mu * (probs * torch.log(probs.clamp_min(1e-12))).sum(-1).mean()
         # Only α and β need gradients here: skipping the weight gradients saves a third of the step.
         params = [self.alpha, self.beta]
         grads = torch.autograd.grad(total, params, allow_unused=True)
@@ -171,6 +184,17 @@ class DCASearch:
                 if self.cfg.lower > 0:
                     self.lam_low[name] = max(0.0, self.lam_low[name] + self.cfg.eta_lambda * (self.cfg.lower - v))
         return loss.item()
+
+    def entropy_mu(self, epoch: int | None = None) -> float:
+        """Weight of the entropy term in `epoch` (default: the current one, 0-based).
+
+        0 before and at the first α epoch, rising linearly to `entropy_weight` at the last.
+        """
+        epoch = self.epoch if epoch is None else epoch
+        span = self.cfg.epochs - self.cfg.warmup_epochs - 1
+        if self.cfg.entropy_weight <= 0 or epoch < self.cfg.warmup_epochs:
+            return 0.0
+        return self.cfg.entropy_weight * ((epoch - self.cfg.warmup_epochs) / span if span > 0 else 1.0)
 
     def w_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
         with torch.no_grad():
@@ -242,7 +266,7 @@ class DCASearch:
             state = torch.load(path, map_location=self.device, weights_only=False)
         except Exception as exc:
             raise ResumeError(f"{path}: cannot read the search checkpoint ({exc}); delete it to restart") from None
-        if state["config"] != self.cfg.model_dump():
+        if LEGACY_OPTIONS | state["config"] != self.cfg.model_dump():
             raise ResumeError(f"{path}: made with other search options; resume with the same ones")
         self.net.load_state_dict(state["net"])
         with torch.no_grad():
@@ -274,6 +298,8 @@ class DCASearch:
             "lambda": {n: round(v, 5) for n, v in self.lam.items()},
             "lambda_low": {n: round(v, 5) for n, v in self.lam_low.items()} if self.cfg.lower > 0 else None,
             "argmax": str(argmax),
+            "entropy": round(float(-(probs * probs.clamp_min(1e-12).log()).sum(-1).mean()), 5),
+            "entropy_weight": round(self.entropy_mu(self.epoch - 1), 5),
         }
 
     def fit(self) -> None:
@@ -303,11 +329,19 @@ def op_histogram(arch: NB201Arch) -> dict[str, int]:
 def finish_search(search: DCASearch, exact_cost: Callable[[NB201Arch], Cost]) -> dict[str, Any]:
     """Derive, repair and check the final arch: the method-specific part of a DCA result."""
     probs = search.op_probs().detach().cpu().numpy()
-    d = derive(probs, search.budgets, search.terms, lambda a: exact_cost(a).to_dict(), lower=search.cfg.lower)
+    d = derive(
+        probs,
+        search.budgets,
+        search.terms,
+        lambda a: exact_cost(a).to_dict(),
+        lower=search.cfg.lower,
+        method=search.cfg.derive,
+    )
     checks = check_budgets(search.budgets, Cost(**d.costs))
     return {
         "arch": str(d.arch),
         "argmax_arch": str(d.argmax),
+        "derivation": d.method,
         "repaired": any(not r["reason"].startswith("fill") for r in d.repairs),
         "filled": any(r["reason"].startswith("fill") for r in d.repairs),
         "repairs": d.repairs,

@@ -12,18 +12,35 @@ budget; its argmax need not). With `lower` > 0 the derivation then *fills*: it t
 swap to a costlier op that α likes best (highest probability) among those that keep
 every budget, until the cost reaches `lower` × the budget — the same band the search's
 lower-side multiplier aims at. Fill steps are recorded like repairs.
+
+Those greedy steps are myopic: a repair swaps the costliest op for whatever α ranks next
+among cheaper ops, so a conv 3x3 whose runner-up is a free pool (DARTS's bias towards
+parameter-free ops) becomes a pool even when a conv 1x1 on another edge would have cost
+the distribution far less probability; a fill adds ops in order of their absolute
+probability, not of what they cost the distribution. `method="map"` instead returns the
+*most probable arch under the searched distribution* (max Σ_edges log p(op)) among the
+connected archs whose cost is inside the band [`lower` × budget, budget] of every budget
+— the constrained argmax that repair and fill approximate. NB201 has 5^6 cells, so the
+search over archs is exhaustive: the cost model (`CostTerms`, on the live edges only) ranks
+and filters them, then the exact cost of the best candidates is checked in order; the
+first that meets every budget is taken. If none is found (the cost model disagrees with
+the exact cost for all of the first `max_exact` candidates), the greedy repair runs.
+Every edge that differs from the argmax is recorded as a step.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
+from typing import Literal
 
 import numpy as np
 
 from edgenas.core.device import COST_FIELD, Budgets
 from edgenas.search.expected_cost import CostTerms
-from edgenas.spaces.nb201 import OPS, NB201Arch
+from edgenas.spaces.nb201 import EDGES, OPS, NB201Arch
 
 
 @dataclass
@@ -35,6 +52,7 @@ class Derivation:
     repairs: list[dict] = field(default_factory=list)
     costs: dict[str, float] = field(default_factory=dict)
     fits: bool = True
+    method: str = "greedy"  # how it was derived: "map", "greedy", or "greedy (map fallback)"
 
 
 def argmax_arch(probs: np.ndarray) -> NB201Arch:
@@ -62,11 +80,24 @@ def derive(
     exact_cost: Callable[[NB201Arch], dict[str, float]],
     max_steps: int = 30,
     lower: float = 0.0,
+    method: Literal["greedy", "map"] = "greedy",
+    max_exact: int = 20,
 ) -> Derivation:
     """Argmax arch, made connected, repaired until `exact_cost` meets every budget, then filled to `lower`.
 
     `exact_cost(arch)` returns {cost kind: value}; `terms` (per budget) rank ops by cost.
+    With `method="map"` the arch is the most probable one inside the budget band instead
+    (see the module docstring), found with at most `max_exact` exact-cost checks.
     """
+    if method == "map":
+        found = derive_map(probs, budgets, terms, exact_cost, lower=lower, max_exact=max_exact)
+        if found is not None:
+            return found
+        how = "greedy (map fallback)"
+    elif method == "greedy":
+        how = "greedy"
+    else:
+        raise ValueError(f"unknown derivation method {method!r} (greedy or map)")
     repairs: list[dict] = []
     first = argmax_arch(probs)
     arch = connect(first, probs, repairs)
@@ -77,7 +108,7 @@ def derive(
         over = {n: r for n, r in ratios.items() if r > 1.0}
         if not over:
             arch, costs = _fill(arch, costs, probs, limits, terms, exact_cost, lower, repairs, max_steps)
-            return Derivation(arch, first, repairs, costs, True)
+            return Derivation(arch, first, repairs, costs, True, how)
         worst = max(over, key=over.get)
         swap = _cheapest_departure(arch, probs, terms[worst].weights)
         if swap is None:
@@ -87,7 +118,7 @@ def derive(
         arch = NB201Arch(tuple(new if i == e else op for i, op in enumerate(arch.ops)))
         costs = exact_cost(arch)
     ok = all(costs[COST_FIELD[n]] <= limit for n, limit in limits.items())
-    return Derivation(arch, first, repairs, costs, ok)
+    return Derivation(arch, first, repairs, costs, ok, how)
 
 
 def _cheapest_departure(arch: NB201Arch, probs: np.ndarray, weights: np.ndarray) -> tuple[int, str] | None:
@@ -146,3 +177,88 @@ def _fill(
         else:
             break
     return arch, costs
+
+
+@cache
+def _connected_cells() -> tuple[np.ndarray, np.ndarray]:
+    """(op indices (n, edges), live-edge mask (n, edges)) of every connected NB201 cell."""
+    ops, live = [], []
+    for idx in itertools.product(range(len(OPS)), repeat=len(EDGES)):
+        arch = NB201Arch(tuple(OPS[i] for i in idx))
+        edges = arch.live_edges()
+        if edges:
+            ops.append(idx)
+            live.append([e in edges for e in range(len(idx))])
+    return np.asarray(ops, dtype=np.int64), np.asarray(live, dtype=bool)
+
+
+def derive_map(
+    probs: np.ndarray,
+    budgets: Budgets,
+    terms: dict[str, CostTerms],
+    exact_cost: Callable[[NB201Arch], dict[str, float]],
+    lower: float = 0.0,
+    max_exact: int = 20,
+) -> Derivation | None:
+    """The most probable connected arch whose cost is in [lower × budget, budget] for every budget.
+
+    The band's upper side is checked on the exact cost, the lower side on the cost model
+    (it guards against collapse; it need not be exact). When no arch of the model lies in
+    the band, the lower side is dropped. None when no candidate passes the exact check.
+    """
+    cells, live = _connected_cells()
+    rows = np.arange(len(EDGES))[None, :]
+    logp = np.log(np.clip(probs, 1e-12, None))[rows, cells].sum(axis=1)
+    limits = dict(budgets.items())
+    ratios = np.zeros((len(cells), max(len(limits), 1)))
+    for k, (name, limit) in enumerate(limits.items()):
+        t = terms[name]
+        est = t.fixed + np.where(live, t.weights[rows, cells], 0.0).sum(axis=1)  # dead edges are not built
+        ratios[:, k] = est / limit
+    top = ratios.max(axis=1)
+    inside = top <= 1.0
+    band = inside & (top >= lower) if lower > 0 else inside
+    if not band.any():
+        band = inside
+    first = argmax_arch(probs)
+    for i in [int(i) for i in np.argsort(-np.where(band, logp, -np.inf), kind="stable")[:max_exact] if band[i]]:
+        arch = NB201Arch(tuple(OPS[j] for j in cells[i]))
+        costs = exact_cost(arch)
+        if all(costs[COST_FIELD[n]] <= limit for n, limit in limits.items()):
+            return Derivation(
+                arch, first, _map_steps(first, arch, probs, limits, exact_cost, lower), costs, True, "map"
+            )
+    return None
+
+
+def _map_steps(
+    first: NB201Arch,
+    arch: NB201Arch,
+    probs: np.ndarray,
+    limits: dict[str, float],
+    exact_cost: Callable[[NB201Arch], dict[str, float]],
+    lower: float,
+) -> list[dict]:
+    """The edges where the constrained argmax departs from the argmax, with why (repair / fill / connect)."""
+    if first == arch:
+        return []
+    if not first.is_connected:
+        why = "disconnected cell"
+    else:
+        costs = exact_cost(first)
+        worst = max(limits, key=lambda n: costs[COST_FIELD[n]] / limits[n])
+        r = costs[COST_FIELD[worst]] / limits[worst]
+        why = f"{worst} {r:.3f}x of budget" if r > 1.0 else f"fill: {r:.3f}x of budget < lower {lower}"
+    return [
+        {
+            "reason": f"{why} (most probable arch in the band)",
+            "edge": e,
+            "from": a,
+            "to": b,
+            "log_prob_drop": round(
+                float(np.log(max(probs[e, OPS.index(a)], 1e-12) / max(probs[e, OPS.index(b)], 1e-12))), 4
+            ),
+        }
+        for e, (a, b) in enumerate(zip(first.ops, arch.ops, strict=True))
+        if a != b
+    ]
