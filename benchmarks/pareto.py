@@ -65,9 +65,11 @@ def train_rows(out: Path, protocol: TruthProtocol, archs: list[str]) -> dict[str
     done = {r["arch"]: r for r in read_truth(out)} if out.is_file() else {}
     todo = [a for a in archs if a not in done]
     if todo:
-        truth_mod._init_worker(protocol.model_dump(), 1)
+        import torch
+
+        torch.set_num_threads(1)
         for arch in todo:
-            row = truth_mod.train_one(arch)
+            row = truth_mod.train_one(arch, protocol.model_dump())
             append_jsonl(out, row)
             done[arch] = row
     return done

@@ -29,6 +29,7 @@ from edgenas.search.snps import (
     live_flops,
     sparsity_entropy,
     strongest_arch,
+    target_flops,
     target_live,
 )
 from edgenas.search.supernet import NB201SuperNet
@@ -114,6 +115,32 @@ def test_schedule_and_adaptive_coefficient_move_the_right_way() -> None:
     assert adapt_coefficient(1.0, live=10, target=13, rate=0.1, lo=0.01, hi=10) == pytest.approx(math.exp(-0.1))
     assert adapt_coefficient(1.0, live=13, target=13, rate=0.1, lo=0.01, hi=10) == 1.0
     assert adapt_coefficient(9.9, live=20, target=13, rate=0.1, lo=0.01, hi=10) == 10  # clipped
+    assert target_flops(0.0, 20e6, 4e6) == 20e6 and target_flops(1.0, 20e6, 4e6) == 4e6
+    assert target_flops(0.25, 20e6, 4e6) == pytest.approx(16e6) and target_flops(2.0, 20e6, 4e6) == 4e6
+
+
+def test_flops_schedule_meters_deletions_one_level_at_a_time() -> None:
+    """Ops that sink together die when the schedule reaches them; free (0-FLOPs) ones at once."""
+    terms = flops_terms(SHAPE)
+    alive, under = all_alive(), torch.zeros(len(EDGES), len(OPS), dtype=torch.long)
+    att = torch.full((len(EDGES), len(OPS)), 0.8) * alive
+    for e in (1, 3):  # two 3x3 convs and a pool sink together
+        att[e, CONV3] = 0.01
+    att[4, POOL] = 0.01
+    target = {"now": live_flops(alive, terms)}
+
+    def allow(now: torch.Tensor, after: torch.Tensor) -> bool:
+        f_now, f_after = live_flops(now, terms), live_flops(after, terms)
+        return f_after >= f_now or f_now > target["now"]
+
+    deletion_step(att, alive, under, 0.05, 2, True, allow)
+    assert deletion_step(att, alive, under, 0.05, 2, True, allow) == [(4, POOL)]  # free: not held back
+    target["now"] -= 1.0  # the schedule moves a little below the supernet: one conv may go
+    assert deletion_step(att, alive, under, 0.05, 2, True, allow) == [(1, CONV3)]
+    assert alive[3, CONV3] and under[3, CONV3] == 3  # held, still counting
+    assert deletion_step(att, alive, under, 0.05, 2, True, allow) == []
+    target["now"] = 0.0
+    assert deletion_step(att, alive, under, 0.05, 2, True, allow) == [(3, CONV3)]
 
 
 # -- deletion ---------------------------------------------------------------------------------
@@ -253,10 +280,12 @@ def test_search_shrinks_harvests_and_writes_its_results(straight: dict) -> None:
         assert 0.0 <= s["val_accuracy"] <= 1.0 and s["live_flops"] <= res["full_supernet_flops"]
     levels = [s for s in res["snapshots"] if s["reason"] == "level"]
     assert all(s["live_flops"] <= min(s["levels"]) for s in levels)
+    # every arch read again from the final supernet (one footing), its reading when taken kept
+    assert all(s["val_accuracy_from"] == "end" and 0 <= s["val_accuracy_at_snapshot"] <= 1 for s in res["snapshots"])
     front = res["pareto"]
-    assert res["pareto_on"] == "live"
-    assert front and [s["live_flops"] for s in front] == sorted(s["live_flops"] for s in front)
-    assert all(b["live_val_accuracy"] > a["live_val_accuracy"] for a, b in itertools.pairwise(front))
+    assert res["pareto_on"] == "arch"
+    assert front and [s["flops"] for s in front] == sorted(s["flops"] for s in front)
+    assert all(b["val_accuracy"] > a["val_accuracy"] for a, b in itertools.pairwise(front))
     assert res["pareto_archs"] == list(dict.fromkeys(s["arch"] for s in front))
     saved = json.loads((out / "results.json").read_text())
     assert saved["schema_version"] == 1 and saved["method"] == "dnad" and saved["pareto"] == front

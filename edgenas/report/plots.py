@@ -208,14 +208,15 @@ def shrink_plot(
     start: tuple[int, float],
     deletions: Sequence[dict],
     snapshots: Sequence[dict],
-    target: tuple[int, int, int],
+    target: tuple[float, float, int],
     levels: Sequence[float] = (),
+    on_flops: bool = False,
 ) -> Path:
-    """DNAD shrinking by α-step: live ops against the schedule, live FLOPs against the harvest levels.
+    """DNAD shrinking by α-step: live ops, and live FLOPs against the harvest levels, with the schedule.
 
     `start` = (live ops, live FLOPs) before the first deletion; `target` = (start, final,
-    search steps) of the linear schedule (in the units the schedule is kept in: live ops,
-    or Σ attention of live ops for DNAD's soft schedule).
+    search steps) of the linear schedule, in the units it is kept in: live FLOPs (`on_flops`,
+    drawn on the FLOPs panel), else live ops or Σ attention of live ops.
     """
     steps = [0] + [d["step"] for d in deletions]
     ops = [start[0]] + [d["live_ops"] for d in deletions]
@@ -223,7 +224,8 @@ def shrink_plot(
     end = max([target[2], *steps])
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
     a1.step([*steps, end], [*ops, ops[-1]], where="post", label="live ops")
-    a1.plot([0, target[2]], [target[0], target[1]], "k--", linewidth=1, label="schedule target")
+    if not on_flops:
+        a1.plot([0, target[2]], [target[0], target[1]], "k--", linewidth=1, label="schedule target")
     a1.set_xlabel("α-step")
     a1.set_ylabel("live ops")
     a1.legend(fontsize=8)
@@ -231,6 +233,8 @@ def shrink_plot(
     a2.step([*steps, end], np.asarray([*flops, flops[-1]]) / 1e6, where="post", label="live supernet")
     for lv in levels:
         a2.axhline(lv / 1e6, color="tab:gray", linestyle=":", linewidth=0.8)
+    if on_flops:
+        a2.plot([0, target[2]], [target[0] / 1e6, target[1] / 1e6], "k--", linewidth=1, label="schedule target")
     if snapshots:
         a2.scatter([s["step"] for s in snapshots], [s["flops"] / 1e6 for s in snapshots], color="tab:red",
                    zorder=3, s=18, label="snapshot arch (NB201)")  # fmt: skip

@@ -122,36 +122,25 @@ def _start_dnad(
 
 
 def _search(run: RunDir, opts: dict[str, Any], *, compute: str, quiet: bool, data=None) -> dict[str, Any]:
-    from edgenas.search.dca import LEGACY_OPTIONS, DCAConfig, run_dca
-
+    """Run (or resume) the method the run was started with; DCA searches for a device, DNAD from a teacher."""
     if opts["method"] == "dnad":
-        return _search_dnad(run, opts, compute=compute, quiet=quiet, data=data)
+        from edgenas.search.snps import SNPSConfig as Config
+        from edgenas.search.snps import run_dnad as run_method
 
-    cfg = DCAConfig(**(LEGACY_OPTIONS | opts["options"]))  # a run made before an option existed resumes as it was
+        specific: dict[str, Any] = {"teacher_path": opts["teacher"]}
+        options = opts["options"]
+    else:
+        from edgenas.search.dca import LEGACY_OPTIONS
+        from edgenas.search.dca import DCAConfig as Config
+        from edgenas.search.dca import run_dca as run_method
+
+        specific = {"profile": DeviceProfile(**opts["profile"])}
+        options = LEGACY_OPTIONS | opts["options"]  # a DCA run made before an option existed resumes as it was
+    cfg = Config(**options)
     data = data if data is not None else _load(opts)
     seed_everything(cfg.seed)
-    result = run_dca(
-        profile=DeviceProfile(**opts["profile"]),
-        data=data,
-        target=NetShape.for_data(data.info, opts["width"], opts["cells"]),
-        cfg=cfg,
-        device=resolve_device(compute),
-        run=run,
-        quiet=quiet,
-        resume_hint=f"continue with: edgenas search --resume {run.path}",
-    )
-    result["run_dir"] = str(run.path)
-    return result
-
-
-def _search_dnad(run: RunDir, opts: dict[str, Any], *, compute: str, quiet: bool, data=None) -> dict[str, Any]:
-    from edgenas.search.snps import SNPSConfig, run_dnad
-
-    cfg = SNPSConfig(**opts["options"])
-    data = data if data is not None else _load(opts)
-    seed_everything(cfg.seed)
-    result = run_dnad(
-        teacher_path=opts["teacher"],
+    result = run_method(
+        **specific,
         data=data,
         target=NetShape.for_data(data.info, opts["width"], opts["cells"]),
         cfg=cfg,
