@@ -273,6 +273,8 @@ def main() -> None:
         "search_pareto_flops_span": res["pareto_flops_span"],
         "search_pareto_on": res["pareto_on"],
         "search_pareto_archs_flops_span": res["pareto_archs_flops_span"],
+        "search_pareto_tolerance": res.get("pareto_tolerance", 0.0),
+        "search_pareto_strict_archs": res.get("pareto_strict_archs", res["pareto_archs"]),
         "search_pareto": [
             {
                 k: s[k]
@@ -315,6 +317,8 @@ def main() -> None:
         "goals": {
             "search_pareto_at_least_4": res["pareto_count"] >= 4,
             "search_pareto_span_at_least_3x": (res["pareto_flops_span"] or 0) >= 3,
+            "search_pareto_strict_at_least_4": len(res.get("pareto_strict_archs", res["pareto_archs"])) >= 4,
+            "trained_front_at_least_4": dnad["front_count"] >= 4,
             "dnad_hv_at_least_random_median_same_compute": dnad["hypervolume"]
             >= random_budget["hypervolume"]["median"],
             "dnad_hv_at_least_az_same_compute": dnad["hypervolume"] >= az["hypervolume"],

@@ -24,9 +24,12 @@ from edgenas.search.snps import (
     adapt_coefficient,
     auto_levels,
     binary_entropy,
+    costliest_arch,
     deletion_step,
+    flops_pressure,
     live_edges,
     live_flops,
+    reading_tolerance,
     sparsity_entropy,
     strongest_arch,
     target_flops,
@@ -175,6 +178,25 @@ def test_deletion_keeps_the_cell_connected() -> None:
     assert deletion_step(att, alive, under, 0.05, 1, keep_connected=False) == [(3, SKIP)]
 
 
+def test_flops_pressure_presses_each_op_by_its_share_of_the_live_flops() -> None:
+    terms = flops_terms(SHAPE)
+    weights = torch.as_tensor(terms.weights, dtype=torch.float32)
+    alive = all_alive()
+    theta = torch.zeros(len(EDGES), len(OPS), requires_grad=True)
+    att = torch.sigmoid(theta) * alive
+    f = flops_pressure(att, alive, weights)
+    live_w = weights[alive]
+    assert f.item() == pytest.approx(0.5, rel=1e-6)  # every weight at 0.5: half the live FLOPs
+    (grad,) = torch.autograd.grad(f, [theta])
+    # d/dθ = σ'(0) · FLOPs(op) / Σ live FLOPs: a 3×3 conv pressed ~9× a 1×1, free ops and dead ones not at all
+    assert grad[0, CONV3].item() == pytest.approx(0.25 * weights[0, CONV3].item() / live_w.sum().item(), rel=1e-5)
+    assert grad[0, CONV3] > 5 * grad[0, CONV1] > 0
+    assert grad[0, SKIP] == 0 and grad[0, POOL] == 0 and grad[0, NONE] == 0
+    alive[0, CONV3] = False  # a deleted op leaves the denominator: the rest are pressed harder
+    (g2,) = torch.autograd.grad(flops_pressure(torch.sigmoid(theta) * alive, alive, weights), [theta])
+    assert g2[0, CONV3] == 0 and g2[1, CONV3] > grad[1, CONV3]
+
+
 # -- exact live FLOPs, snapshot arch ------------------------------------------------------------
 def test_live_flops_is_the_exact_flops_of_the_live_multi_op_cell() -> None:
     terms = flops_terms(SHAPE)
@@ -214,11 +236,31 @@ def test_strongest_arch_and_auto_levels() -> None:
     assert levels == pytest.approx([10 * 10**0.75, 10 * 10**0.5, 10 * 10**0.25])
 
 
+def test_costliest_arch_follows_the_deletions_down_in_flops() -> None:
+    weights = flops_terms(SHAPE).weights
+    alive = all_alive()
+    assert costliest_arch(alive, weights).ops == ("nor_conv_3x3",) * len(EDGES)
+    last = count_flops(NB201Network(costliest_arch(alive, weights), SHAPE), SHAPE.input_shape)
+    for op in (CONV3, CONV1, POOL, SKIP):  # delete op by op on edge 2: 3×3 → 1×1 → a free op → none
+        alive[2, op] = False
+        arch = costliest_arch(alive, weights)
+        flops = count_flops(NB201Network(arch, SHAPE), SHAPE.input_shape)
+        assert flops <= last
+        last = flops
+    assert arch.ops[2] == "none" and arch.ops[0] == "nor_conv_3x3"
+    alive[0, CONV3] = False
+    assert costliest_arch(alive, weights).ops[0] == "nor_conv_1x1"
+
+
 # -- Pareto and hypervolume ---------------------------------------------------------------------
 def test_pareto_front_and_hypervolume_on_hand_made_points() -> None:
     flops = [1.0, 2.0, 3.0, 4.0, 2.0]
     acc = [0.5, 0.7, 0.6, 0.9, 0.65]
     assert pareto_front(flops, acc) == [0, 1, 3]  # (3, 0.6) and (2, 0.65) are dominated by (2, 0.7)
+    # with a tolerance a lead must exceed it: (2, 0.65) trails (2, 0.7) by 0.05 < 0.06 and stays,
+    # (3, 0.6) trails by 0.1 and still goes
+    assert pareto_front(flops, acc, tolerance=0.06) == [0, 1, 4, 3]
+    assert reading_tolerance([0.85, 0.85], 2000) == pytest.approx(math.sqrt(2 * 0.85 * 0.15 / 2000))
     # (2-1)·0.5 + (4-2)·0.7 + (5-4)·0.9
     assert hypervolume_2d(flops, acc, ref_flops=5.0, ref_accuracy=0.0) == pytest.approx(2.8)
     # floor 0.6: (2-1)·0 ... the 0.5 point is under the floor: (4-2)·0.1 + (5-4)·0.3
@@ -280,12 +322,23 @@ def test_search_shrinks_harvests_and_writes_its_results(straight: dict) -> None:
         assert 0.0 <= s["val_accuracy"] <= 1.0 and s["live_flops"] <= res["full_supernet_flops"]
     levels = [s for s in res["snapshots"] if s["reason"] == "level"]
     assert all(s["live_flops"] <= min(s["levels"]) for s in levels)
+    # snapshot_on "change": a snapshot after every deletion that changed the strongest arch, never a repeat
+    deletion_steps = {d["step"] for d in res["deletions"]}
+    taken = [s for s in res["snapshots"] if s["reason"] != "end"]
+    assert all(s["step"] in deletion_steps for s in taken)
+    changes = [s for s in taken if s["reason"] == "change"]
+    assert all(s["arch"] != prev["arch"] for prev, s in itertools.pairwise(taken) if s in changes)
     # every arch read again from the final supernet (one footing), its reading when taken kept
     assert all(s["val_accuracy_from"] == "end" and 0 <= s["val_accuracy_at_snapshot"] <= 1 for s in res["snapshots"])
     front = res["pareto"]
     assert res["pareto_on"] == "arch"
     assert front and [s["flops"] for s in front] == sorted(s["flops"] for s in front)
-    assert all(b["val_accuracy"] > a["val_accuracy"] for a, b in itertools.pairwise(front))
+    # no member trails a cheaper snapshot by more than the reading tolerance; the strict front is inside it
+    tol = res["pareto_tolerance"]
+    assert 0 < tol < 0.1
+    for s in front:
+        assert all(c["val_accuracy"] <= s["val_accuracy"] + tol for c in res["snapshots"] if c["flops"] <= s["flops"])
+    assert set(res["pareto_strict_archs"]) <= set(res["pareto_archs"])
     assert res["pareto_archs"] == list(dict.fromkeys(s["arch"] for s in front))
     saved = json.loads((out / "results.json").read_text())
     assert saved["schema_version"] == 1 and saved["method"] == "dnad" and saved["pareto"] == front

@@ -14,8 +14,13 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def pareto_front(flops: Sequence[float], accuracy: Sequence[float]) -> list[int]:
-    """Indices of the non-dominated points, by FLOPs ascending (exact duplicates: the first one kept)."""
+def pareto_front(flops: Sequence[float], accuracy: Sequence[float], tolerance: float = 0.0) -> list[int]:
+    """Indices of the non-dominated points, by FLOPs ascending (exact duplicates: the first one kept).
+
+    With `tolerance` t > 0 a point is dropped only when a point at most as costly is more
+    accurate by *more than* t: for accuracies read with noise of about t, a smaller lead
+    is not evidence of dominance.
+    """
     f = np.asarray(flops, dtype=float)
     a = np.asarray(accuracy, dtype=float)
     if f.shape != a.shape:
@@ -26,9 +31,9 @@ def pareto_front(flops: Sequence[float], accuracy: Sequence[float]) -> list[int]
     front: list[int] = []
     best = -np.inf
     for i in order:
-        if a[i] > best:
+        if a[i] > best - tolerance or not front:
             front.append(int(i))
-            best = a[i]
+        best = max(best, a[i])
     return front
 
 

@@ -43,12 +43,24 @@ harvests architectures along the way:
   teacher's outputs are computed once per split and cached (the teacher is frozen and the
   images are not augmented, so they never change). *(inferred: KD in the α-step too, and
   feature KD at the last stage only — caching every stage would cost ~20× the memory.)*
+- **Cost-aware pressure** *(inferred, option `cost_weight`)*: the pressure λ multiplies is
+  H + c·F, F = Σ a·FLOPs(op)/Σ FLOPs(op) over live ops. The spec's DNAD ops cost about the
+  same; NB201's do not (at C=8 a 3×3 conv is 2.71M FLOPs, a 1×1 0.30M, skip and pool 0,
+  the fixed stem/reduction/head 2.92M). With the entropy alone the weak cheap ops died
+  first, every harvested arch kept 3×3 convs and the cheapest was 5.6M FLOPs (1.9× the
+  fixed part): no front could span 3× (measured, seed 0). F presses each op by its share of
+  the live FLOPs, so the convs that the schedule wants gone are the ones that sink.
 - **Harvest**: after each deletion the exact FLOPs of the live supernet at the *deployed*
   shape are computed; when they fall to or under a requested level (`levels`, or `auto`
   geometric levels between the full supernet and the fixed stem/reduction/head cost), a
-  snapshot is taken, and one more at the end. *(inferred, option `snapshot_arch`)*
-  A snapshot's discrete architecture is an NB201 cell: on every edge the live op with the
-  highest attention, "none" where no op is live (`strongest`). Its accuracy proxy *(inferred,
+  snapshot is taken; with `snapshot_on: change` (default; methods.md "or at every
+  deletion") also after every deletion that changes the snapshot arch, and one more at
+  the end. *(inferred, option `snapshot_arch`)*
+  A snapshot's discrete architecture is an NB201 cell: on every edge the costliest live op,
+  "none" where no op is live (`costliest`, default), so the snapshots fall in FLOPs with the
+  supernet; or the live op with the highest attention (`strongest`). Under the cost
+  pressure the cheap ops out-weigh the convs from the first α-steps, so `strongest` gave
+  3.8–4.4M-FLOPs cells at every snapshot (measured, seed 0). Its accuracy proxy *(inferred,
   option `snapshot_finetune`)*: the supernet restricted to exactly those ops inherits its
   weights, trains alone for `snapshot_finetune` w-steps (CE + KD, the same batches for every
   snapshot), has its BatchNorm statistics re-estimated, and is evaluated on the first
@@ -59,8 +71,12 @@ harvests architectures along the way:
   of the `NB201Network` that is trained later. The live multi-op cell is recorded beside it
   (its ops, exact FLOPs and val accuracy, not fine-tuned). The Pareto set (`pareto_on`) is
   the non-dominated snapshots by (val accuracy ↑, FLOPs ↓) of the NB201 arch by default, or
-  of the live cell; one per distinct cell. Its NB201 archs are what `benchmarks/pareto.py`
-  trains.
+  of the live cell; one per distinct cell. *(inferred, option `pareto_tolerance`)* A
+  snapshot counts as dominated only when a cheaper one reads more accurate by more than the
+  standard error of the difference of two readings (√(2p(1−p)/n), 1.1 points at 85% on
+  2000 images): the readings of one search spread about that much, so a strict front would
+  keep whichever arch drew the luckiest sample. The strict front is recorded beside it
+  (`pareto_strict_archs`). Its NB201 archs are what `benchmarks/pareto.py` trains.
 - **Polarising** *(inferred, option `polarize`, off by default)*: adds the mean binary
   entropy of the live weights (methods.md: "pushes them towards 0 or 1"). It sinks ops
   left at a ≈ 0.1–0.3 but also pins every op above 0.5 at 1, which stalled the shrink in
@@ -135,6 +151,12 @@ class SNPSConfig(BaseModel):
     entropy_temperature: float = Field(
         4.0, gt=0, description="T of softmax(θ/T): at T=1 one op takes all the mass and the losers' gradient vanishes"
     )
+    cost_weight: float = Field(
+        1.0,
+        ge=0,
+        description="c in the pressure H + c·F: F = Σ a·FLOPs(op) / Σ FLOPs(op) over live ops, so costly ops sink "
+        "first (0: entropy only, every op pressed alike)",
+    )
     lambda_init: float = Field(0.5, gt=0, description="initial sparsity-entropy coefficient")
     lambda_rate: float = Field(0.02, gt=0, description="log-step of the adaptive coefficient per α-step")
     lambda_min: float = Field(1e-3, gt=0)
@@ -148,6 +170,12 @@ class SNPSConfig(BaseModel):
     final_flops: float | None = Field(
         None, gt=0, description="live FLOPs the flops schedule ends at (None: the fixed part + the cheapest conv op)"
     )
+    schedule_lag: int | None = Field(
+        None,
+        ge=0,
+        description="α-steps before the search's end at which the schedule reaches its final value (None: the "
+        "steps an op needs to sink and be deleted, 2·theta_max/alpha_lr + delete_patience)",
+    )
     delete_threshold: float = Field(0.05, gt=0, lt=1, description="an op under this attention for long is deleted")
     delete_patience: int = Field(5, ge=1, description="consecutive α-steps under the threshold before deletion")
     keep_connected: bool = True
@@ -156,9 +184,23 @@ class SNPSConfig(BaseModel):
     feature_weight: float = Field(0.1, ge=0, description="b: feature KD at the last stage (1×1 projector)")
     levels: list[float] | None = Field(None, description="live-FLOPs levels to snapshot at; None = auto")
     auto_levels: int = Field(10, ge=1, description="number of geometric levels when levels is auto")
-    snapshot_arch: Literal["strongest"] = "strongest"
+    snapshot_arch: Literal["costliest", "strongest"] = Field(
+        "costliest",
+        description="a snapshot's NB201 cell: the costliest live op per edge (follows the shrink), or the live op "
+        "with the highest attention (under cost_weight > 0 the cheap ops win that from the start)",
+    )
+    snapshot_on: Literal["levels", "change"] = Field(
+        "change",
+        description="snapshot when the live FLOPs cross a level (levels), or also at every deletion that changes "
+        "the snapshot arch (change)",
+    )
     pareto_on: Literal["live", "arch"] = Field(
         "arch", description="Pareto set by the live multi-op cell's (FLOPs, val acc), or by the NB201 arch's"
+    )
+    pareto_tolerance: Literal["se", "none"] = Field(
+        "se",
+        description="drop a snapshot only if a cheaper one reads more accurate by more than the standard error of "
+        "the difference of two readings on the eval images, √(2p(1−p)/n) (se), or by any margin (none)",
     )
     eval_weights: Literal["sigmoid", "one"] = "sigmoid"
     bn_batches: int = Field(10, ge=1, description="train batches to re-estimate BN statistics of a snapshot")
@@ -223,6 +265,22 @@ def sparsity_entropy(
     if not terms:
         return values.sum() * 0.0
     return torch.stack(terms).mean()
+
+
+def flops_pressure(att: torch.Tensor, alive: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """F = Σ a·FLOPs(op) / Σ FLOPs(op) over live ops ∈ [0, 1]: the attention-weighted share of the live FLOPs.
+
+    Its gradient on an op's weight is that op's share of the live FLOPs, so a 3×3 conv is
+    pressed ~9× harder than a 1×1 and free ops (skip, pool) not at all. Without it the
+    entropy presses every op alike, the weak cheap ops die first and the last op standing
+    is a 3×3 conv (measured: the cheapest harvested NB201 arch was 5.6M FLOPs, 1.9× the
+    fixed part, so no front could span 3×).
+    """
+    w = weights.to(att.dtype) * alive.to(att.dtype)
+    total = w.sum()
+    if float(total) <= 0:
+        return att.sum() * 0.0
+    return (att * w).sum() / total
 
 
 def binary_entropy(att: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
@@ -303,6 +361,21 @@ def strongest_arch(att: torch.Tensor, alive: torch.Tensor) -> NB201Arch:
             continue
         scores = torch.where(m, att[e], torch.full_like(att[e], -1.0))
         ops.append(OPS[int(scores.argmax())])
+    return NB201Arch(tuple(ops))
+
+
+def costliest_arch(alive: torch.Tensor, weights: torch.Tensor | np.ndarray) -> NB201Arch:
+    """NB201 cell: the costliest live op on every edge (ties to the lower op index), "none" where none is live.
+
+    The single-op cell nearest the live cell's cost: every deletion can only lower it, so the
+    snapshots fall in FLOPs as the supernet does. Which op is costliest is fixed by the space;
+    which ops are still live is what the search (CE, KD, entropy, cost pressure) decided.
+    """
+    w = np.asarray(weights, dtype=float)
+    ops = []
+    for e in range(len(EDGES)):
+        live = [o for o in range(len(OPS)) if o != NONE and bool(alive[e, o])]
+        ops.append(OPS[max(live, key=lambda o: (w[e, o], -o))] if live else "none")
     return NB201Arch(tuple(ops))
 
 
@@ -453,6 +526,7 @@ class SNPSSearch:
         )
         self.a_opt = torch.optim.Adam([self.theta], lr=cfg.alpha_lr, betas=(0.5, 0.999))
         self.terms = flops_terms(target)
+        self.op_flops = torch.as_tensor(self.terms.weights, dtype=torch.float32, device=device)
         self.full_flops = live_flops(self.net.alive.cpu(), self.terms)
         auto = auto_levels(self.full_flops, self.terms.fixed, cfg.auto_levels)
         self.levels = list(cfg.levels) if cfg.levels else auto
@@ -480,6 +554,22 @@ class SNPSSearch:
     def search_steps(self) -> int:
         return (self.cfg.epochs - self.cfg.warmup_epochs) * len(self.train_batches)
 
+    @property
+    def schedule_steps(self) -> int:
+        """α-steps over which the schedule falls to its final value: the search less the deletion lag.
+
+        An op the schedule wants gone needs ~2·theta_max/alpha_lr Adam steps to sink from the top
+        of its clamp to the bottom, then `delete_patience` steps under the threshold; a schedule
+        that ends with the search leaves its last deletions undone (measured, seed 0: the search
+        ended two 3×3 convs above the final target, 6.5M live FLOPs for 3.2M).
+        """
+        cfg = self.cfg
+        lag = cfg.schedule_lag
+        if lag is None:
+            lag = math.ceil(2 * cfg.theta_max / cfg.alpha_lr) if cfg.theta_max is not None else 0
+            lag += cfg.delete_patience
+        return max(self.search_steps - lag, max(self.search_steps // 2, 1))
+
     def task_loss(
         self, logits: torch.Tensor, feats: list[torch.Tensor], y: torch.Tensor, idx: torch.Tensor, cache
     ) -> torch.Tensor:
@@ -504,6 +594,8 @@ class SNPSSearch:
         )
         if self.cfg.polarize:
             ent = ent + binary_entropy(att, self.net.alive)
+        if self.cfg.cost_weight:
+            ent = ent + self.cfg.cost_weight * flops_pressure(att, self.net.alive, self.op_flops)
         (grad,) = torch.autograd.grad(loss + self.lam * ent, [self.theta])
         self.theta.grad = grad
         self.a_opt.step()
@@ -521,7 +613,7 @@ class SNPSSearch:
         with torch.no_grad():
             att = self.attention().cpu()
         mask = alive.cpu().clone()
-        progress = self.step / max(self.search_steps, 1)
+        progress = self.step / self.schedule_steps
         allow = None
         if cfg.schedule_on == "flops":
             # hard live FLOPs: λ rises while nothing the schedule wants gone has died yet, falls once
@@ -563,6 +655,10 @@ class SNPSSearch:
         if crossed:
             self.taken.extend(crossed)
             self.take_snapshot("level", crossed)
+        elif cfg.snapshot_on == "change":
+            last = self.snapshots[-1]["arch"] if self.snapshots else None
+            if str(self.snapshot_arch(att, mask)) != last:
+                self.take_snapshot("change")
 
     def w_step(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> tuple[float, int]:
         with torch.no_grad():
@@ -628,21 +724,29 @@ class SNPSSearch:
             correct += int((net(x.to(self.device), weights).argmax(1).cpu() == y).sum())
         return correct / n
 
+    def snapshot_arch(self, att: torch.Tensor, alive: torch.Tensor) -> NB201Arch:
+        if self.cfg.snapshot_arch == "strongest":
+            return strongest_arch(att, alive)
+        return costliest_arch(alive, self.terms.weights)
+
     def take_snapshot(self, reason: str, levels: list[float] | None = None) -> dict[str, Any]:
         alive = self.net.alive.cpu().clone()
         with torch.no_grad():
             att = self.attention().cpu()
-        arch = strongest_arch(att, alive)
+        arch = self.snapshot_arch(att, alive)
         model = NB201Network(arch, self.target)
         snap = {
             "reason": reason,
             "levels": levels or [],
-            "epoch": self.epoch + 1 if reason == "level" else self.epoch,
+            "epoch": self.epoch + 1 if reason != "end" else self.epoch,
             "step": self.step,
             "arch": str(arch),
             "flops": count_flops(model, self.target.input_shape),
             "params": count_params(model),
-            "val_accuracy": self.evaluate_restricted(arch_mask(arch), self.cfg.snapshot_finetune),
+            # read again from the final supernet when snapshot_eval is "end": then no fine-tune here
+            "val_accuracy": self.evaluate_restricted(
+                arch_mask(arch), self.cfg.snapshot_finetune if self.cfg.snapshot_eval == "snapshot" else 0
+            ),
             "val_accuracy_from": "snapshot",
             "live_ops": [[OPS[o] for o in range(len(OPS)) if alive[e, o]] for e in range(len(EDGES))],
             "live_op_count": int(alive.sum()),
@@ -663,10 +767,13 @@ class SNPSSearch:
         weights it had then) every arch starts from one point and trains the same steps.
         The reading at the snapshot is kept as `val_accuracy_at_snapshot`.
         """
+        read: dict[str, float] = {}  # one fine-tune per distinct arch: it starts from the same weights
         for snap in self.snapshots:
-            # each op at weight 1, as the NB201 network runs it (a deleted op's attention is gone)
-            mask = arch_mask(NB201Arch.parse(snap["arch"]))
-            acc = self.evaluate_restricted(mask, self.cfg.snapshot_finetune, ones=True)
+            if snap["arch"] not in read:
+                # each op at weight 1, as the NB201 network runs it (a deleted op's attention is gone)
+                mask = arch_mask(NB201Arch.parse(snap["arch"]))
+                read[snap["arch"]] = self.evaluate_restricted(mask, self.cfg.snapshot_finetune, ones=True)
+            acc = read[snap["arch"]]
             snap["val_accuracy_at_snapshot"] = snap["val_accuracy"]
             snap["val_accuracy"], snap["val_accuracy_from"] = acc, "end"
 
@@ -705,7 +812,7 @@ class SNPSSearch:
         alive = self.net.alive.cpu()
         with torch.no_grad():
             att = self.attention().cpu()
-        progress = self.step / max(self.search_steps, 1)
+        progress = self.step / self.schedule_steps
         return {
             "epoch": self.epoch,
             "searching": stats["alpha_loss"] is not None,
@@ -796,18 +903,32 @@ class SNPSSearch:
                     self.run.event("epoch", **{k: v for k, v in rec.items() if k != "attention"})
 
 
-def pareto_set(snapshots: list[dict[str, Any]], on: str = "live") -> list[dict[str, Any]]:
+def reading_tolerance(accuracies: list[float], n: int) -> float:
+    """Standard error of the difference of two accuracy readings on the same `n` images, √(2p(1−p)/n).
+
+    Conservative (two independent binomials; readings on shared images are correlated). At
+    p ≈ 0.85 and n = 2000 it is 1.1 points, about the spread of the snapshot readings of a
+    whole search (0.84–0.85, measured, seed 0): a strict front on such readings is noise.
+    """
+    if not accuracies or n <= 0:
+        return 0.0
+    p = float(np.mean(accuracies))
+    return math.sqrt(2 * p * (1 - p) / n)
+
+
+def pareto_set(snapshots: list[dict[str, Any]], on: str = "live", tolerance: float = 0.0) -> list[dict[str, Any]]:
     """Non-dominated snapshots (val accuracy ↑, FLOPs ↓), one per distinct cell (its latest evaluation).
 
     `on="live"`: the live multi-op cell (`live_flops`, `live_val_accuracy`), what the supernet
-    is at that moment; `on="arch"`: its NB201 arch (`flops`, `val_accuracy`).
+    is at that moment; `on="arch"`: its NB201 arch (`flops`, `val_accuracy`). A snapshot is
+    dominated only by a lead of more than `tolerance` (see `reading_tolerance`).
     """
     key, f, a = ("live_ops", "live_flops", "live_val_accuracy") if on == "live" else ("arch", "flops", "val_accuracy")
     latest: dict[str, dict[str, Any]] = {}
     for s in snapshots:
         latest[str(s[key])] = s
     unique = list(latest.values())
-    idx = pareto_front([s[f] for s in unique], [s[a] for s in unique])
+    idx = pareto_front([s[f] for s in unique], [s[a] for s in unique], tolerance)
     return [unique[i] for i in idx]
 
 
@@ -845,8 +966,11 @@ def run_dnad(
             search.evaluate_at_end()
         search.save_checkpoint()
     harvest_seconds, harvest_cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    front = pareto_set(search.snapshots, cfg.pareto_on)
     f_key, a_key = ("live_flops", "live_val_accuracy") if cfg.pareto_on == "live" else ("flops", "val_accuracy")
+    n_eval = min(cfg.eval_images or len(data.val), len(data.val))
+    tol = reading_tolerance([s[a_key] for s in search.snapshots], n_eval) if cfg.pareto_tolerance == "se" else 0.0
+    front = pareto_set(search.snapshots, cfg.pareto_on, tol)
+    strict = pareto_set(search.snapshots, cfg.pareto_on)
     flops = [s[f_key] for s in front]
     archs = list(dict.fromkeys(s["arch"] for s in front))
     arch_flops = [next(s["flops"] for s in front if s["arch"] == a) for a in archs]
@@ -870,6 +994,8 @@ def run_dnad(
         "pareto_count": len(front),
         "pareto_flops_span": (max(flops) / min(flops)) if flops else None,
         "pareto_on": cfg.pareto_on,
+        "pareto_tolerance": tol,
+        "pareto_strict_archs": list(dict.fromkeys(s["arch"] for s in strict)),
         "pareto_archs": archs,
         "pareto_archs_flops_span": (max(arch_flops) / min(arch_flops)) if arch_flops else None,
         "deletions": search.deletions,
@@ -897,9 +1023,9 @@ def run_dnad(
         (search.start_live, search.full_flops),
         search.deletions,
         search.snapshots,
-        (search.start_measure or search.start_live, cfg.final_live, search.search_steps)
+        (search.start_measure or search.start_live, cfg.final_live, search.schedule_steps)
         if cfg.schedule_on != "flops"
-        else (search.start_measure or search.full_flops, search.final_flops, search.search_steps),
+        else (search.start_measure or search.full_flops, search.final_flops, search.schedule_steps),
         search.levels,
         on_flops=cfg.schedule_on == "flops",
     )
