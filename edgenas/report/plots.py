@@ -211,17 +211,19 @@ def shrink_plot(
     target: tuple[float, float, int],
     levels: Sequence[float] = (),
     on_flops: bool = False,
+    last_step: int = 0,
 ) -> Path:
     """DNAD shrinking by α-step: live ops, and live FLOPs against the harvest levels, with the schedule.
 
     `start` = (live ops, live FLOPs) before the first deletion; `target` = (start, final,
-    search steps) of the linear schedule, in the units it is kept in: live FLOPs (`on_flops`,
+    steps it falls over) of the linear schedule (the lines run on to `last_step`, the search's
+    last α-step), in the units it is kept in: live FLOPs (`on_flops`,
     drawn on the FLOPs panel), else live ops or Σ attention of live ops.
     """
     steps = [0] + [d["step"] for d in deletions]
     ops = [start[0]] + [d["live_ops"] for d in deletions]
     flops = [start[1]] + [d["live_flops"] for d in deletions]
-    end = max([target[2], *steps])
+    end = max([target[2], last_step, *steps])
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
     a1.step([*steps, end], [*ops, ops[-1]], where="post", label="live ops")
     if not on_flops:

@@ -1028,6 +1028,7 @@ def run_dnad(
         else (search.start_measure or search.full_flops, search.final_flops, search.schedule_steps),
         search.levels,
         on_flops=cfg.schedule_on == "flops",
+        last_step=search.step,
     )
     run.write_results(result)
     run.event("done", pareto_count=len(front), snapshots=len(search.snapshots))
