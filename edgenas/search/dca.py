@@ -26,34 +26,29 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 
-from edgenas.core.atomic import atomic_torch_save
 from edgenas.core.cost import Cost
 from edgenas.core.device import Budgets, DeviceProfile, check_budgets
-from edgenas.core.errors import ConfigError, Interrupted, ResumeError
-from edgenas.core.progress import progress_bar
+from edgenas.core.errors import ConfigError
 from edgenas.core.rundir import RunDir
 from edgenas.core.seeding import derive_seed, torch_generator
 from edgenas.core.space import NetShape
 from edgenas.data import BatchLoader, DataSplits
+from edgenas.search.bilevel import CHECKPOINT as CHECKPOINT  # the run's checkpoint file, named here too
+from edgenas.search.bilevel import BilevelSearch, SearchOptions
 from edgenas.search.derive import derive
 from edgenas.search.expected_cost import CostTerms, terms_for_budgets
 from edgenas.search.supernet import NB201SuperNet, node_edge_weights
 from edgenas.spaces.nb201 import EDGES, OPS, NB201Arch
 
-CHECKPOINT = "search_checkpoint.pt"
-
-
 # Options added after the first runs, with the values that reproduce those runs (for resume).
 LEGACY_OPTIONS = {"entropy_weight": 0.0, "derive": "greedy"}
 
 
-class DCAConfig(BaseModel):
+class DCAConfig(SearchOptions):
     """The search protocol; recorded in the run so a resume uses the same one."""
-
-    model_config = ConfigDict(extra="forbid")
 
     epochs: int = Field(10, ge=1)
     warmup_epochs: int = Field(3, ge=0)
@@ -87,19 +82,12 @@ class DCAConfig(BaseModel):
             raise ValueError(f"warm-up epochs ({self.warmup_epochs}) must be fewer than epochs ({self.epochs})")
         return self
 
-    @classmethod
-    def from_options(cls, options: dict[str, Any] | None) -> DCAConfig:
-        """Validated options; a bad one is a `ConfigError` naming it, not a pydantic traceback."""
-        try:
-            return cls(**(options or {}))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "search options"
-            raise ConfigError(f"{where}: {first['msg']}") from None
 
-
-class DCASearch:
+class DCASearch(BilevelSearch):
     """One DCA-NAS search: supernet, α/β, multipliers, and their per-epoch checkpoint."""
+
+    EVENT_OMITS = ("probs", "edge_weights")
+    LEGACY_OPTIONS = LEGACY_OPTIONS
 
     def __init__(
         self,
@@ -201,13 +189,7 @@ class DCASearch:
             probs, edges = self.op_probs(), self.edge_weights()
         logits = self.net(x, probs, edges)
         loss = nn.functional.cross_entropy(logits, y)
-        if not torch.isfinite(loss):
-            raise ConfigError(f"search diverged at epoch {self.epoch + 1} (loss={loss.item()}); lower --w-lr")
-        self.w_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.grad_clip)
-        self.w_opt.step()
-        self.w_sched.step()
+        self._w_update(loss, self.net.parameters())
         return loss.item(), int((logits.argmax(1) == y).sum())
 
     def train_epoch(self, bar, task) -> dict[str, Any]:
@@ -236,48 +218,20 @@ class DCASearch:
             "seconds": time.perf_counter() - start,
         }
 
-    # -- checkpoint ---------------------------------------------------------------------
-    def _state(self) -> dict[str, Any]:
+    # -- checkpoint: the method's own fields (the rest is `BilevelSearch._state`) --------------
+    def _own_state(self) -> dict[str, Any]:
         return {
-            "net": self.net.state_dict(),
             "alpha": self.alpha.detach().cpu(),
             "beta": self.beta.detach().cpu(),
-            "w_opt": self.w_opt.state_dict(),
-            "w_sched": self.w_sched.state_dict(),
-            "a_opt": self.a_opt.state_dict(),
             "lam": self.lam,
             "lam_low": self.lam_low,
-            "epoch": self.epoch,
-            "history": self.history,
-            "seconds": self.seconds,
-            "config": self.cfg.model_dump(),
         }
 
-    def save_checkpoint(self) -> None:
-        if self.run is not None:
-            atomic_torch_save(self.run.file(CHECKPOINT), self._state())
-
-    def load_checkpoint(self) -> bool:
-        """Restore the last finished epoch from the run folder; True if there was one."""
-        if self.run is None or not self.run.file(CHECKPOINT).exists():
-            return False
-        path = self.run.file(CHECKPOINT)
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
-        except Exception as exc:
-            raise ResumeError(f"{path}: cannot read the search checkpoint ({exc}); delete it to restart") from None
-        if LEGACY_OPTIONS | state["config"] != self.cfg.model_dump():
-            raise ResumeError(f"{path}: made with other search options; resume with the same ones")
-        self.net.load_state_dict(state["net"])
+    def _restore_own_state(self, state: dict[str, Any]) -> None:
         with torch.no_grad():
             self.alpha.copy_(state["alpha"])
             self.beta.copy_(state["beta"])
-        self.w_opt.load_state_dict(state["w_opt"])
-        self.w_sched.load_state_dict(state["w_sched"])
-        self.a_opt.load_state_dict(state["a_opt"])
         self.lam, self.lam_low = state["lam"], state["lam_low"]
-        self.epoch, self.history, self.seconds = state["epoch"], state["history"], state["seconds"]
-        return True
 
     # -- loop ---------------------------------------------------------------------------
     def record(self, stats: dict[str, Any]) -> dict[str, Any]:
@@ -302,22 +256,10 @@ class DCASearch:
             "entropy_weight": round(self.entropy_mu(self.epoch - 1), 5),
         }
 
-    def fit(self) -> None:
-        """Search for the remaining epochs, checkpointing after each."""
-        with progress_bar(self.quiet) as bar:
-            for epoch in range(self.epoch, self.cfg.epochs):
-                phase = "warm-up" if epoch < self.cfg.warmup_epochs else "search"
-                task = bar.add_task(f"{phase} {epoch + 1}/{self.cfg.epochs}", total=len(self.train_batches), status="")
-                stats = self.train_epoch(bar, task)
-                self.epoch = epoch + 1
-                self.seconds += stats["seconds"]
-                rec = self.record(stats)
-                self.history.append(rec)
-                ratio_txt = " ".join(f"{n[4:]} {v:.2f}x" for n, v in rec["expected_over_budget"].items())
-                bar.update(task, status=f"loss {rec['train_loss']:.3f} {ratio_txt}")
-                self.save_checkpoint()
-                if self.run is not None:
-                    self.run.event("epoch", **{k: v for k, v in rec.items() if k not in ("probs", "edge_weights")})
+    def _epoch_status(self, rec: dict[str, Any]) -> str:
+        """The epoch's loss and expected cost over each budget, shown on its progress bar."""
+        ratio_txt = " ".join(f"{n[4:]} {v:.2f}x" for n, v in rec["expected_over_budget"].items())
+        return f"loss {rec['train_loss']:.3f} {ratio_txt}"
 
 
 def op_histogram(arch: NB201Arch) -> dict[str, int]:
@@ -413,13 +355,7 @@ def run_dca(
         table = search_latency_table(profile, target, run, quiet)
     terms = terms_for_budgets(profile.budgets, target, table=table, seed=cfg.seed)
     search = DCASearch(cfg, data, target, profile.budgets, terms, device, run=run, quiet=quiet)
-    resumed_from = search.epoch if search.load_checkpoint() else None
-    run.event("start", resumed_from_epoch=resumed_from, device=str(device), threads=torch.get_num_threads())
-    try:
-        search.fit()
-    except KeyboardInterrupt:
-        run.event("interrupted", epochs_completed=search.epoch)
-        raise Interrupted(f"finished search epochs are saved in {run.path}; {resume_hint}") from None
+    resumed_from = search.resume_and_fit(resume_hint)
     space = get_space("nb201")
 
     def exact_cost(arch: NB201Arch) -> Cost:

@@ -100,31 +100,28 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 
-from edgenas.core.atomic import atomic_torch_save
-from edgenas.core.errors import ConfigError, Interrupted, ResumeError
-from edgenas.core.progress import progress_bar
+from edgenas.core.errors import ConfigError
 from edgenas.core.rundir import RunDir
 from edgenas.core.seeding import derive_seed, torch_generator
 from edgenas.core.space import NetShape
 from edgenas.cost import count_flops, count_params
 from edgenas.data import BatchLoader, DataSplits, Split
 from edgenas.distill.losses import FeatureKD, hinton_kd
+from edgenas.search.bilevel import CHECKPOINT as CHECKPOINT  # the run's checkpoint file, named here too
+from edgenas.search.bilevel import BilevelSearch, SearchOptions
 from edgenas.search.expected_cost import CostTerms, flops_terms
 from edgenas.search.pareto import pareto_front
 from edgenas.search.supernet import NB201SuperNet
 from edgenas.spaces.nb201 import EDGES, NUM_NODES, OPS, NB201Arch, NB201Network
 
-CHECKPOINT = "search_checkpoint.pt"
 NONE = OPS.index("none")
 
 
-class SNPSConfig(BaseModel):
+class SNPSConfig(SearchOptions):
     """The DNAD search protocol; recorded in the run so a resume uses the same one."""
-
-    model_config = ConfigDict(extra="forbid")
 
     epochs: int = Field(10, ge=1)
     warmup_epochs: int = Field(2, ge=0, description="epochs training weights only, all ops at sigmoid(alpha_init)")
@@ -230,16 +227,6 @@ class SNPSConfig(BaseModel):
                 raise ValueError("levels must be positive FLOPs values (or auto)")
             self.levels = sorted({float(v) for v in self.levels}, reverse=True)
         return self
-
-    @classmethod
-    def from_options(cls, options: dict[str, Any] | None) -> SNPSConfig:
-        """Validated options; a bad one is a `ConfigError` naming it, not a pydantic traceback."""
-        try:
-            return cls(**(options or {}))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "search options"
-            raise ConfigError(f"{where}: {first['msg']}") from None
 
 
 # -- the pieces, as plain functions (tested one by one) ------------------------------------
@@ -486,8 +473,11 @@ class _Indexed:
             yield x, self.split.labels[idx], idx
 
 
-class SNPSSearch:
+class SNPSSearch(BilevelSearch):
     """One DNAD search: supernet, θ, teacher cache, λ, deletions, snapshots, per-epoch checkpoint."""
+
+    PHASES = ("warm-up", "shrink")
+    EVENT_OMITS = ("attention",)
 
     def __init__(
         self,
@@ -665,13 +655,7 @@ class SNPSSearch:
             att = self.attention()
         logits, feats = self.net.forward_features(x, att)
         loss = self.task_loss(logits, feats, y, idx, self.t_train)
-        if not torch.isfinite(loss):
-            raise ConfigError(f"search diverged at epoch {self.epoch + 1} (loss={loss.item()}); lower --w-lr")
-        self.w_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(list(self.net.parameters()) + list(self.feature_kd.parameters()), self.cfg.grad_clip)
-        self.w_opt.step()
-        self.w_sched.step()
+        self._w_update(loss, list(self.net.parameters()) + list(self.feature_kd.parameters()))
         return loss.item(), int((logits.argmax(1) == y).sum())
 
     # -- snapshots ----------------------------------------------------------------------------
@@ -835,72 +819,34 @@ class SNPSSearch:
             return target_flops(progress, self.start_measure or self.full_flops, self.final_flops)
         return target_live(progress, self.start_measure or self.start_live, self.cfg.final_live)
 
-    # -- checkpoint -----------------------------------------------------------------------------
-    def _state(self) -> dict[str, Any]:
+    # -- checkpoint: the method's own fields (the rest is `BilevelSearch._state`) ------------------
+    def _own_state(self) -> dict[str, Any]:
         return {
-            "net": self.net.state_dict(),
             "theta": self.theta.detach().cpu(),
             "feature_kd": self.feature_kd.state_dict(),
-            "w_opt": self.w_opt.state_dict(),
-            "w_sched": self.w_sched.state_dict(),
-            "a_opt": self.a_opt.state_dict(),
             "lam": self.lam,
             "start_measure": self.start_measure,
             "under": self.under.clone(),
-            "epoch": self.epoch,
             "step": self.step,
             "taken": self.taken,
             "snapshots": self.snapshots,
             "deletions": self.deletions,
-            "history": self.history,
-            "seconds": self.seconds,
             "cpu_seconds": self.cpu_seconds,
-            "config": self.cfg.model_dump(),
         }
 
-    def save_checkpoint(self) -> None:
-        if self.run is not None:
-            atomic_torch_save(self.run.file(CHECKPOINT), self._state())
-
-    def load_checkpoint(self) -> bool:
-        """Restore the last finished epoch from the run folder; True if there was one."""
-        if self.run is None or not self.run.file(CHECKPOINT).exists():
-            return False
-        path = self.run.file(CHECKPOINT)
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
-        except Exception as exc:
-            raise ResumeError(f"{path}: cannot read the search checkpoint ({exc}); delete it to restart") from None
-        if state["config"] != self.cfg.model_dump():
-            raise ResumeError(f"{path}: made with other search options; resume with the same ones")
-        self.net.load_state_dict(state["net"])  # the alive mask is a buffer: deleted ops stay deleted
+    def _restore_own_state(self, state: dict[str, Any]) -> None:
+        # the alive mask is a buffer of the supernet, restored with it: deleted ops stay deleted
         with torch.no_grad():
             self.theta.copy_(state["theta"])
         self.feature_kd.load_state_dict(state["feature_kd"])
-        self.w_opt.load_state_dict(state["w_opt"])
-        self.w_sched.load_state_dict(state["w_sched"])
-        self.a_opt.load_state_dict(state["a_opt"])
         self.lam, self.under, self.start_measure = state["lam"], state["under"].cpu(), state["start_measure"]
-        self.epoch, self.step, self.taken = state["epoch"], state["step"], state["taken"]
+        self.step, self.taken = state["step"], state["taken"]
         self.snapshots, self.deletions = state["snapshots"], state["deletions"]
-        self.history, self.seconds, self.cpu_seconds = state["history"], state["seconds"], state["cpu_seconds"]
-        return True
+        self.cpu_seconds = state["cpu_seconds"]
 
-    def fit(self) -> None:
-        """Search for the remaining epochs, checkpointing after each."""
-        with progress_bar(self.quiet) as bar:
-            for epoch in range(self.epoch, self.cfg.epochs):
-                phase = "warm-up" if epoch < self.cfg.warmup_epochs else "shrink"
-                task = bar.add_task(f"{phase} {epoch + 1}/{self.cfg.epochs}", total=len(self.train_batches), status="")
-                stats = self.train_epoch(bar, task)
-                self.epoch = epoch + 1
-                self.seconds += stats["seconds"]
-                self.cpu_seconds += stats["cpu_seconds"]
-                rec = self.record(stats)
-                self.history.append(rec)
-                self.save_checkpoint()
-                if self.run is not None:
-                    self.run.event("epoch", **{k: v for k, v in rec.items() if k != "attention"})
+    def _count_epoch(self, stats: dict[str, Any]) -> None:
+        super()._count_epoch(stats)
+        self.cpu_seconds += stats["cpu_seconds"]
 
 
 def reading_tolerance(accuracies: list[float], n: int) -> float:
@@ -952,13 +898,7 @@ def run_dnad(
     _net, blob = load_model_file(teacher_path)
     convert = normalisation_bridge(data, blob.get("meta", {}))
     search = SNPSSearch(cfg, data, target, teacher.to(device), device, run=run, quiet=quiet, teacher_convert=convert)
-    resumed_from = search.epoch if search.load_checkpoint() else None
-    run.event("start", resumed_from_epoch=resumed_from, device=str(device), threads=torch.get_num_threads())
-    try:
-        search.fit()
-    except KeyboardInterrupt:
-        run.event("interrupted", epochs_completed=search.epoch)
-        raise Interrupted(f"finished search epochs are saved in {run.path}; {resume_hint}") from None
+    resumed_from = search.resume_and_fit(resume_hint)
     t0, cpu0 = time.perf_counter(), time.process_time()
     if not search.snapshots or search.snapshots[-1]["reason"] != "end":
         search.take_snapshot("end")
