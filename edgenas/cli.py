@@ -43,13 +43,17 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _data_args(p: argparse.ArgumentParser) -> None:
+def _data_args(
+    p: argparse.ArgumentParser, dataset_help: str = "default: fashion-mnist", val_fraction: bool = True
+) -> None:
+    """Which images: dataset, folder, subset, held-out share (unless `val_fraction` is False), resize."""
     from edgenas.data import DATASETS
 
-    p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS, help="default: fashion-mnist")
+    p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS, help=dataset_help)
     p.add_argument("--data-dir", type=Path, help="folder with the dataset files (default: the dataset's usual place)")
     p.add_argument("--subset", type=_positive_int, help="use this many training images (stratified, seeded)")
-    p.add_argument("--val-fraction", type=_fraction, default=0.1, help="share of training images held out (0.1)")
+    if val_fraction:
+        p.add_argument("--val-fraction", type=_fraction, default=0.1, help="share of training images held out (0.1)")
     p.add_argument("--resize", type=_positive_int, help="resize images to this square side")
 
 
@@ -78,8 +82,26 @@ def _trainer_command_args(p: argparse.ArgumentParser, command: str) -> None:
     _data_args(p)
     _train_args(p)
     _common(p)
+    _run_dir_args(p, command)
+
+
+def _run_dir_args(p: argparse.ArgumentParser, command: str) -> None:
+    """Where a command writes its run, and how to continue one that was interrupted."""
     p.add_argument("--run-dir", type=Path, help=f"output folder (default runs/{command}-TIMESTAMP)")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
+
+
+def _compute_run_args(p: argparse.ArgumentParser, compute_help: str, resume_help: str | None = None) -> None:
+    """Torch device, seed, run folder (`--resume` too where `resume_help` is given) and --quiet.
+
+    For screen and search, whose `--device` names a device profile, so the torch device is `--compute`.
+    """
+    p.add_argument("--compute", default="auto", choices=COMPUTE_CHOICES, help=compute_help)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-dir", type=Path)
+    if resume_help is not None:
+        p.add_argument("--resume", type=Path, metavar="RUN_DIR", help=resume_help)
+    p.add_argument("--quiet", action="store_true")
 
 
 def _train_config(args: argparse.Namespace):
@@ -493,14 +515,25 @@ def cmd_bench_proxies(args: argparse.Namespace) -> int:
     return 0
 
 
-def _widths(text: str) -> list[int]:
+def _positive_ints(text: str, *, skip_empty: bool, not_ints: str, not_positive: str) -> list[int]:
+    """A comma list of integers >= 1, for argparse types; the messages name what the option wants."""
     try:
-        widths = [int(w) for w in text.split(",") if w.strip()]
+        values = [int(v) for v in text.split(",") if v.strip() or not skip_empty]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of ints like 8,16,32") from None
-    if not widths or min(widths) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must list positive widths, like 8,16,32")
-    return widths
+        raise argparse.ArgumentTypeError(f"{text!r}{not_ints}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}{not_positive}")
+    return values
+
+
+def _widths(text: str) -> list[int]:
+    """`--widths 8,16,32` of profile-device (empty items are skipped)."""
+    return _positive_ints(
+        text,
+        skip_empty=True,
+        not_ints=" is not a comma-separated list of ints like 8,16,32",
+        not_positive=" must list positive widths, like 8,16,32",
+    )
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -520,22 +553,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             *("alpha_lr", "w_lr", "penalty", "lower", "eta_lambda", "entropy_weight", "derive"),
         )
         options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-        res = search(
-            method=args.method,
-            device_file=args.device_file,
-            dataset=args.dataset,
-            data_dir=args.data_dir,
-            subset=args.subset,
-            val_fraction=args.val_fraction,
-            resize=args.resize,
-            space=args.space,
-            width=args.width,
-            cells=args.cells,
-            options=options | {"seed": args.seed},
-            compute=args.compute,
-            run_dir=args.run_dir,
-            quiet=args.quiet,
-        )
+        res = search(method=args.method, device_file=args.device_file, **_search_kwargs(args, options))
     if res["method"] == "dnad":
         return _print_dnad(res)
     stdout.print(f"[bold]{res['arch']}[/]  ({res['method']} for {res['device']}, {res['search_seconds']:.0f}s search)")
@@ -578,22 +596,25 @@ def _search_dnad(args: argparse.Namespace, search) -> dict:
     ]
     if dca_only:
         raise UserError(f"{', '.join(dca_only)}: DCA-NAS options; --method dnad does not take them")
-    return search(
-        method="dnad",
-        teacher=args.teacher,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        subset=args.subset,
-        val_fraction=args.val_fraction,
-        resize=args.resize,
-        space=args.space,
-        width=args.width,
-        cells=args.cells,
-        options=options | {"seed": args.seed},
-        compute=args.compute,
-        run_dir=args.run_dir,
-        quiet=args.quiet,
-    )
+    return search(method="dnad", teacher=args.teacher, **_search_kwargs(args, options))
+
+
+def _search_kwargs(args: argparse.Namespace, options: dict) -> dict:
+    """The keywords of `search` that DCA-NAS and DNAD take alike: data, network, options, compute, run."""
+    return {
+        "dataset": args.dataset,
+        "data_dir": args.data_dir,
+        "subset": args.subset,
+        "val_fraction": args.val_fraction,
+        "resize": args.resize,
+        "space": args.space,
+        "width": args.width,
+        "cells": args.cells,
+        "options": options | {"seed": args.seed},
+        "compute": args.compute,
+        "run_dir": args.run_dir,
+        "quiet": args.quiet,
+    }
 
 
 def _print_dnad(res: dict) -> int:
@@ -670,13 +691,14 @@ def cmd_profile_device(args: argparse.Namespace) -> int:
 
 
 def _ints_tuple(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: every value must be >= 1")
-    return values
+    """`--widths` / `--blocks` of retrieval (an empty item is an error)."""
+    values = _positive_ints(
+        text,
+        skip_empty=False,
+        not_ints=" is not a comma-separated list of integers",
+        not_positive=": every value must be >= 1",
+    )
+    return tuple(values)
 
 
 def cmd_retrieval(args: argparse.Namespace) -> int:
@@ -833,10 +855,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", choices=("random", "evolution"), default="random")
     p.add_argument("--population", type=_positive_int, default=64, help="evolution: parents from the top P-1 (64)")
     p.add_argument("--batch", type=_positive_int, default=64, help="noise batch for the proxies (64)")
-    p.add_argument("--compute", default="auto", choices=COMPUTE_CHOICES, help="torch device (auto)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--run-dir", type=Path)
-    p.add_argument("--quiet", action="store_true")
+    _compute_run_args(p, compute_help="torch device (auto)")
     _net_args(p)
     _data_args(p)
     p.set_defaults(func=cmd_screen)
@@ -895,11 +914,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("greedy", "map"),
         help="map: most probable arch inside the budget band (default); greedy: argmax, then repair/fill",
     )
-    p.add_argument("--compute", default="auto", choices=COMPUTE_CHOICES, help="torch device (auto)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--run-dir", type=Path)
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted search")
-    p.add_argument("--quiet", action="store_true")
+    _compute_run_args(p, compute_help="torch device (auto)", resume_help="continue an interrupted search")
     _net_args(p)
     _data_args(p)
     p.set_defaults(subset=10000, val_fraction=0.5, func=cmd_search)
@@ -926,14 +941,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-subset", type=_positive_int, help="use this many test images for query + gallery")
     p.add_argument("--query-fraction", type=float, default=0.1, help="share of each id's test images as queries")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--run-dir", type=Path, help="output folder (default runs/retrieval-TIMESTAMP)")
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
-    from edgenas.data import DATASETS
-
-    p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS, help="folder: one sub-folder per identity")
-    p.add_argument("--data-dir", type=Path, help="folder with the dataset files (default: the dataset's usual place)")
-    p.add_argument("--subset", type=_positive_int, help="use this many training images (stratified, seeded)")
-    p.add_argument("--resize", type=_positive_int, help="resize images to this square side")
+    _run_dir_args(p, "retrieval")
+    _data_args(p, dataset_help="folder: one sub-folder per identity", val_fraction=False)
     _common(p)
     p.set_defaults(func=cmd_retrieval)
 
