@@ -100,15 +100,7 @@ def run_retrieval(
         return _run(run, opts, device=device, quiet=quiet)
     opts = make_options(**options)
     # Everything a user can get wrong fails before a run folder is created.
-    data = load_retrieval(
-        opts.dataset,
-        opts.data_dir,
-        seed=opts.seed,
-        subset=opts.subset,
-        test_subset=opts.test_subset,
-        query_fraction=opts.query_fraction,
-        resize=opts.resize,
-    )
+    data = _load_data(opts)
     _student_config(opts, data)
     run = RunDir.create(COMMAND, run_dir)
     run.write_config({"command": COMMAND, "options": opts.model_dump(mode="json")})
@@ -139,6 +131,19 @@ def make_options(**options: Any) -> RetrievalOptions:
     if opts.role == "static" and opts.student_like is None:
         raise UserError("--role static needs --student-like MODEL_FILE (e.g. the model.pt of a CDD run) for its size")
     return opts
+
+
+def _load_data(opts: RetrievalOptions) -> RetrievalSplits:
+    """The run's images, split as its options say: read the same way for a new run and a resumed one."""
+    return load_retrieval(
+        opts.dataset,
+        opts.data_dir,
+        seed=opts.seed,
+        subset=opts.subset,
+        test_subset=opts.test_subset,
+        query_fraction=opts.query_fraction,
+        resize=opts.resize,
+    )
 
 
 # ----------------------------------------------------------------------------- networks
@@ -387,15 +392,7 @@ def _run(
 ) -> dict[str, Any]:
     dev = resolve_device(device)
     if data is None:
-        data = load_retrieval(
-            opts.dataset,
-            opts.data_dir,
-            seed=opts.seed,
-            subset=opts.subset,
-            test_subset=opts.test_subset,
-            query_fraction=opts.query_fraction,
-            resize=opts.resize,
-        )
+        data = _load_data(opts)
     seed_everything(opts.seed)
     teacher = _teacher(opts, data)
     cfg = _student_config(opts, data)
