@@ -13,7 +13,8 @@ existed, so those runs still resume.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar, Self
 
 import torch
@@ -64,7 +65,8 @@ class BilevelSearch:
     w_opt: torch.optim.Optimizer
     w_sched: torch.optim.lr_scheduler.LRScheduler
     a_opt: torch.optim.Optimizer
-    train_batches: Any  # anything with a len(): the w-steps of one epoch
+    train_batches: Any  # the w-step batches: len(), set_epoch(epoch), iteration
+    val_batches: Any  # the α-step batches, the same interface
     device: torch.device
     run: RunDir | None
     quiet: bool
@@ -96,6 +98,19 @@ class BilevelSearch:
     def _epoch_status(self, rec: dict[str, Any]) -> str | None:
         """Progress-bar status after an epoch, or None to leave the last step's."""
         return None
+
+    def epoch_batches(self) -> tuple[bool, Iterator[tuple[Any, Any]]]:
+        """Whether α is searched this epoch, and the epoch's (w batch, α batch or None) pairs.
+
+        One pair per w batch; the α batches cycle when there are fewer of them, and are None
+        during warm-up. Both orders are a function of (seed, epoch), so a resumed epoch sees
+        the batches an uninterrupted one would have.
+        """
+        search_alpha = self.epoch >= self.cfg.warmup_epochs
+        self.train_batches.set_epoch(self.epoch)
+        self.val_batches.set_epoch(self.epoch)
+        val_iter = itertools.cycle(self.val_batches) if search_alpha else itertools.repeat(None)
+        return search_alpha, zip(self.train_batches, val_iter, strict=False)
 
     def _w_update(self, loss: torch.Tensor, params: Iterable[torch.Tensor]) -> None:
         """Backward and one clipped step of the weights and their schedule.

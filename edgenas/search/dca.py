@@ -17,7 +17,6 @@ last finished epoch with the same batches it would have seen.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -194,14 +193,11 @@ class DCASearch(BilevelSearch):
 
     def train_epoch(self, bar, task) -> dict[str, Any]:
         self.net.train()
-        search_alpha = self.epoch >= self.cfg.warmup_epochs
-        self.train_batches.set_epoch(self.epoch)
-        self.val_batches.set_epoch(self.epoch)
-        val_iter = itertools.cycle(self.val_batches) if search_alpha else itertools.repeat(None)
+        search_alpha, batches = self.epoch_batches()
         w_loss = a_loss = 0.0
         correct = seen = 0
         start = time.perf_counter()
-        for step, ((x, y), vb) in enumerate(zip(self.train_batches, val_iter, strict=False)):
+        for step, ((x, y), vb) in enumerate(batches):
             if vb is not None:
                 xv, yv = vb[0].to(self.device), vb[1].to(self.device)
                 a_loss += self.alpha_step(xv, yv)

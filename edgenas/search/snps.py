@@ -765,14 +765,11 @@ class SNPSSearch(BilevelSearch):
     def train_epoch(self, bar, task) -> dict[str, Any]:
         self.net.train()
         self.feature_kd.train()
-        search = self.epoch >= self.cfg.warmup_epochs
-        self.train_batches.set_epoch(self.epoch)
-        self.val_batches.set_epoch(self.epoch)
-        val_iter = itertools.cycle(self.val_batches) if search else itertools.repeat(None)
+        search, batches = self.epoch_batches()
         w_loss = a_loss = ent = 0.0
         correct = seen = 0
         start, cpu = time.perf_counter(), time.process_time()
-        for step, ((x, y, idx), vb) in enumerate(zip(self.train_batches, val_iter, strict=False)):
+        for step, ((x, y, idx), vb) in enumerate(batches):
             if vb is not None:
                 la, le = self.alpha_step(vb[0].to(self.device), vb[1].to(self.device), vb[2])
                 a_loss += la
