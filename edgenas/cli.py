@@ -552,7 +552,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             *("epochs", "warmup_epochs", "batch_size", "search_width", "k"),
             *("alpha_lr", "w_lr", "penalty", "lower", "eta_lambda", "entropy_weight", "derive"),
         )
-        options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+        options = _with_options(args, {k: getattr(args, k) for k in names if getattr(args, k) is not None})
         res = search(method=args.method, device_file=args.device_file, **_search_kwargs(args, options))
     if res["method"] == "dnad":
         return _print_dnad(res)
@@ -566,6 +566,29 @@ def cmd_search(args: argparse.Namespace) -> int:
     stdout.print(f"run directory: {res['run_dir']}  (results.json, alpha.png, ops.png)")
     stdout.print(f"train it: edgenas train --arch '{res['arch']}' --width {res['target_shape']['width']}")
     return 0
+
+
+def _option(text: str) -> tuple[str, object]:
+    """`KEY=VALUE` for `--option`: the value read as YAML (0.5, true, [4M, 8M], strongest)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r}: give KEY=VALUE, e.g. cost_weight=0")
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is not a YAML scalar or list") from None
+
+
+def _with_options(args: argparse.Namespace, options: dict) -> dict:
+    """The flags' options plus `--option KEY=VALUE` ones; one key given both ways is refused."""
+    extra = dict(args.option or [])
+    both = sorted(set(extra) & set(options))
+    if both:
+        raise UserError(f"--option {', '.join(both)}: already given by its own flag; give it once")
+    return options | extra
 
 
 def _levels(text: str) -> list[float] | None:
@@ -588,7 +611,7 @@ def _search_dnad(args: argparse.Namespace, search) -> dict:
     if args.teacher is None:
         raise UserError("edgenas search --method dnad needs --teacher MODEL_FILE (train one with `edgenas teacher`)")
     names = ("epochs", "warmup_epochs", "batch_size", "search_width", "k", "alpha_lr", "w_lr", "levels")
-    options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    options = _with_options(args, {k: getattr(args, k) for k in names if getattr(args, k) is not None})
     dca_only = [
         f"--{k.replace('_', '-')}"
         for k in ("penalty", "lower", "eta_lambda", "entropy_weight", "derive")
@@ -913,6 +936,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--derive",
         choices=("greedy", "map"),
         help="map: most probable arch inside the budget band (default); greedy: argmax, then repair/fill",
+    )
+    p.add_argument(
+        "--option",
+        type=_option,
+        action="append",
+        metavar="KEY=VALUE",
+        help="any other search option by its name in the run's config.yaml, repeatable "
+        "(e.g. --option cost_weight=0 --option snapshot_arch=strongest for dnad)",
     )
     _compute_run_args(p, compute_help="torch device (auto)", resume_help="continue an interrupted search")
     _net_args(p)

@@ -398,16 +398,26 @@ def test_cli_dnad_needs_a_matching_teacher(teacher: Path, tmp_path: Path, capsys
     assert "teacher" in err and "Traceback" not in err
     assert run(_cli(tmp_path / "r", "--teacher", str(teacher), "--lower", "0.5")) == 2
     assert "DCA-NAS options" in capsys.readouterr().err
+    # --option: an unknown key is named, a key given by its own flag too is refused, neither starts a run
+    assert run(_cli(tmp_path / "r", "--teacher", str(teacher), "--option", "cost_wieght=0")) == 2
+    err = capsys.readouterr().err
+    assert "cost_wieght" in err and "Traceback" not in err
+    assert run(_cli(tmp_path / "r", "--teacher", str(teacher), "--option", "epochs=3")) == 2
+    assert "already given by its own flag" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
     with pytest.raises(SystemExit):
         run(_cli(tmp_path / "r", "--teacher", str(teacher), "--levels", "many"))
+    with pytest.raises(SystemExit):
+        run(_cli(tmp_path / "r", "--teacher", str(teacher), "--option", "cost_weight"))
 
 
 def test_cli_dnad_search_prints_the_pareto_set(teacher: Path, tmp_path: Path, capsys) -> None:
     args = _cli(tmp_path / "r", "--teacher", str(teacher), "--width", "8", "--search-width", "4", "--levels", "8M,5M")
+    args += ["--option", "cost-weight=0", "--option", "snapshot_arch=strongest"]
     assert run(args) == 0
     res = json.loads((tmp_path / "r" / "results.json").read_text())
     assert res["levels"] == [8e6, 5e6] and res["config"]["levels"] == [8e6, 5e6]
+    assert res["config"]["cost_weight"] == 0 and res["config"]["snapshot_arch"] == "strongest"
     assert "DNAD Pareto set" in capsys.readouterr().out
 
 
