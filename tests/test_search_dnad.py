@@ -29,6 +29,7 @@ from edgenas.search.snps import (
     flops_pressure,
     live_edges,
     live_flops,
+    metered_coefficient,
     reading_tolerance,
     sparsity_entropy,
     strongest_arch,
@@ -176,6 +177,17 @@ def test_deletion_keeps_the_cell_connected() -> None:
     assert deleted == [(1, CONV1)]  # the dangling op goes, the last path stays
     assert alive[3, SKIP] and live_edges(alive) == [3]
     assert deletion_step(att, alive, under, 0.05, 1, keep_connected=False) == [(3, SKIP)]
+
+
+def test_metered_coefficient_holds_while_refused_ops_wait_ahead_of_the_schedule() -> None:
+    args = (0.02, 1e-3, 100.0)
+    # ahead of the schedule (live < target) with ops waiting: held, not lowered
+    assert metered_coefficient(1.0, 5.0, 6.0, True, True, *args) == 1.0
+    # nothing waiting, or the hold off: lowered as the spec's adaptive coefficient does
+    assert metered_coefficient(1.0, 5.0, 6.0, False, True, *args) == pytest.approx(math.exp(-0.02))
+    assert metered_coefficient(1.0, 5.0, 6.0, True, False, *args) == pytest.approx(math.exp(-0.02))
+    # behind the schedule: raised either way
+    assert metered_coefficient(1.0, 7.0, 6.0, True, True, *args) == pytest.approx(math.exp(0.02))
 
 
 def test_flops_pressure_presses_each_op_by_its_share_of_the_live_flops() -> None:
