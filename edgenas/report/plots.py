@@ -179,6 +179,18 @@ def pareto_plot(
             f, a = np.asarray(sorted(pts), dtype=float).T
             color = colors[(i + len(points)) % len(colors)] if name not in points else None
             ax.step(f / 1e6, a, where="post", marker="o", color=color, label=f"{name} ({len(pts)})")
+    # zoom on the fronts: a few failed archs far below them would squash every front into one line
+    front_acc = [a for pts in fronts.values() for _f, a in pts]
+    all_acc = front_acc + [a for pts in points.values() for _f, a in pts]
+    if front_acc and all_acc:
+        low = min(front_acc)
+        span = max(max(all_acc) - low, 0.01)
+        # points within 3 front-spans below the fronts stay in view; only what lies farther is cut
+        bottom = min(a for a in all_acc if a >= low - 3 * span) - 0.1 * span
+        below = sum(a < bottom for a in all_acc)
+        if below:
+            ax.set_ylim(bottom=bottom)
+            ax.text(0.01, 0.01, f"{below} point(s) below the axis", transform=ax.transAxes, fontsize=7, color="gray")
     ax.set_xlabel("MFLOPs (batch 1)")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
