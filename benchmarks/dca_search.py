@@ -29,7 +29,7 @@ from pathlib import Path
 from edgenas.bench.truth import TruthProtocol, build_truth, read_truth
 from edgenas.core.device import Budgets, DeviceProfile, LatencySpec
 from edgenas.report.tables import rows_table, stdout
-from edgenas.search.command import search
+from edgenas.search.run import search
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -48,7 +48,7 @@ def run_search(
     if done.is_file():
         return json.loads(done.read_text()) | {"run_dir": str(folder)}
     if folder.exists():  # an interrupted search: continue it
-        from edgenas.search.command import resume_search
+        from edgenas.search.run import resume_search
 
         return resume_search(folder, compute="cpu", quiet=True)
     return search(
@@ -69,8 +69,8 @@ def other_derivations(res: dict, profile: DeviceProfile) -> dict[str, dict]:
     from edgenas.core.space import NetShape
     from edgenas.cost.params import count_params
     from edgenas.search.derive import derive
-    from edgenas.search.expected_cost import terms_for_budgets
     from edgenas.spaces.nb201 import NB201Network
+    from edgenas.spaces.nb201.cost_terms import terms_for_budgets
 
     shape = NetShape(**res["target_shape"])
     terms = terms_for_budgets(profile.budgets, shape)

@@ -93,7 +93,7 @@ def get_teacher(path: Path | None, protocol: TruthProtocol) -> Path:
 
 
 def run_dnad(teacher: Path, protocol: TruthProtocol, seed: int) -> dict:
-    from edgenas.search.command import resume_search, search
+    from edgenas.search.run import resume_search, search
 
     folder = FOLDER / f"dnad-seed{seed}"
     if (folder / "results.json").is_file():

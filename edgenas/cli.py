@@ -539,7 +539,7 @@ def _widths(text: str) -> list[int]:
 def cmd_search(args: argparse.Namespace) -> int:
     from edgenas.core.device import BudgetCheck
     from edgenas.report.tables import budget_table, stdout
-    from edgenas.search.command import resume_search, search
+    from edgenas.search.run import resume_search, search
 
     if args.resume is not None:
         res = resume_search(args.resume, compute=args.compute, quiet=args.quiet)
@@ -726,8 +726,8 @@ def _ints_tuple(text: str) -> tuple[int, ...]:
 
 def cmd_retrieval(args: argparse.Namespace) -> int:
     """`edgenas retrieval`: embedding teacher, CDD student or static-KD student (see --role)."""
-    from edgenas.distill.retrieval_command import run_retrieval
     from edgenas.report.tables import rows_table, stdout
+    from edgenas.tasks.retrieval.stages import run_retrieval
 
     if args.resume is not None:
         res = run_retrieval(resume=args.resume, device=args.device, quiet=args.quiet)

@@ -12,10 +12,10 @@ import torch
 from edgenas.cli import run
 from edgenas.core.errors import ConfigError, Interrupted, UserError
 from edgenas.cost import count_flops, count_params
-from edgenas.distill.cdd import CDDConfig, CDDController, reset_conflicts
-from edgenas.distill.prune import max_output_diff, prune_gated
-from edgenas.distill.retrieval_command import Stage, run_retrieval
-from edgenas.spaces.resnet import ResNetConfig, ResNetEmbed, load_embedding_model
+from edgenas.tasks.retrieval.cdd import CDDConfig, CDDController, reset_conflicts
+from edgenas.tasks.retrieval.model import ResNetConfig, ResNetEmbed, load_embedding_model
+from edgenas.tasks.retrieval.prune import max_output_diff, prune_gated
+from edgenas.tasks.retrieval.stages import Stage, run_retrieval
 
 TINY = ResNetConfig(in_channels=1, resolution=12, stem=4, widths=(6, 8), blocks=(2, 1), embed_dim=8, gated=True)
 FASHION = Path("/usr/share/datasets/fashion-mnist")

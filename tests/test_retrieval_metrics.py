@@ -8,10 +8,10 @@ import torch
 from sklearn.metrics import average_precision_score
 
 from edgenas.core.errors import DataError
-from edgenas.data.retrieval import query_gallery_split
 from edgenas.distill.losses import embedding_kd
-from edgenas.train.retrieval_losses import batch_hard_triplet
-from edgenas.train.retrieval_metrics import retrieval_metrics
+from edgenas.tasks.retrieval.data import query_gallery_split
+from edgenas.tasks.retrieval.losses import batch_hard_triplet
+from edgenas.tasks.retrieval.metrics import retrieval_metrics
 
 
 def _unit(angle_deg: float) -> list[float]:

@@ -17,12 +17,12 @@ from edgenas.core.space import NetShape
 from edgenas.cost import count_flops, count_params
 from edgenas.cost.memory import peak_activation_bytes
 from edgenas.data import load_dataset
-from edgenas.search.command import resume_search, search
-from edgenas.search.dca import DCAConfig, DCASearch
 from edgenas.search.derive import argmax_arch, connect, derive
-from edgenas.search.expected_cost import flops_terms, memory_terms, params_terms, terms_for_budgets
-from edgenas.search.supernet import NB201SuperNet, PartialMixedOp, channel_shuffle, node_edge_weights
+from edgenas.search.methods.dca import DCAConfig, DCASearch
+from edgenas.search.run import resume_search, search
 from edgenas.spaces.nb201 import EDGES, OPS, NB201Arch, NB201Network, NB201Space
+from edgenas.spaces.nb201.cost_terms import flops_terms, memory_terms, params_terms, terms_for_budgets
+from edgenas.spaces.nb201.supernet import NB201SuperNet, PartialMixedOp, channel_shuffle, node_edge_weights
 
 SHAPE = NetShape(width=8, cells=1, in_channels=1, resolution=8, num_classes=10)
 FAST = {"epochs": 2, "warmup_epochs": 1, "batch_size": 64, "search_width": 4, "k": 2}
@@ -321,7 +321,7 @@ def test_entropy_ramp_sharpens_the_distribution(digits) -> None:
 
 def test_a_checkpoint_from_before_the_new_options_resumes(digits, tmp_path: Path) -> None:
     from edgenas.core.rundir import RunDir
-    from edgenas.search.dca import CHECKPOINT, LEGACY_OPTIONS
+    from edgenas.search.methods.dca import CHECKPOINT, LEGACY_OPTIONS
 
     run = RunDir.create("search", tmp_path / "r")
     shape = NetShape.for_data(digits.info, 8, 1)
@@ -383,7 +383,7 @@ def test_derive_fills_a_collapsed_cell_up_towards_the_budget() -> None:
 
 
 def test_cli_passes_the_derivation_and_entropy_options(tmp_path: Path, monkeypatch) -> None:
-    import edgenas.search.command as command
+    import edgenas.search.run as command
 
     seen: dict = {}
 

@@ -14,10 +14,7 @@ from edgenas.cli import run
 from edgenas.core.errors import ConfigError, Interrupted, UserError
 from edgenas.core.space import NetShape
 from edgenas.cost import count_flops, count_params
-from edgenas.search.command import resume_search, search
-from edgenas.search.expected_cost import flops_terms
-from edgenas.search.pareto import hypervolume_2d, pareto_front
-from edgenas.search.snps import (
+from edgenas.search.methods.dnad import (
     NONE,
     SNPSConfig,
     SNPSSearch,
@@ -36,8 +33,11 @@ from edgenas.search.snps import (
     target_flops,
     target_live,
 )
-from edgenas.search.supernet import NB201SuperNet
+from edgenas.search.pareto import hypervolume_2d, pareto_front
+from edgenas.search.run import resume_search, search
 from edgenas.spaces.nb201 import EDGES, OPS, NB201Arch, NB201Network
+from edgenas.spaces.nb201.cost_terms import flops_terms
+from edgenas.spaces.nb201.supernet import NB201SuperNet
 
 SHAPE = NetShape(width=8, cells=1, in_channels=1, resolution=12, num_classes=10)
 CONV3, CONV1, SKIP, POOL = (OPS.index(o) for o in ("nor_conv_3x3", "nor_conv_1x1", "skip_connect", "avg_pool_3x3"))

@@ -24,9 +24,9 @@ from edgenas.core.seeding import numpy_rng
 from edgenas.core.space import NetShape
 from edgenas.distill.losses import hinton_kd
 from edgenas.distill.teacher_net import ConditionedTeacher
-from edgenas.search.expected_cost import CostTerms, flops_terms, params_terms
-from edgenas.search.supernet import NB201SuperNet
 from edgenas.spaces.nb201 import EDGES, OPS, NB201Arch, NB201Space
+from edgenas.spaces.nb201.cost_terms import CostTerms, flops_terms, params_terms
+from edgenas.spaces.nb201.supernet import NB201SuperNet
 
 
 class GenericConfig(BaseModel):

@@ -9,15 +9,36 @@ give the profile inline (`name:` + `budgets:`); either may pick its own search m
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from edgenas.core.device import Budgets, DeviceProfile, LatencySpec, load_device
 from edgenas.core.errors import ConfigError
 from edgenas.core.yamlio import load_model, read_yaml
+from edgenas.search.methods import METHODS
+from edgenas.spaces import SPACES
 
-SEARCH_METHODS = ("screen", "dca", "dnad")
+
+def search_methods() -> tuple[str, ...]:
+    """What a device may use: `screen` (the top screened arch) or a registered search method."""
+    return ("screen", *METHODS.names())
+
+
+def _one_of(names) -> AfterValidator:
+    """Accept a name that `names()` lists (a registry's names, read when the config is validated)."""
+
+    def check(value: str) -> str:
+        allowed = names()
+        if value not in allowed:
+            raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    return AfterValidator(check)
+
+
+SpaceName = Annotated[str, _one_of(SPACES.names)]
+MethodName = Annotated[str, _one_of(search_methods)]
 
 
 class _Strict(BaseModel):
@@ -37,7 +58,7 @@ class DatasetSection(_Strict):
 class SpaceSection(_Strict):
     """The search space and the size of the deployed networks."""
 
-    name: Literal["nb201"] = "nb201"
+    name: SpaceName = "nb201"
     width: int = Field(16, ge=1, description="channels of the first stage, C")
     cells: int = Field(1, ge=1, description="cells per stage, N")
 
@@ -50,7 +71,7 @@ class DeviceEntry(_Strict):
     description: str = ""
     budgets: Budgets | None = None
     latency: LatencySpec | None = None
-    method: Literal["screen", "dca", "dnad"] | None = None
+    method: MethodName | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> DeviceEntry:
@@ -74,7 +95,7 @@ class ScreenSection(_Strict):
 class SearchSection(_Strict):
     """The per-device search (DCA-NAS), one DNAD search for all devices, or `screen` (the top screened arch)."""
 
-    method: Literal["screen", "dca", "dnad"] = "dca"
+    method: MethodName = "dca"
     subset: int | None = Field(10000, ge=1)
     val_fraction: float = Field(0.5, gt=0, lt=1)
     dca: dict[str, Any] = Field(default_factory=dict, description="DCA-NAS settings (DCAConfig), e.g. epochs")
@@ -189,13 +210,10 @@ def load_run_config(path: str | Path) -> tuple[RunConfig, list[DeviceProfile]]:
 
 def _check_method_options(path: Path, lines: dict, cfg: RunConfig, methods: set[str]) -> None:
     """Method settings are checked now, not when the search starts after the screening."""
-    import importlib
-
-    for name, where in (("dca", "edgenas.search.dca:DCAConfig"), ("dnad", "edgenas.search.snps:SNPSConfig")):
+    for name in METHODS:
         options = getattr(cfg.search, name)
         if name in methods or options:
-            module, _, cls = where.partition(":")
             try:
-                getattr(importlib.import_module(module), cls).from_options(options)
+                METHODS.get(name).config.from_options(options)
             except ConfigError as exc:
                 raise ConfigError(f"{path}:{lines.get(('search', name))}: search.{name}: {exc}") from None

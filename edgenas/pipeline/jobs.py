@@ -131,8 +131,8 @@ def search_job(
 ) -> dict[str, Any]:
     """One search, resumed if it was interrupted: DCA-NAS for one device (`profile`), or DNAD
     for every device (`teacher`: it shrinks the supernet while distilling, harvesting snapshots)."""
-    from edgenas.search.command import resume_search
-    from edgenas.search.command import search as run_search
+    from edgenas.search.run import resume_search
+    from edgenas.search.run import search as run_search
 
     out = Path(folder)
     done = _finished(out)

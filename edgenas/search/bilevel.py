@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -28,6 +28,7 @@ from edgenas.core.progress import progress_bar
 from edgenas.core.rundir import RunDir
 
 CHECKPOINT = "search_checkpoint.pt"
+_Options = TypeVar("_Options", bound="SearchOptions")  # typing.Self needs Python 3.11
 
 
 class SearchOptions(BaseModel):
@@ -36,7 +37,7 @@ class SearchOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     @classmethod
-    def from_options(cls, options: dict[str, Any] | None) -> Self:
+    def from_options(cls: type[_Options], options: dict[str, Any] | None) -> _Options:
         """Validated options; a bad one is a `ConfigError` naming it, not a pydantic traceback."""
         try:
             return cls(**(options or {}))

@@ -39,8 +39,8 @@ from typing import Literal
 import numpy as np
 
 from edgenas.core.device import COST_FIELD, Budgets
-from edgenas.search.expected_cost import CostTerms
 from edgenas.spaces.nb201 import EDGES, OPS, NB201Arch
+from edgenas.spaces.nb201.cost_terms import CostTerms
 
 
 @dataclass

@@ -1,17 +1,18 @@
-"""Search spaces. `get_space(name)` returns one by its CLI name."""
+"""Search spaces, one folder each, registered by name. `get_space(name)` returns a fresh instance.
+
+A new space is a folder under `spaces/` (arch, network, supernet, cost terms, latency kernels)
+plus one `SPACES.register_lazy` line here; the contract tests run over every registered space.
+"""
 
 from __future__ import annotations
 
-from edgenas.core.errors import UserError
+from edgenas.core.registry import Registry
 from edgenas.core.space import SearchSpace
 
-SPACES = ("nb201",)
+SPACES: Registry[type[SearchSpace]] = Registry("search space")
+SPACES.register_lazy("nb201", "edgenas.spaces.nb201:NB201Space")
 
 
 def get_space(name: str) -> SearchSpace:
     """The search space called `name` (as given to `--space`)."""
-    if name == "nb201":
-        from edgenas.spaces.nb201 import NB201Space
-
-        return NB201Space()
-    raise UserError(f"--space {name!r}: unknown search space; choose one of {', '.join(SPACES)}")
+    return SPACES.get(name)()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from edgenas.core.seeding import torch_generator
-from edgenas.spaces.resnet import BasicBlock, ResNetEmbed
+from edgenas.tasks.retrieval.model import BasicBlock, ResNetEmbed
 
 PRUNE_ATOL = 1e-5
 

@@ -117,10 +117,11 @@ from edgenas.data import BatchLoader, DataSplits, Split
 from edgenas.distill.losses import FeatureKD, hinton_kd
 from edgenas.search.bilevel import CHECKPOINT as CHECKPOINT  # the run's checkpoint file, named here too
 from edgenas.search.bilevel import BilevelSearch, SearchOptions
-from edgenas.search.expected_cost import CostTerms, flops_terms
+from edgenas.search.methods import SearchMethod
 from edgenas.search.pareto import pareto_front
-from edgenas.search.supernet import NB201SuperNet
 from edgenas.spaces.nb201 import EDGES, NUM_NODES, OPS, NB201Arch, NB201Network
+from edgenas.spaces.nb201.cost_terms import CostTerms, flops_terms
+from edgenas.spaces.nb201.supernet import NB201SuperNet
 
 NONE = OPS.index("none")
 
@@ -994,3 +995,6 @@ def run_dnad(
     run.write_results(result)
     run.event("done", pareto_count=len(front), snapshots=len(search.snapshots))
     return result
+
+
+METHOD = SearchMethod(name="dnad", config=SNPSConfig, run=run_dnad, aims_at="teacher")

@@ -17,8 +17,7 @@ from edgenas.core.rundir import RunDir
 from edgenas.core.seeding import seed_everything
 from edgenas.core.space import NetShape
 from edgenas.data import load_dataset
-
-METHODS = ("dca", "dnad")
+from edgenas.search.methods import METHODS, SearchMethod
 
 
 def search(
@@ -47,10 +46,8 @@ def search(
     `teacher`, a model file, is required instead of a device). Half of the (subset of the)
     training images train the weights, the other half the architecture (`val_fraction`).
     """
-    from edgenas.search.dca import DCAConfig
-
     if method not in METHODS:
-        raise ConfigError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+        raise ConfigError(f"--method {method!r}: choose one of {', '.join(METHODS.names())}")
     if space != "nb201":
         raise ConfigError(f"--space {space!r}: differentiable search supports nb201 only so far")
     common = {
@@ -63,15 +60,16 @@ def search(
         "width": width,
         "cells": cells,
     }
-    if method == "dnad":
-        return _start_dnad(common, teacher, options, compute, run_dir, quiet)
+    spec = METHODS.get(method)
+    if spec.aims_at == "teacher":
+        return _start_from_teacher(spec, common, teacher, options, compute, run_dir, quiet)
     if profile is None:
         if device_file is None:
             raise ConfigError("edgenas search needs --device FILE (the device profile whose budgets it searches under)")
         profile = load_device(device_file)
     if not profile.budgets.items():
         raise ConfigError(f"device {profile.name!r} sets no budget; a constrained search needs at least one")
-    cfg = DCAConfig.from_options(options)
+    cfg = spec.config.from_options(options)
     opts = {"method": method, "profile": profile.model_dump(), **common, "options": cfg.model_dump()}
     data = _load(opts)  # bad data fails before a run folder exists
     run = RunDir.create("search", run_dir)
@@ -98,7 +96,8 @@ def _load(opts: dict[str, Any]):
     )
 
 
-def _start_dnad(
+def _start_from_teacher(
+    spec: SearchMethod,
     common: dict[str, Any],
     teacher: str | Path | None,
     options: dict[str, Any] | None,
@@ -106,14 +105,15 @@ def _start_dnad(
     run_dir: str | Path | None,
     quiet: bool,
 ) -> dict[str, Any]:
-    """DNAD needs a teacher (checked against the data before a run folder exists), no device."""
+    """A method that distils (DNAD) needs a teacher, checked against the data before a run folder exists."""
     from edgenas.distill.modes import teacher_for
-    from edgenas.search.snps import SNPSConfig
 
     if teacher is None:
-        raise ConfigError("edgenas search --method dnad needs --teacher MODEL_FILE (train one with `edgenas teacher`)")
-    cfg = SNPSConfig.from_options(options)
-    opts = {"method": "dnad", "teacher": str(teacher), **common, "options": cfg.model_dump()}
+        raise ConfigError(
+            f"edgenas search --method {spec.name} needs --teacher MODEL_FILE (train one with `edgenas teacher`)"
+        )
+    cfg = spec.config.from_options(options)
+    opts = {"method": spec.name, "teacher": str(teacher), **common, "options": cfg.model_dump()}
     data = _load(opts)
     teacher_for(teacher, NetShape.for_data(data.info, opts["width"], opts["cells"]))
     run = RunDir.create("search", run_dir)
@@ -122,24 +122,16 @@ def _start_dnad(
 
 
 def _search(run: RunDir, opts: dict[str, Any], *, compute: str, quiet: bool, data=None) -> dict[str, Any]:
-    """Run (or resume) the method the run was started with; DCA searches for a device, DNAD from a teacher."""
-    if opts["method"] == "dnad":
-        from edgenas.search.snps import SNPSConfig as Config
-        from edgenas.search.snps import run_dnad as run_method
-
+    """Run (or resume) the method the run was started with, aimed at a device or a teacher."""
+    spec = METHODS.get(opts["method"])
+    if spec.aims_at == "teacher":
         specific: dict[str, Any] = {"teacher_path": opts["teacher"]}
-        options = opts["options"]
     else:
-        from edgenas.search.dca import LEGACY_OPTIONS
-        from edgenas.search.dca import DCAConfig as Config
-        from edgenas.search.dca import run_dca as run_method
-
         specific = {"profile": DeviceProfile(**opts["profile"])}
-        options = LEGACY_OPTIONS | opts["options"]  # a DCA run made before an option existed resumes as it was
-    cfg = Config(**options)
+    cfg = spec.config(**(dict(spec.legacy_options) | opts["options"]))  # a run made before an option existed
     data = data if data is not None else _load(opts)
     seed_everything(cfg.seed)
-    result = run_method(
+    result = spec.run(
         **specific,
         data=data,
         target=NetShape.for_data(data.info, opts["width"], opts["cells"]),

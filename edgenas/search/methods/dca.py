@@ -38,9 +38,10 @@ from edgenas.data import BatchLoader, DataSplits
 from edgenas.search.bilevel import CHECKPOINT as CHECKPOINT  # the run's checkpoint file, named here too
 from edgenas.search.bilevel import BilevelSearch, SearchOptions
 from edgenas.search.derive import derive
-from edgenas.search.expected_cost import CostTerms, terms_for_budgets
-from edgenas.search.supernet import NB201SuperNet, node_edge_weights
+from edgenas.search.methods import SearchMethod
 from edgenas.spaces.nb201 import EDGES, OPS, NB201Arch
+from edgenas.spaces.nb201.cost_terms import CostTerms, terms_for_budgets
+from edgenas.spaces.nb201.supernet import NB201SuperNet, node_edge_weights
 
 # Options added after the first runs, with the values that reproduce those runs (for resume).
 LEGACY_OPTIONS = {"entropy_weight": 0.0, "derive": "greedy"}
@@ -371,3 +372,6 @@ def run_dca(
     run.write_results(result)
     run.event("done", arch=result["arch"], fits=result["fits"], repaired=result["repaired"])
     return result
+
+
+METHOD = SearchMethod(name="dca", config=DCAConfig, run=run_dca, aims_at="device", legacy_options=LEGACY_OPTIONS)

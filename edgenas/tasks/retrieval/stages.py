@@ -4,7 +4,7 @@ Roles (one run folder each; `run_retrieval(resume=RUN_DIR)` continues any of the
 - `teacher`: a ResNet-like embedding network trained with CE on ids + batch-hard triplet;
 - `cdd`: capacity-dynamic distillation (methods.md §5): a gated student as wide as the
   teacher is distilled (embedding KD + relational KD) while `CDDController` shrinks it to
-  `budget`; then it is physically pruned (`edgenas.distill.prune`), fine-tuned briefly
+  `budget`; then it is physically pruned (`edgenas.tasks.retrieval.prune`), fine-tuned briefly
   with the same losses, and exported;
 - `static`: the static-KD baseline: a plain student of a fixed size (the architecture of
   `student_like`, e.g. a CDD result) distilled from the start, for epochs + finetune_epochs.
@@ -37,13 +37,13 @@ from edgenas.core.rundir import RunDir
 from edgenas.core.seeding import derive_seed, seed_everything
 from edgenas.cost import count_flops, count_params
 from edgenas.data import BatchLoader, Split
-from edgenas.data.retrieval import RetrievalSplits, load_retrieval
-from edgenas.distill.cdd import CDDConfig, CDDController
 from edgenas.distill.losses import embedding_kd, rkd_distance
-from edgenas.distill.prune import max_output_diff, prune_gated
-from edgenas.spaces.resnet import ResNetConfig, ResNetEmbed, load_embedding_model, save_embedding_model
-from edgenas.train.retrieval_losses import batch_hard_triplet
-from edgenas.train.retrieval_metrics import retrieval_metrics
+from edgenas.tasks.retrieval.cdd import CDDConfig, CDDController
+from edgenas.tasks.retrieval.data import RetrievalSplits, load_retrieval
+from edgenas.tasks.retrieval.losses import batch_hard_triplet
+from edgenas.tasks.retrieval.metrics import retrieval_metrics
+from edgenas.tasks.retrieval.model import ResNetConfig, ResNetEmbed, load_embedding_model, save_embedding_model
+from edgenas.tasks.retrieval.prune import max_output_diff, prune_gated
 from edgenas.train.trainer import TrainConfig, TrainingDiverged, make_scheduler
 
 COMMAND = "retrieval"

@@ -1,7 +1,7 @@
 """Capacity-dynamic distillation (CDD, methods.md §5): gates, budget, gradient resetting, removal.
 
 The student starts wide with a `ChannelGate` on the inner channels of every residual
-block (see `edgenas.spaces.resnet`). `CDDController` owns those gates during training:
+block (see `edgenas.tasks.retrieval.model`). `CDDController` owns those gates during training:
 
 - cost: params and FLOPs are linear in each block's inner width, so `CapacityCost` gives
   the exact kept share of the full model's params/FLOPs from the alive-channel counts
@@ -34,7 +34,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgenas.cost import count_flops, count_params
-from edgenas.spaces.resnet import ChannelGate, ResNetConfig, ResNetEmbed
+from edgenas.tasks.retrieval.model import ChannelGate, ResNetConfig, ResNetEmbed
 
 __all__ = ["CDDConfig", "CDDController", "CapacityCost", "ChannelGate", "reset_conflicts"]
 

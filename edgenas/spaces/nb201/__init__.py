@@ -1,0 +1,69 @@
+"""The NAS-Bench-201 cell space (Dong & Yang, ICLR 2020).
+
+A cell is a DAG of 4 nodes; each of its 6 edges (j <- i, i < j) carries one of 5 ops, so
+the space holds 5**6 = 15,625 cells. The network ("TinyNetwork") is a stem, three stages
+of N identical cells at widths C, 2C, 4C separated by residual reduction blocks, then
+BN-ReLU, global pooling and a linear classifier. Canonical string:
+`|op~0|+|op~0|op~1|+|op~0|op~1|op~2|` (node 1, node 2, node 3; `~i` = input node).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import numpy as np
+
+from edgenas.core.space import Arch, NetShape, SearchSpace
+from edgenas.spaces.nb201.arch import EDGES, EXAMPLE, NUM_NODES, OPS, NB201Arch
+from edgenas.spaces.nb201.network import NB201Cell, NB201Network, ResNetBasicBlock, build_tiny_layout, make_op
+from edgenas.spaces.ops import ReLUConvBN
+
+__all__ = [
+    "EDGES",
+    "EXAMPLE",
+    "NUM_NODES",
+    "OPS",
+    "NB201Arch",
+    "NB201Cell",
+    "NB201Network",
+    "NB201Space",
+    "ReLUConvBN",
+    "ResNetBasicBlock",
+    "build_tiny_layout",
+    "make_op",
+]
+
+
+class NB201Space(SearchSpace):
+    """The 15,625-cell NAS-Bench-201 space."""
+
+    name = "nb201"
+    ops = OPS
+    edges = EDGES
+
+    def parse(self, text: str) -> NB201Arch:
+        return NB201Arch.parse(text)
+
+    def sample(self, rng: np.random.Generator) -> NB201Arch:
+        return NB201Arch(tuple(OPS[i] for i in rng.integers(0, len(OPS), size=len(EDGES))))
+
+    def mutate(self, arch: NB201Arch, rng: np.random.Generator) -> NB201Arch:
+        """Change the op of one random edge to a different random op."""
+        ops = list(arch.ops)
+        edge = int(rng.integers(len(EDGES)))
+        choices = [op for op in OPS if op != ops[edge]]
+        ops[edge] = choices[int(rng.integers(len(choices)))]
+        return NB201Arch(tuple(ops))
+
+    def size(self) -> int:
+        return len(OPS) ** len(EDGES)
+
+    def enumerate(self) -> Iterator[NB201Arch]:
+        for ops in itertools.product(OPS, repeat=len(EDGES)):
+            yield NB201Arch(ops)
+
+    def build(self, arch: Arch, shape: NetShape) -> NB201Network:
+        if not isinstance(arch, NB201Arch):
+            arch = NB201Arch.parse(str(arch))
+        return NB201Network(arch, shape)

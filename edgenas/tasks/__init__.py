@@ -1,0 +1,1 @@
+"""Tasks beyond classification that reuse the trainer: image retrieval (with CDD)."""
