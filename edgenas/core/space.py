@@ -1,7 +1,8 @@
 """What every search space provides: the `Arch` and `SearchSpace` protocols.
 
 Search, screening and training code talk to spaces only through these, so a second
-space (the DARTS cell space, a ResNet-like space) plugs in without touching them.
+space (the DARTS cell space, a mobile space) plugs in as a folder under `spaces/`.
+`tests/test_spaces_contract.py` checks every registered space against this contract.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 from torch import nn
 
 if TYPE_CHECKING:
+    from edgenas.core.device import Budgets
     from edgenas.data import DataInfo
 
 
@@ -88,6 +91,33 @@ class SearchSpace(ABC):
     @abstractmethod
     def build(self, arch: Arch, shape: NetShape) -> nn.Module:
         """A freshly initialised network for `arch`."""
+
+    @abstractmethod
+    def cheapest(self) -> Arch:
+        """The arch whose network has the fewest params, FLOPs and peak activation bytes at any shape.
+
+        Budgets below its cost cannot be met by any arch of the space, so they are refused
+        before a run starts (`edgenas.cost.floor`).
+        """
+
+    @abstractmethod
+    def supernet(self, shape: NetShape) -> nn.Module:
+        """The weight-sharing supernet at full channels: `forward(x, weights)` with `weights` a
+        tensor of decision weights such as `onehot(arch)`."""
+
+    @abstractmethod
+    def cost_terms(self, budgets: Budgets, shape: NetShape, table: Any = None, seed: int = 0) -> dict[str, Any]:
+        """Expected-cost terms for every budget that is set, differentiable in the supernet's decision
+        weights (`terms[name].expected(weights)`); latency needs the device's lookup `table`."""
+
+    @abstractmethod
+    def onehot(self, arch: Arch) -> torch.Tensor:
+        """The supernet's decision weights that select exactly `arch`."""
+
+    @abstractmethod
+    def subnet(self, supernet: nn.Module, arch: Arch) -> nn.Module:
+        """The discrete network of `arch` carrying the supernet's weights for it (Once-for-All's
+        `get_active_subnet`): in eval mode it computes what `supernet(x, onehot(arch))` does."""
 
     def sample_distinct(
         self,

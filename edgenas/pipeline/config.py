@@ -199,6 +199,7 @@ def load_run_config(path: str | Path) -> tuple[RunConfig, list[DeviceProfile]]:
             raise ConfigError(f"{path}:{lines.get(('devices', i))}: devices.{i}: device name {name!r} is used twice")
         if not profiles[i].budgets.items():
             raise ConfigError(f"{path}:{lines.get(('devices', i))}: devices.{i}: device {name!r} sets no budget")
+    _check_reachable(path, lines, cfg, profiles)
     methods = {cfg.method_for(i) for i in range(len(cfg.devices))}
     if "dnad" in methods and cfg.teacher.kind == "none":
         raise ConfigError(
@@ -206,6 +207,28 @@ def load_run_config(path: str | Path) -> tuple[RunConfig, list[DeviceProfile]]:
         )
     _check_method_options(path, lines, cfg, methods)
     return cfg, profiles
+
+
+def _check_reachable(path: Path, lines: dict, cfg: RunConfig, profiles: list[DeviceProfile]) -> None:
+    """A budget below the space's smallest network is refused now, not after a search finds nothing."""
+    from edgenas.core.errors import UserError
+    from edgenas.core.space import NetShape
+    from edgenas.cost.floor import unreachable_budgets
+    from edgenas.data import dataset_info
+    from edgenas.spaces import get_space
+
+    try:
+        info = dataset_info(cfg.dataset.name, cfg.dataset.data_dir, cfg.dataset.resize)
+    except UserError:
+        return  # the data's own error comes when the run loads it
+    space = get_space(cfg.space.name)
+    shape = NetShape.for_data(info, cfg.space.width, cfg.space.cells)
+    for i, profile in enumerate(profiles):
+        for bad in unreachable_budgets(profile, space, shape):
+            key = ("devices", i, "budgets", bad.budget)
+            where = f"devices.{i}.budgets.{bad.budget}" if key in lines else f"devices.{i}.profile"
+            line = lines.get(key) or lines.get(("devices", i, "profile")) or lines.get(("devices", i))
+            raise ConfigError(f"{path}:{line}: {where}: {bad.message(profile.name, cfg.space.name, shape)}")
 
 
 def _check_method_options(path: Path, lines: dict, cfg: RunConfig, methods: set[str]) -> None:

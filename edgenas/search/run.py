@@ -16,8 +16,10 @@ from edgenas.core.errors import ConfigError
 from edgenas.core.rundir import RunDir
 from edgenas.core.seeding import seed_everything
 from edgenas.core.space import NetShape
+from edgenas.cost.floor import check_reachable
 from edgenas.data import load_dataset
 from edgenas.search.methods import METHODS, SearchMethod
+from edgenas.spaces import get_space
 
 
 def search(
@@ -72,6 +74,7 @@ def search(
     cfg = spec.config.from_options(options)
     opts = {"method": method, "profile": profile.model_dump(), **common, "options": cfg.model_dump()}
     data = _load(opts)  # bad data fails before a run folder exists
+    check_reachable(profile, get_space(space), NetShape.for_data(data.info, width, cells))
     run = RunDir.create("search", run_dir)
     run.write_config({"command": "search", "options": opts})
     return _search(run, opts, compute=compute, quiet=quiet, data=data)

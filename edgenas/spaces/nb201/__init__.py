@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
+if TYPE_CHECKING:
+    from edgenas.core.device import Budgets
 from edgenas.core.space import Arch, NetShape, SearchSpace
 from edgenas.spaces.nb201.arch import EDGES, EXAMPLE, NUM_NODES, OPS, NB201Arch
 from edgenas.spaces.nb201.network import NB201Cell, NB201Network, ResNetBasicBlock, build_tiny_layout, make_op
@@ -64,6 +68,32 @@ class NB201Space(SearchSpace):
             yield NB201Arch(ops)
 
     def build(self, arch: Arch, shape: NetShape) -> NB201Network:
-        if not isinstance(arch, NB201Arch):
-            arch = NB201Arch.parse(str(arch))
-        return NB201Network(arch, shape)
+        return NB201Network(_nb201(arch), shape)
+
+    def cheapest(self) -> NB201Arch:
+        """Every edge `none`: the other ops only add params and FLOPs; no arch measured has a lower peak."""
+        return NB201Arch(("none",) * len(EDGES))
+
+    def supernet(self, shape: NetShape) -> torch.nn.Module:
+        from edgenas.spaces.nb201.supernet import NB201SuperNet
+
+        return NB201SuperNet(shape, k=1)
+
+    def cost_terms(self, budgets: Budgets, shape: NetShape, table: Any = None, seed: int = 0) -> dict[str, Any]:
+        from edgenas.spaces.nb201.cost_terms import terms_for_budgets
+
+        return terms_for_budgets(budgets, shape, table, seed)
+
+    def onehot(self, arch: Arch) -> torch.Tensor:
+        weights = torch.zeros(len(EDGES), len(OPS))
+        weights[torch.arange(len(EDGES)), [OPS.index(op) for op in _nb201(arch).ops]] = 1.0
+        return weights
+
+    def subnet(self, supernet: torch.nn.Module, arch: Arch) -> NB201Network:
+        from edgenas.spaces.nb201.supernet import extract_subnet
+
+        return extract_subnet(supernet, _nb201(arch))
+
+
+def _nb201(arch: Arch) -> NB201Arch:
+    return arch if isinstance(arch, NB201Arch) else NB201Arch.parse(str(arch))

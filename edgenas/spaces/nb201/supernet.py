@@ -21,7 +21,8 @@ from torch import nn
 
 from edgenas.core.errors import ConfigError
 from edgenas.core.space import NetShape
-from edgenas.spaces.nb201 import EDGES, NUM_NODES, OPS, build_tiny_layout, make_op
+from edgenas.spaces.nb201.arch import EDGES, NUM_NODES, OPS, NB201Arch
+from edgenas.spaces.nb201.network import NB201Cell, NB201Network, build_tiny_layout, make_op
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -128,3 +129,30 @@ def node_edge_weights(beta: torch.Tensor) -> torch.Tensor:
         out.append(torch.softmax(beta[k : k + node], dim=0))
         k += node
     return torch.cat(out)
+
+
+def extract_subnet(supernet: NB201SuperNet, arch: NB201Arch) -> NB201Network:
+    """The discrete network of `arch` with the supernet's weights (full channels, K = 1, no edge weights).
+
+    Stem, reductions and head copy over as they are; each live edge of each cell takes the
+    weights of its op in the supernet's mixed op, so in eval mode the two compute the same.
+    """
+    if supernet.k != 1:
+        raise ConfigError(f"a subnet can only be taken from a full-channel supernet (K=1), not K={supernet.k}")
+    net = NB201Network(arch, supernet.shape)
+    state = {}
+    for name, tensor in supernet.state_dict().items():
+        parts = name.split(".")
+        if parts[0] == "blocks" and isinstance(supernet.blocks[int(parts[1])], SuperCell):
+            # blocks.{b}.edges.{e}.ops.{o}.rest -> blocks.{b}.edges.{to}_{from}.rest for the chosen op
+            b, e, o, rest = int(parts[1]), int(parts[3]), int(parts[5]), parts[6:]
+            cell = net.blocks[b]
+            assert isinstance(cell, NB201Cell)
+            to, frm = EDGES[e]
+            key = f"{to}_{frm}"
+            if key in cell.edges and OPS[o] == arch.ops[e]:
+                state[".".join(["blocks", str(b), "edges", key, *rest])] = tensor
+        elif name != "alive":
+            state[name] = tensor
+    net.load_state_dict(state)
+    return net.to(next(supernet.parameters()).device)
