@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from edgenas.core.device import Budgets, DeviceProfile, LatencySpec, load_device
 from edgenas.core.errors import ConfigError
 from edgenas.core.yamlio import load_model, read_yaml
-from edgenas.search.methods import METHODS
+from edgenas.search.methods import METHODS, aimed_at
 from edgenas.spaces import SPACES
 
 
@@ -201,7 +201,7 @@ def load_run_config(path: str | Path) -> tuple[RunConfig, list[DeviceProfile]]:
             raise ConfigError(f"{path}:{lines.get(('devices', i))}: devices.{i}: device {name!r} sets no budget")
     _check_reachable(path, lines, cfg, profiles)
     methods = {cfg.method_for(i) for i in range(len(cfg.devices))}
-    if "dnad" in methods and cfg.teacher.kind == "none":
+    if aimed_at("teacher", methods) and cfg.teacher.kind == "none":
         raise ConfigError(
             f"{path}:{lines.get(('teacher',))}: teacher.kind: DNAD distils from a teacher; use plain or generic"
         )

@@ -6,6 +6,7 @@ from typing import Any
 
 from edgenas.core.device import DeviceProfile
 from edgenas.pipeline.config import RunConfig
+from edgenas.search.methods import METHODS, search_job_key
 
 
 def collect_results(cfg: RunConfig, profiles: list[DeviceProfile], state: Any) -> dict[str, Any]:
@@ -18,7 +19,7 @@ def collect_results(cfg: RunConfig, profiles: list[DeviceProfile], state: Any) -
         trained = jobs[f"distill/{p.name}"]
         exported = jobs[f"export/{p.name}"]
         method = cfg.method_for(i)
-        searched = jobs.get("search/dnad") if method == "dnad" else jobs.get(f"search/{p.name}")
+        searched = jobs.get(search_job_key(METHODS.get(method), p.name)) if method in METHODS else None
         screened = jobs["screen"][p.name]
         devices.append(
             {
@@ -72,8 +73,5 @@ def _search_summary(searched: dict[str, Any] | None) -> dict[str, Any] | None:
         "epochs": searched["epochs"],
         "run_dir": searched["run_dir"],
     }
-    if searched["method"] == "dca":
-        out.update({k: searched[k] for k in ("arch", "fits", "repaired", "filled")})
-    else:
-        out.update({"snapshots": len(searched["snapshots"]), "pareto_count": searched["pareto_count"]})
+    out.update(METHODS.get(searched["method"]).summary(searched))
     return out

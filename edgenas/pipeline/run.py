@@ -27,6 +27,7 @@ from edgenas.core.rundir import RunDir
 from edgenas.core.space import NetShape
 from edgenas.exec.executor import Executor, Job, make_executor, run_all, threads_per_job
 from edgenas.pipeline.config import RunConfig, load_run_config
+from edgenas.search.methods import METHODS, aimed_at, search_job_key
 
 STAGES = ("screen", "search", "select", "teacher", "distill", "export", "report")
 TEACHER_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -232,7 +233,7 @@ class Pipeline:
         self.state.save()
         self.run_dir.event("start", session=self.state.sessions, executor=self.ex.name, workers=self.ex.workers)
         self.screen()
-        if self._methods() & {"dnad"}:
+        if aimed_at("teacher", self._methods()):
             self.teacher()  # DNAD imitates the teacher while it searches
         self.search()
         self.select()
@@ -277,7 +278,7 @@ class Pipeline:
                 "edgenas.pipeline.jobs:search_job",
                 {
                     "folder": self._folder("search", p.name),
-                    "method": "dca",
+                    "method": c.method_for(i),
                     "profile": p.model_dump(mode="json"),
                     "dataset": self.dataset,
                     "space": c.space.model_dump(),
@@ -288,16 +289,16 @@ class Pipeline:
                 threads=self.threads,
             )
             for i, p in enumerate(self.profiles)
-            if c.method_for(i) == "dca"
+            if aimed_at("device", [c.method_for(i)])
         ]
-        if "dnad" in self._methods():
+        for method in aimed_at("teacher", sorted(self._methods())):  # one search serves every device
             jobs.append(
                 Job(
-                    "search/dnad",
+                    f"search/{method}",
                     "edgenas.pipeline.jobs:search_job",
                     {
-                        "folder": self._folder("search", "dnad"),
-                        "method": "dnad",
+                        "folder": self._folder("search", method),
+                        "method": method,
                         "teacher": self._teacher_file(),
                         "dataset": self.dataset,
                         "space": c.space.model_dump(),
@@ -311,13 +312,11 @@ class Pipeline:
         self._jobs("search", jobs)
 
     def _searched(self, device: str, method: str) -> list[str]:
-        """The search's candidates for a device, best first: DCA's arch, or DNAD's snapshots by val accuracy."""
-        if method == "dca":
-            return [self.state.jobs[f"search/{device}"]["arch"]]
-        if method == "dnad":
-            snaps = sorted(self.state.jobs["search/dnad"]["snapshots"], key=lambda s: -s["val_accuracy"])
-            return list(dict.fromkeys(s["arch"] for s in snaps))
-        return []
+        """The search's candidates for a device, best first (none for `screen`)."""
+        if method not in METHODS:
+            return []
+        spec = METHODS.get(method)
+        return spec.candidates(self.state.jobs[search_job_key(spec, device)])
 
     def select(self) -> None:
         """Per device, the first candidate (searched, then screened) that meets every budget, measured."""

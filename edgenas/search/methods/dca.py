@@ -374,4 +374,12 @@ def run_dca(
     return result
 
 
-METHOD = SearchMethod(name="dca", config=DCAConfig, run=run_dca, aims_at="device", legacy_options=LEGACY_OPTIONS)
+METHOD = SearchMethod(
+    name="dca",
+    config=DCAConfig,
+    run=run_dca,
+    aims_at="device",
+    candidates=lambda result: [result["arch"]],
+    summary=lambda result: {k: result[k] for k in ("arch", "fits", "repaired", "filled")},
+    legacy_options=LEGACY_OPTIONS,
+)

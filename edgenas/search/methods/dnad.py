@@ -997,4 +997,17 @@ def run_dnad(
     return result
 
 
-METHOD = SearchMethod(name="dnad", config=SNPSConfig, run=run_dnad, aims_at="teacher")
+def _candidates(result: dict[str, Any]) -> list[str]:
+    """The snapshot archs by val accuracy, best first (one entry per arch)."""
+    snaps = sorted(result["snapshots"], key=lambda s: -s["val_accuracy"])
+    return list(dict.fromkeys(s["arch"] for s in snaps))
+
+
+METHOD = SearchMethod(
+    name="dnad",
+    config=SNPSConfig,
+    run=run_dnad,
+    aims_at="teacher",
+    candidates=_candidates,
+    summary=lambda result: {"snapshots": len(result["snapshots"]), "pareto_count": result["pareto_count"]},
+)
