@@ -27,7 +27,7 @@ from edgenas.core.rundir import RunDir
 from edgenas.core.space import NetShape
 from edgenas.exec.executor import Executor, Job, make_executor, run_all, threads_per_job
 from edgenas.pipeline.config import RunConfig, load_run_config
-from edgenas.search.methods import METHODS, aimed_at, search_job_key
+from edgenas.search.methods import METHODS, SearchMethod, aimed_at, search_job_key
 
 STAGES = ("screen", "search", "select", "teacher", "distill", "export", "report")
 TEACHER_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -271,45 +271,36 @@ class Pipeline:
         return str(Path(self.state.jobs["teacher"]["run_dir"]) / "model.pt")
 
     def search(self) -> None:
+        """A search per device for device-aimed methods (DCA-NAS), one for all for teacher-aimed ones (DNAD)."""
         c = self.cfg
         jobs = [
-            Job(
-                f"search/{p.name}",
-                "edgenas.pipeline.jobs:search_job",
-                {
-                    "folder": self._folder("search", p.name),
-                    "method": c.method_for(i),
-                    "profile": p.model_dump(mode="json"),
-                    "dataset": self.dataset,
-                    "space": c.space.model_dump(),
-                    "search": c.search.model_dump(),
-                    "seed": c.seed,
-                    "compute": self.compute,
-                },
-                threads=self.threads,
-            )
+            self._search_job(METHODS.get(c.method_for(i)), p.name, profile=p.model_dump(mode="json"))
             for i, p in enumerate(self.profiles)
             if aimed_at("device", [c.method_for(i)])
         ]
-        for method in aimed_at("teacher", sorted(self._methods())):  # one search serves every device
-            jobs.append(
-                Job(
-                    f"search/{method}",
-                    "edgenas.pipeline.jobs:search_job",
-                    {
-                        "folder": self._folder("search", method),
-                        "method": method,
-                        "teacher": self._teacher_file(),
-                        "dataset": self.dataset,
-                        "space": c.space.model_dump(),
-                        "search": c.search.model_dump(),
-                        "seed": c.seed,
-                        "compute": self.compute,
-                    },
-                    threads=self.threads,
-                )
-            )
+        jobs += [
+            self._search_job(METHODS.get(m), m, teacher=self._teacher_file())
+            for m in aimed_at("teacher", sorted(self._methods()))
+        ]
         self._jobs("search", jobs)
+
+    def _search_job(self, spec: SearchMethod, name: str, **aim: Any) -> Job:
+        c = self.cfg
+        return Job(
+            search_job_key(spec, name),
+            "edgenas.pipeline.jobs:search_job",
+            {
+                "folder": self._folder("search", name),
+                "method": spec.name,
+                **aim,
+                "dataset": self.dataset,
+                "space": c.space.model_dump(),
+                "search": c.search.model_dump(),
+                "seed": c.seed,
+                "compute": self.compute,
+            },
+            threads=self.threads,
+        )
 
     def _searched(self, device: str, method: str) -> list[str]:
         """The search's candidates for a device, best first (none for `screen`)."""
