@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install edgenas into ./.venv on a fresh Debian machine (Python 3.11, no internet but the
+# Install edgenas into ./.venv on a fresh Debian machine (Python >= 3.10; the local torch wheel is for 3.11; no internet but the
 # package registries): the CPU PyTorch wheel from local disk (never the multi-GB CUDA
 # build), the package with its dev tools, and Fashion-MNIST from Debian when apt is there.
 set -euo pipefail
@@ -12,6 +12,8 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2
     || echo "setup: warning: could not install Fashion-MNIST; commands can use --dataset digits instead"
 fi
 
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+  || { echo "setup: edgenas needs Python 3.10 or newer; python3 here is $(python3 -V 2>&1)" >&2; exit 1; }
 [ -x .venv/bin/python ] || python3 -m venv .venv
 quiet_pip() {  # pip's notes about this machine's local package folders are noise, not errors
   .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2> >(grep -v "^WARNING: Location" >&2)
