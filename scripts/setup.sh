@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install edgenas into ./.venv on a fresh Debian machine (Python >= 3.10; the local torch wheel is for 3.11; no internet but the
-# package registries): the CPU PyTorch wheel from local disk (never the multi-GB CUDA
-# build), the package with its dev tools, and Fashion-MNIST from Debian when apt is there.
+# Install edgenas into ./.venv on a fresh Debian machine (Python 3.10 or newer; the CPU
+# PyTorch wheel on local disk is for 3.11; no internet but the package registries): that
+# wheel (never the multi-GB CUDA build), the package with its dev tools, and Fashion-MNIST
+# from Debian when apt is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
