@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from edgenas.core.atomic import atomic_write_json
-from edgenas.tasks.retrieval.stages import run_retrieval
+from edgenas.tasks.retrieval import run_retrieval
 
 SCHEMA_VERSION = 1
 OUT = Path(__file__).parent / "results"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,11 +12,14 @@ import torch
 
 from edgenas.cli import run
 from edgenas.core.errors import ConfigError, Interrupted, UserError
+from edgenas.core.rundir import RunDir
 from edgenas.cost import count_flops, count_params
-from edgenas.tasks.retrieval.cdd import CDDConfig, CDDController, reset_conflicts
+from edgenas.tasks.retrieval import RetrievalOptions, make_options, run_retrieval
+from edgenas.tasks.retrieval.cdd import CDDConfig, CDDController, CDDExperimental, reset_conflicts
 from edgenas.tasks.retrieval.model import ResNetConfig, ResNetEmbed, load_embedding_model
 from edgenas.tasks.retrieval.prune import max_output_diff, prune_gated
-from edgenas.tasks.retrieval.stages import Stage, run_retrieval
+from edgenas.tasks.retrieval.stages import PruneStage, RetrievalHooks, TrainStage, stages_for
+from edgenas.train.trainer import Trainer
 
 TINY = ResNetConfig(in_channels=1, resolution=12, stem=4, widths=(6, 8), blocks=(2, 1), embed_dim=8, gated=True)
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -176,32 +180,124 @@ def test_a_short_cdd_run_gives_a_smaller_model_and_an_onnx_file(teacher_file: Pa
 
 
 @contextmanager
-def _interrupted_after(stage: str, epochs: int) -> Iterator[None]:
-    """Stop like a Ctrl-C once `stage` has checkpointed `epochs` epochs."""
-    original = Stage.save_checkpoint
+def _interrupted(stage: str, epochs_done: int, step: int | None = None) -> Iterator[None]:
+    """Stop like a Ctrl-C in `stage`: with `step`, at that step of the epoch after `epochs_done`
+    (mid-epoch); without, once `epochs_done` epochs are checkpointed."""
+    save, after_step = Trainer.save_checkpoint, RetrievalHooks.after_step
 
-    def save_then_maybe_stop(self: Stage) -> None:
-        original(self)
-        if self.name == stage and self.epoch >= epochs:
+    def save_then_maybe_stop(self: Trainer) -> None:
+        save(self)
+        if step is None and self.name == stage and self.epoch >= epochs_done:
             raise KeyboardInterrupt
 
-    Stage.save_checkpoint = save_then_maybe_stop  # type: ignore[method-assign]
+    def step_then_maybe_stop(self: RetrievalHooks, trainer: Trainer, i: int) -> None:
+        after_step(self, trainer, i)
+        if step is not None and self.stage == stage and trainer.epoch == epochs_done and i == step:
+            raise KeyboardInterrupt
+
+    Trainer.save_checkpoint = save_then_maybe_stop  # type: ignore[method-assign]
+    RetrievalHooks.after_step = step_then_maybe_stop  # type: ignore[method-assign]
     try:
         yield
     finally:
-        Stage.save_checkpoint = original  # type: ignore[method-assign]
+        Trainer.save_checkpoint = save  # type: ignore[method-assign]
+        RetrievalHooks.after_step = after_step  # type: ignore[method-assign]
 
 
-def test_resume_after_an_interruption_gives_the_same_model(teacher_file: Path, tmp_path: Path) -> None:
-    opts = {"teacher": str(teacher_file), "device": "cpu", "quiet": True, **CDD_RUN}
+def _same_model(a: Path, b: Path) -> bool:
+    sa = torch.load(a / "model.pt", weights_only=True)["state_dict"]
+    sb = torch.load(b / "model.pt", weights_only=True)["state_dict"]
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize(
+    ("stage", "epochs_done", "step"),
+    [("compress", 1, None), ("compress", 1, 2), ("finetune", 0, 1)],
+    ids=["compress-after-epoch", "compress-mid-epoch", "finetune-mid-epoch"],
+)
+def test_resume_after_an_interruption_gives_the_same_model(
+    teacher_file: Path, tmp_path: Path, stage: str, epochs_done: int, step: int | None
+) -> None:
+    opts = {"teacher": str(teacher_file), "device": "cpu", "quiet": True, **CDD_RUN, "epochs": 3, "warmup_epochs": 1}
     straight = run_retrieval(run_dir=tmp_path / "a", **opts)
-    with _interrupted_after("compress", 1), pytest.raises(Interrupted, match="edgenas retrieval --resume"):
+    with _interrupted(stage, epochs_done, step), pytest.raises(Interrupted, match="edgenas retrieval --resume"):
         run_retrieval(run_dir=tmp_path / "b", **opts)
     assert not (tmp_path / "b" / "results.json").exists()
+    ckpt = torch.load(tmp_path / "b" / f"ckpt-{stage}.pt", weights_only=False) if epochs_done else None
+    if ckpt is not None:  # only the running epoch was lost, and CDD's state was kept with the rest
+        assert ckpt["epoch"] == epochs_done
+        assert set(ckpt.get("hooks", {})) == ({"gate_optimizer", "cdd"} if stage == "compress" else set())
     resumed = run_retrieval(resume=tmp_path / "b", device="cpu", quiet=True)
-    assert resumed["stages"]["compress"]["resumed_from_epoch"] == 1
+    assert resumed["stages"][stage].get("resumed_from_epoch") == (epochs_done or None)
     assert resumed["inner"] == straight["inner"]
     assert resumed["metrics"] == straight["metrics"]
-    a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["state_dict"]
-    b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["state_dict"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _same_model(tmp_path / "a", tmp_path / "b")
+    events = [e["event"] for e in RunDir(tmp_path / "b").events()]
+    assert events.count("interrupted") == 1 and events[-1] == "done"
+
+
+def test_each_role_is_a_declared_list_of_stages() -> None:
+    base = {"teacher": None, "student_like": None}
+    cdd = stages_for(RetrievalOptions(role="cdd", epochs=4, finetune_epochs=2, lr=0.2, finetune_lr=0.02, **base))
+    assert cdd == [
+        TrainStage("compress", 4, 0.2, "onecycle", cdd=True),
+        PruneStage(),
+        TrainStage("finetune", 2, 0.02, "cosine"),
+    ]
+    assert [s.name for s in stages_for(RetrievalOptions(role="cdd", finetune_epochs=0, **base))] == [
+        "compress",
+        "prune",
+    ]
+    assert stages_for(RetrievalOptions(role="static", epochs=4, finetune_epochs=2, **base)) == [
+        TrainStage("train", 6, 0.1, "onecycle")
+    ]
+    assert stages_for(RetrievalOptions(role="teacher", epochs=4, finetune_epochs=2, **base)) == [
+        TrainStage("train", 4, 0.1, "onecycle")
+    ]
+
+
+def test_ablation_switches_sit_under_experimental_and_flat_keys_still_work(tmp_path: Path) -> None:
+    assert CDDConfig(reset=False).experimental == CDDExperimental(reset=False)
+    assert CDDConfig(experimental={"reset": False}) == CDDConfig(reset=False)
+    assert CDDConfig(reset=True, experimental={"reset": True}).experimental.reset
+    with pytest.raises(ValueError, match="reset is given twice"):
+        CDDConfig(reset=True, experimental={"reset": False})
+    # a run config written before the group existed (cdd.reset flat) still loads
+    old = {"role": "cdd", "teacher": "t.pt", "cdd": {"budget": 0.3, "reset": False, "warmup_epochs": 0}}
+    opts = RetrievalOptions(**old)
+    assert opts.cdd.experimental.reset is False and opts.cdd.budget == 0.3
+    assert "reset" not in opts.model_dump()["cdd"] and opts.model_dump()["cdd"]["experimental"] == {"reset": False}
+    assert RetrievalOptions(**opts.model_dump(mode="json")) == opts  # today's config.yaml round-trips
+    # the flat keyword of `edgenas retrieval --no-reset` (reset=False)
+    teacher = tmp_path / "t.pt"
+    teacher.write_bytes(b"")
+    assert make_options(teacher=str(teacher), reset=False).cdd.experimental.reset is False
+    assert make_options(teacher=str(teacher)).cdd.experimental.reset is True
+    with pytest.raises(ConfigError, match="--reset"):
+        make_options(teacher=str(teacher), reset="sometimes")
+
+
+# ------------------------------------------------------------ run folders of older code
+LEGACY = Path(__file__).parent / "fixtures" / "legacy_runs"
+WRITTEN_AT = "/tmp/legacy_runs"  # where make_retrieval.py wrote them; the run configs point there
+
+
+@pytest.mark.parametrize("name", ["retrieval-cdd-compress", "retrieval-cdd-finetune"])
+def test_a_run_interrupted_by_the_code_before_the_shared_trainer_resumes(tmp_path: Path, name: str) -> None:
+    """`ckpt-<stage>.pt` of the old `Stage` loop (commit 02491f0) load, and the resumed run ends
+    exactly where an uninterrupted run of today's code ends."""
+    if not FASHION.is_dir():
+        pytest.skip(f"Fashion-MNIST is not installed at {FASHION}")
+    for sub in ("retrieval-teacher", name):
+        shutil.copytree(LEGACY / sub, tmp_path / sub)
+    config = tmp_path / name / "config.yaml"
+    config.write_text(config.read_text().replace(WRITTEN_AT, str(tmp_path)))
+    options = RunDir(tmp_path / name).read_config()["options"]
+    assert options["cdd"]["reset"] is True  # the flat form of before `experimental`
+    resumed = run_retrieval(resume=tmp_path / name, device="cpu", quiet=True)
+    stage = "compress" if name.endswith("compress") else "finetune"
+    assert resumed["stages"][stage]["resumed_from_epoch"] == (2 if stage == "compress" else 1)
+    flat = {k: v for k, v in options.items() if k != "cdd"} | options["cdd"]
+    straight = run_retrieval(run_dir=tmp_path / "straight", device="cpu", quiet=True, **flat)
+    assert resumed["metrics"] == straight["metrics"] and resumed["inner"] == straight["inner"]
+    assert _same_model(tmp_path / name, tmp_path / "straight")

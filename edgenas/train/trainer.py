@@ -5,7 +5,12 @@ Why it is built this way:
   resumed from the checkpoint of epoch k continues exactly as if never interrupted.
 - The checkpoint (model, optimiser, scheduler, history) is written atomically at the end
   of every epoch; `kill -9` loses at most the epoch in progress.
-- `loss_fn` is a hook: plain cross-entropy by default; distillation adds its terms there.
+- The loop is fixed and tasks plug into it (as in torchdistill's training boxes):
+  `loss_fn` (cross-entropy by default; distillation adds its terms there) and a
+  `TrainHooks` object (gradient edits after backward, extra optimisers after the step,
+  per-epoch metrics and record fields, extra checkpoint state). The defaults are
+  classification's behaviour; retrieval's CDD stages (`edgenas.tasks.retrieval.stages`)
+  use every hook.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,7 +29,7 @@ from edgenas.core.atomic import atomic_torch_save
 from edgenas.core.errors import ResumeError, UserError
 from edgenas.core.progress import progress_bar
 from edgenas.core.rundir import RunDir
-from edgenas.data import BatchLoader, DataSplits
+from edgenas.data import BatchLoader, Split
 from edgenas.train.evaluate import evaluate
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -35,6 +40,12 @@ MIN_ONECYCLE_STEPS = 8
 
 class TrainingDiverged(UserError):
     """The loss became NaN/inf: the learning rate is too high for this model."""
+
+
+class TrainData(Protocol):
+    """What the trainer reads from a dataset: the training split (the hooks read the rest)."""
+
+    train: Split
 
 
 class TrainConfig(BaseModel):
@@ -56,10 +67,16 @@ class TrainConfig(BaseModel):
     seed: int = 0
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD with weight decay on weights only (not on BN/bias parameters, which it only harms)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+def make_optimizer(
+    model: nn.Module, cfg: TrainConfig, params: list[nn.Parameter] | None = None
+) -> torch.optim.Optimizer:
+    """SGD with weight decay on weights only (not on BN/bias parameters, which it only harms).
+
+    `params`: the parameters to train (default: every parameter of `model` that requires grad).
+    """
+    params = [p for p in model.parameters() if p.requires_grad] if params is None else params
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
 
@@ -89,25 +106,101 @@ def cross_entropy_loss(label_smoothing: float) -> LossFn:
     return loss
 
 
+class TrainHooks:
+    """Where a task plugs into `Trainer`'s loop; these no-op defaults change nothing.
+
+    One step: `loss_fn` → finite check → zero grads → backward → `after_backward` → clip →
+    optimiser step → `after_step` → scheduler step. One epoch: `before_epoch`, the steps,
+    `evaluate` (its metrics go into the epoch's record), `after_epoch` (may add fields to
+    the record), then the checkpoint. `fit` ends by merging `test` into its results.
+    """
+
+    def before_epoch(self, trainer: Trainer) -> None:
+        """Before the first step of an epoch (`trainer.epoch` = epochs completed so far)."""
+
+    def after_backward(self, trainer: Trainer, step: int) -> None:
+        """After `backward`, before clipping: the place to edit `.grad`."""
+
+    def after_step(self, trainer: Trainer, step: int) -> None:
+        """After the optimiser's step, before the scheduler's: the place to step other optimisers."""
+
+    def evaluate(self, trainer: Trainer) -> dict[str, Any]:
+        """Metrics of the model at the end of an epoch, logged in its record."""
+        return {}
+
+    def after_epoch(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        """Add fields to the epoch's record before it is checkpointed and logged."""
+
+    def test(self, trainer: Trainer) -> dict[str, Any]:
+        """Metrics of the final model, merged into `fit`'s results."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """State the checkpoint must keep besides model, optimiser and scheduler ({}: none)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+
+    def upgrade_checkpoint(self, trainer: Trainer, state: dict[str, Any]) -> dict[str, Any]:
+        """A checkpoint written in an older format, in today's (the default: unchanged)."""
+        return state
+
+
+class ClassificationHooks(TrainHooks):
+    """The default: validation accuracy after every epoch, test accuracy and loss at the end."""
+
+    def evaluate(self, trainer: Trainer) -> dict[str, Any]:
+        val: Split = trainer.data.val  # type: ignore[attr-defined]
+        if not len(val):
+            return {"val_accuracy": None}
+        return {
+            "val_accuracy": evaluate(trainer.model, BatchLoader(val, trainer.cfg.eval_batch_size), trainer.device)[
+                "accuracy"
+            ]
+        }
+
+    def test(self, trainer: Trainer) -> dict[str, Any]:
+        split: Split = trainer.data.test  # type: ignore[attr-defined]
+        test = evaluate(trainer.model, BatchLoader(split, trainer.cfg.eval_batch_size), trainer.device)
+        return {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "test_images": test["n"]}
+
+
 class Trainer:
-    """Trains one model on one dataset, checkpointing into a run directory."""
+    """Trains one model on one dataset, checkpointing into a run directory.
+
+    `hooks` (default `ClassificationHooks`) adapt the loop to a task; `params` are what the
+    optimiser trains and clipping sees (default: every parameter that requires grad);
+    `checkpoint` names the checkpoint file in the run, so several trainers (stages) can
+    share one run; `channels_last` (default: on CPU) sets the memory format of the model
+    and its inputs; `name` labels the progress bar and errors.
+    """
 
     def __init__(
         self,
         model: nn.Module,
-        data: DataSplits,
+        data: TrainData,
         cfg: TrainConfig,
         device: torch.device,
         run: RunDir | None = None,
         loss_fn: LossFn | None = None,
         quiet: bool = False,
+        *,
+        hooks: TrainHooks | None = None,
+        params: list[nn.Parameter] | None = None,
+        checkpoint: str = CHECKPOINT,
+        channels_last: bool | None = None,
+        name: str | None = None,
     ) -> None:
         self.cfg = cfg
         self.device = device
         self.run = run
         self.quiet = quiet
         self.data = data
-        self.channels_last = device.type == "cpu"  # ~1.4x faster convs on CPU
+        self.hooks = hooks or ClassificationHooks()
+        self.checkpoint_name = checkpoint
+        self.name = name
+        self.channels_last = device.type == "cpu" if channels_last is None else channels_last  # ~1.4x on CPU
         self.model = model.to(device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -119,7 +212,8 @@ class Trainer:
             self.train_batches = BatchLoader(
                 data.train, cfg.batch_size, shuffle=True, seed=cfg.seed, augment=cfg.augment
             )
-        self.opt = make_optimizer(self.model, cfg)
+        self.opt = make_optimizer(self.model, cfg, params)
+        self.params = params  # what clipping sees; None: every parameter (those without grads are skipped)
         self.sched = make_scheduler(self.opt, cfg, len(self.train_batches))
         self.epoch = 0  # epochs completed
         self.history: list[dict] = []
@@ -127,24 +221,25 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------
     def checkpoint_path(self) -> Path | None:
-        return self.run.file(CHECKPOINT) if self.run else None
+        return self.run.file(self.checkpoint_name) if self.run else None
 
     def save_checkpoint(self) -> None:
         path = self.checkpoint_path()
         if path is None:
             return
-        atomic_torch_save(
-            path,
-            {
-                "model": self.model.state_dict(),
-                "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict(),
-                "epoch": self.epoch,
-                "history": self.history,
-                "train_seconds": self.train_seconds,
-                "config": self.cfg.model_dump(),
-            },
-        )
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "epoch": self.epoch,
+            "history": self.history,
+            "train_seconds": self.train_seconds,
+            "config": self.cfg.model_dump(),
+        }
+        extra = self.hooks.state_dict()
+        if extra:
+            state["hooks"] = extra
+        atomic_torch_save(path, state)
 
     def load_checkpoint(self) -> bool:
         """Restore from the run's checkpoint if there is one; True if restored."""
@@ -155,11 +250,16 @@ class Trainer:
             state = torch.load(path, map_location=self.device, weights_only=False)
         except Exception as exc:  # a file we wrote atomically should never be torn
             raise ResumeError(f"{path}: cannot read checkpoint ({exc}); delete it to restart the run") from None
+        state = self.hooks.upgrade_checkpoint(self, state)
         if state.get("config") != self.cfg.model_dump():
             raise ResumeError(f"{path}: checkpoint was made with other training options; resume with the same ones")
+        if self.hooks.state_dict() and "hooks" not in state:
+            raise ResumeError(f"{path}: checkpoint lacks this training's extra state; delete it to restart the run")
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
+        if "hooks" in state:
+            self.hooks.load_state_dict(state["hooks"])
         self.epoch = state["epoch"]
         self.history = state["history"]
         self.train_seconds = state["train_seconds"]
@@ -169,6 +269,7 @@ class Trainer:
     def train_epoch(self, bar, task) -> dict:
         self.model.train()
         self.train_batches.set_epoch(self.epoch)
+        self.hooks.before_epoch(self)
         loss_sum, seen = 0.0, 0
         start = time.perf_counter()
         for step, (x, y) in enumerate(self.train_batches):
@@ -177,14 +278,18 @@ class Trainer:
                 x = x.contiguous(memory_format=torch.channels_last)
             loss = self.loss_fn(self.model, x, y)
             if not torch.isfinite(loss):
+                who = f"{self.name}: " if self.name else ""
                 raise TrainingDiverged(
-                    f"training diverged at epoch {self.epoch + 1} step {step} (loss={loss.item()}); lower --lr"
+                    f"{who}training diverged at epoch {self.epoch + 1} step {step} (loss={loss.item()}); lower --lr"
                 )
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
+            self.hooks.after_backward(self, step)
             if self.cfg.grad_clip:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+                clip = self.model.parameters() if self.params is None else self.params
+                nn.utils.clip_grad_norm_(clip, self.cfg.grad_clip)
             self.opt.step()
+            self.hooks.after_step(self, step)
             self.sched.step()
             loss_sum += loss.item() * y.numel()
             seen += y.numel()
@@ -197,34 +302,37 @@ class Trainer:
             "images_per_s": seen / max(seconds, 1e-9),
         }
 
-    def fit(self) -> dict:
+    def train_epochs(self) -> None:
         """Train for the configured epochs (continuing after a restored checkpoint)."""
-        val_batches = BatchLoader(self.data.val, self.cfg.eval_batch_size)
+        label = f"{self.name} " if self.name else "epoch "
         with progress_bar(self.quiet) as bar:
             for epoch in range(self.epoch, self.cfg.epochs):
-                task = bar.add_task(f"epoch {epoch + 1}/{self.cfg.epochs}", total=len(self.train_batches), status="")
+                task = bar.add_task(f"{label}{epoch + 1}/{self.cfg.epochs}", total=len(self.train_batches), status="")
                 stats = self.train_epoch(bar, task)
-                val = evaluate(self.model, val_batches, self.device) if len(self.data.val) else {"accuracy": None}
+                metrics = self.hooks.evaluate(self)
                 self.epoch = epoch + 1
                 self.train_seconds += stats["seconds"]
                 record = {
                     "epoch": self.epoch,
                     "train_loss": round(stats["train_loss"], 5),
-                    "val_accuracy": val["accuracy"],
+                    **metrics,
                     "lr": self.opt.param_groups[0]["lr"],
                     "seconds": round(stats["seconds"], 2),
                     "images_per_s": round(stats["images_per_s"], 1),
                 }
+                self.hooks.after_epoch(self, record)
                 self.history.append(record)
-                bar.update(task, status=f"loss {record['train_loss']:.3f} val {val['accuracy'] or 0:.4f}")
+                shown = " ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+                bar.update(task, status=f"loss {record['train_loss']:.3f} {shown}".rstrip())
                 self.save_checkpoint()
                 if self.run:
                     self.run.event("epoch", **record)
-        test = evaluate(self.model, BatchLoader(self.data.test, self.cfg.eval_batch_size), self.device)
+
+    def fit(self) -> dict:
+        """Train for the configured epochs, then test: the results of the run."""
+        self.train_epochs()
         return {
-            "test_accuracy": test["accuracy"],
-            "test_loss": test["loss"],
-            "test_images": test["n"],
+            **self.hooks.test(self),
             "epochs": self.epoch,
             "train_seconds": round(self.train_seconds, 2),
             "history": self.history,
