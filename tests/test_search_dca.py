@@ -459,3 +459,19 @@ def test_the_cli_takes_experimental_options_flat_or_nested(tmp_path: Path, monke
     assert run(_search_args(dev, tmp_path / "b", "--option", "experimental={edge_norm: false}")) != 0
     flat, nested = (DCAConfig.from_options(o) for o in seen)
     assert flat == nested and not flat.experimental.edge_norm
+
+
+def test_a_run_config_takes_experimental_options_flat_or_nested(tmp_path: Path) -> None:
+    from edgenas.pipeline.config import load_run_config
+
+    def load(dca: str) -> None:
+        path = tmp_path / "run.yaml"
+        path.write_text(f"devices:\n  - name: a\n    budgets: {{max_params: 10k}}\nsearch:\n  dca: {dca}\n")
+        load_run_config(path)
+
+    load("{epochs: 4, derive: greedy}")
+    load("{epochs: 4, experimental: {derive: greedy}}")
+    with pytest.raises(ConfigError, match=r":5: search\.dca: derive: given both flat and under experimental"):
+        load("{derive: greedy, experimental: {derive: map}}")
+    with pytest.raises(ConfigError, match=r"search\.dca: experimental\.derive: Input should be"):
+        load("{experimental: {derive: best}}")
