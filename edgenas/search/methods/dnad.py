@@ -18,7 +18,7 @@ Pareto set of cells along the way, for every device at once.
 The run directory holds a per-epoch checkpoint (alive mask, θ, λ, deletions, snapshots), so
 `--resume` gives the same result as an uninterrupted run.
 
-Where this departs from the paper (every *(inferred)* choice is an option), the options
+Where this departs from the paper (the choices marked *(inferred)* there), the options
 under `experimental`, and what was measured: docs/methods/dnad.md.
 """
 
