@@ -29,6 +29,7 @@ from pathlib import Path
 from edgenas.bench.truth import TruthProtocol, build_truth, read_truth
 from edgenas.core.device import Budgets, DeviceProfile, LatencySpec
 from edgenas.report.tables import rows_table, stdout
+from edgenas.search.bilevel import flat_options
 from edgenas.search.run import search
 
 RESULTS = Path(__file__).parent / "results"
@@ -155,7 +156,7 @@ def main() -> None:
                 "truth_best_arch": best["arch"],
                 "truth_best_accuracy": best["test_accuracy"],
                 "truth_best_params": best["params"],
-                "derivation": res.get("derivation", res["config"].get("derive", "greedy")),
+                "derivation": res.get("derivation", flat_options(res["config"]).get("derive", "greedy")),
             }
         )
         if args.compare_derivations:
@@ -254,7 +255,7 @@ def main() -> None:
         if args.extra_train_seeds
         else None,
         "train_seeds": [protocol.seed, *args.extra_train_seeds],
-        "search_options": {k: v for k, v in res["config"].items() if k != "seed"},
+        "search_options": {k: v for k, v in flat_options(res["config"]).items() if k != "seed"},
         "search_options_changed": options,
         "derivation_ablation_mean_gap_points": {
             m: {

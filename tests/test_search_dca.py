@@ -330,8 +330,8 @@ def test_a_checkpoint_from_before_the_new_options_resumes(digits, tmp_path: Path
     s = DCASearch(old, digits, shape, budgets, terms_for_budgets(budgets, shape), torch.device("cpu"), run=run)
     s.save_checkpoint()
     state = torch.load(run.file(CHECKPOINT), weights_only=False)
-    for k in LEGACY_OPTIONS:
-        del state["config"][k]  # as written before these options existed
+    # as written before these options existed: every option flat (no `experimental`), these two missing
+    state["config"] = {k: v for k, v in old.flat().items() if k not in LEGACY_OPTIONS}
     torch.save(state, run.file(CHECKPOINT))
     again = DCASearch(old, digits, shape, budgets, terms_for_budgets(budgets, shape), torch.device("cpu"), run=run)
     assert again.load_checkpoint()
@@ -398,5 +398,81 @@ def test_cli_passes_the_derivation_and_entropy_options(tmp_path: Path, monkeypat
     assert run(args) != 0
     assert seen["options"]["derive"] == "greedy" and seen["options"]["entropy_weight"] == 0.3
     cfg = DCAConfig.from_options({k: v for k, v in seen["options"].items()})
-    assert cfg.derive == "greedy" and cfg.entropy_weight == 0.3
-    assert DCAConfig().derive == "map" and DCAConfig().entropy_weight == 0.0
+    assert cfg.experimental.derive == "greedy" and cfg.experimental.entropy_weight == 0.3
+    assert DCAConfig().experimental.derive == "map" and DCAConfig().experimental.entropy_weight == 0.0
+
+
+# -- experimental options: flat or nested, old runs ------------------------------------------
+def test_experimental_options_given_flat_or_nested_are_the_same_config() -> None:
+    flat = {"epochs": 4, "penalty": "signed", "derive": "greedy", "entropy_weight": 0.3, "edge_norm": False}
+    nested = {"epochs": 4, "experimental": {"penalty": "signed", "derive": "greedy", "entropy_weight": 0.3,
+                                            "edge_norm": False}}  # fmt: skip
+    a, b = DCAConfig.from_options(flat), DCAConfig.from_options(nested)
+    assert a == b and a.experimental.penalty == "signed" and not a.experimental.edge_norm
+    assert a.model_dump()["experimental"]["derive"] == "greedy" and "derive" not in a.model_dump()
+    assert a.flat() == {**DCAConfig(epochs=4).flat(), **flat}
+    assert DCAConfig.from_options({"penalty": "signed", "experimental": {"derive": "greedy"}}) == DCAConfig(
+        experimental={"penalty": "signed", "derive": "greedy"}
+    )
+    assert DCAConfig(**a.model_dump()) == a  # what a run stores reads back as it was
+
+
+def test_an_experimental_option_given_both_ways_or_bad_is_a_one_line_error_naming_it() -> None:
+    with pytest.raises(ConfigError, match=r"^derive: given both flat and under experimental"):
+        DCAConfig.from_options({"derive": "map", "experimental": {"derive": "greedy"}})
+    with pytest.raises(ConfigError, match=r"^penalty: Input should be 'hinge' or 'signed'"):
+        DCAConfig.from_options({"penalty": "soft"})
+    with pytest.raises(ConfigError, match=r"^experimental\.entropy_weight: Input should be greater"):
+        DCAConfig.from_options({"experimental": {"entropy_weight": -1}})
+    with pytest.raises(ConfigError, match=r"^experimental\.derivee: Extra inputs"):
+        DCAConfig.from_options({"experimental": {"derivee": "map"}})
+    with pytest.raises(ConfigError, match=r"^experimental: Input should be a valid dictionary"):
+        DCAConfig.from_options({"experimental": "greedy"})
+
+
+def test_old_runs_take_the_legacy_values_and_new_runs_their_own() -> None:
+    """`edgenas search --resume` builds the config from the stored options, legacy values filling the gaps."""
+    from edgenas.search.bilevel import LEGACY
+    from edgenas.search.methods import METHODS
+
+    legacy = {LEGACY: dict(METHODS.get("dca").legacy_options)}
+    before = DCAConfig(**(legacy | {"epochs": 4, "penalty": "hinge"}))  # flat, before derive/entropy_weight
+    assert before.experimental.derive == "greedy" and before.experimental.entropy_weight == 0.0
+    flat = DCAConfig(**(legacy | {"epochs": 4, "derive": "map"}))  # flat, after derive existed
+    assert flat.experimental.derive == "map"
+    new = DCAConfig.from_options({"epochs": 4})
+    assert DCAConfig(**(legacy | new.model_dump())) == new  # nested: every option stored, nothing filled
+
+
+def test_the_cli_takes_experimental_options_flat_or_nested(tmp_path: Path, monkeypatch) -> None:
+    import edgenas.search.run as command
+
+    seen: list[dict] = []
+
+    def fake_search(**kw):
+        seen.append(kw["options"])
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(command, "search", fake_search)
+    dev = tmp_path / "dev.yaml"
+    dev.write_text("name: tiny\nbudgets:\n  max_params: 40k\n")
+    assert run(_search_args(dev, tmp_path / "a", "--option", "edge_norm=false")) != 0
+    assert run(_search_args(dev, tmp_path / "b", "--option", "experimental={edge_norm: false}")) != 0
+    flat, nested = (DCAConfig.from_options(o) for o in seen)
+    assert flat == nested and not flat.experimental.edge_norm
+
+
+def test_a_run_config_takes_experimental_options_flat_or_nested(tmp_path: Path) -> None:
+    from edgenas.pipeline.config import load_run_config
+
+    def load(dca: str) -> None:
+        path = tmp_path / "run.yaml"
+        path.write_text(f"devices:\n  - name: a\n    budgets: {{max_params: 100k}}\nsearch:\n  dca: {dca}\n")
+        load_run_config(path)
+
+    load("{epochs: 4, derive: greedy}")
+    load("{epochs: 4, experimental: {derive: greedy}}")
+    with pytest.raises(ConfigError, match=r":5: search\.dca: derive: given both flat and under experimental"):
+        load("{derive: greedy, experimental: {derive: map}}")
+    with pytest.raises(ConfigError, match=r"search\.dca: experimental\.derive: Input should be"):
+        load("{experimental: {derive: best}}")

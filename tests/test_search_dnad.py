@@ -392,6 +392,36 @@ def test_bad_options_are_config_errors() -> None:
         SNPSConfig.from_options({"levels": [-1.0]})
     with pytest.raises(ConfigError, match="penalty"):
         SNPSConfig.from_options({"penalty": "hinge"})  # a DCA option
+    with pytest.raises(ConfigError, match=r"^experimental\.penalty: Extra inputs"):
+        SNPSConfig.from_options({"experimental": {"penalty": "hinge"}})
+    with pytest.raises(ConfigError, match=r"^schedule_on: Input should be 'flops', 'soft' or 'hard'"):
+        SNPSConfig.from_options({"schedule_on": "steps"})
+    with pytest.raises(ConfigError, match=r"^experimental\.cost_weight: Input should be greater"):
+        SNPSConfig.from_options({"experimental": {"cost_weight": -1}})
+    both = {"cost_weight": 0, "polarize": True, "experimental": {"cost_weight": 1, "polarize": True}}
+    with pytest.raises(ConfigError, match=r"^cost_weight, polarize: given both flat and under experimental"):
+        SNPSConfig.from_options(both)
+
+
+def test_experimental_options_given_flat_or_nested_are_the_same_config() -> None:
+    flat = {"epochs": 4, "cost_weight": 0.0, "snapshot_arch": "strongest", "schedule_on": "soft", "final_live": 3}
+    nested = {"epochs": 4, "experimental": {k: v for k, v in flat.items() if k != "epochs"}}
+    a, b = SNPSConfig.from_options(flat), SNPSConfig.from_options(nested)
+    assert a == b and a.experimental.schedule_on == "soft" and a.experimental.final_live == 3
+    assert not {"cost_weight", "snapshot_arch"} & a.model_dump().keys()
+    assert a.flat() == {**SNPSConfig(epochs=4).flat(), **flat}
+    assert SNPSConfig(**a.model_dump()) == a
+
+
+def test_a_run_stored_flat_resumes_with_the_same_options(tmp_path: Path) -> None:
+    """Runs made before `experimental` stored every option flat; their checkpoints still match."""
+    from edgenas.search.bilevel import flat_options
+
+    cfg = SNPSConfig.from_options(FAST | {"cost_weight": 0.5})
+    stored_flat = cfg.flat()
+    assert "experimental" not in stored_flat and stored_flat["cost_weight"] == 0.5
+    assert SNPSConfig(**stored_flat) == cfg
+    assert flat_options(stored_flat) == flat_options(cfg.model_dump()) == cfg.flat()
 
 
 def _cli(run_dir: Path, *extra: str) -> list[str]:
@@ -429,7 +459,8 @@ def test_cli_dnad_search_prints_the_pareto_set(teacher: Path, tmp_path: Path, ca
     assert run(args) == 0
     res = json.loads((tmp_path / "r" / "results.json").read_text())
     assert res["levels"] == [8e6, 5e6] and res["config"]["levels"] == [8e6, 5e6]
-    assert res["config"]["cost_weight"] == 0 and res["config"]["snapshot_arch"] == "strongest"
+    assert res["config"]["experimental"]["cost_weight"] == 0
+    assert res["config"]["experimental"]["snapshot_arch"] == "strongest"
     assert "DNAD Pareto set" in capsys.readouterr().out
 
 

@@ -1,14 +1,21 @@
-"""Generic teacher (GTN, methods.md §4): one teacher trained aware of a whole pool of students.
+"""Generic teacher (GTN): one teacher trained aware of a whole pool of students.
+
+Binici, Wu, Mitra, "Generalizing Teacher Networks for Effective Knowledge Distillation
+Across Student Architectures", BMVC 2024 (arXiv 2407.16040). Training one teacher per
+student is costly; a generic teacher is trained once, then any student of the space
+distils from it with standard KD.
 
 Each training step samples a connected student cell from the weight-sharing student
-supernet (the NB201 supernet at the students' shape, with one op per edge and full
-channels, so a sample *is* that student sharing weights with all others), and computes
+supernet (the NB201 supernet at the students' shape, one op per edge, full channels, so a
+sample *is* that student sharing weights with all others), and computes
 - teacher:  CE(t, y) + μ · T² KL(p_s ‖ p_t)   — stay easy to imitate by this student,
   with the teacher conditioned (FiLM) on the student's capacity code;
 - students: CE(s, y) + T² KL(p_t ‖ p_s)       — the student branch learns from the teacher.
 The two terms see each other's logits detached, so each only moves its own side. The
 student sequence is a function of (seed, step); the step counter is a buffer saved in the
 checkpoint, so a resumed run samples the same students.
+How this differs from the paper (uniform sampling, no conditioning/architecture losses)
+and what was measured: docs/methods/gtn.md.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@
 its parameters are the student's and the feature projector's (the teacher is frozen and
 always in eval mode), `forward` is the student's, and `kd_loss_fn` is the trainer's loss
 hook: CE + a·Hinton KD (T) + b·feature KD (last stage, 1×1 projector) + r·relational KD
-(RKD distance on the pooled features). A generic teacher is conditioned on the student's
-capacity code, fixed for the whole run.
+(RKD distance on the pooled features); each term and its paper: `edgenas.distill.losses`.
+A generic teacher (docs/methods/gtn.md) is conditioned on the student's capacity code,
+fixed for the whole run.
 """
 
 from __future__ import annotations

@@ -1,15 +1,21 @@
-"""Knowledge-distillation losses (methods.md §6), one function or module each.
+"""Knowledge-distillation losses, one function or module each, shared by every method that distils.
 
 - `hinton_kd`: KL(teacher || student) on temperature-softened logits, times T² so the
-  gradient scale does not shrink with T (Hinton et al., 2015).
+  gradient scale does not shrink with T (Hinton, Vinyals, Dean, "Distilling the Knowledge
+  in a Neural Network", arXiv 1503.02531, 2015).
 - `FeatureKD`: MSE between a student feature map, sent through a learnt 1×1 projector to
-  the teacher's channel count, and the (detached) teacher map (FitNets-style hint loss);
-  spatial sizes are matched by adaptive average pooling of the larger map.
-- `rkd_distance`, `rkd_angle`: relational KD (Park et al., 2019), smooth-L1 between the
-  students' and teachers' normalised pairwise distances / triplet angles.
-- `similarity_kd`: similarity-preserving KD (Tung & Mori, 2019), squared Frobenius distance
-  between row-normalised batch Gram matrices, divided by b².
-- `embedding_kd`: squared L2 distance between L2-normalised embeddings (retrieval KD, CDD).
+  the teacher's channel count, and the (detached) teacher map (the hint loss of Romero et
+  al., "FitNets: Hints for Thin Deep Nets", ICLR 2015); spatial sizes are matched by
+  adaptive average pooling of the larger map.
+- `rkd_distance`, `rkd_angle`: relational KD (Park, Kim, Lu, Cho, "Relational Knowledge
+  Distillation", CVPR 2019), smooth-L1 between the students' and teachers' normalised
+  pairwise distances / triplet angles.
+- `similarity_kd`: similarity-preserving KD (Tung & Mori, "Similarity-Preserving Knowledge
+  Distillation", ICCV 2019), squared Frobenius distance between row-normalised batch Gram
+  matrices, divided by b².
+- `embedding_kd`: squared L2 distance between L2-normalised embeddings, the retrieval KD of
+  edgenas's CDD (Xie et al., "Towards a Smaller Student: Capacity Dynamic Distillation for
+  Efficient Image Retrieval", CVPR 2023).
 Teacher tensors are always detached: these losses train the student only.
 """
 

@@ -1,13 +1,14 @@
 """A teacher network that can be conditioned on the capacity of the student it teaches (GTN).
 
-The teacher is an NB201 network; conditioning is FiLM on its last-stage features
-(methods.md §4, "capacity conditioning", our named option `film-last-stage`): a small MLP
-maps the student's capacity code to a per-channel scale and shift applied between the
-final BN and its ReLU. The MLP's output layer starts at zero, so a fresh conditioned teacher
-is exactly the plain one, and a plain teacher is the same class without FiLM.
+The teacher is an NB201 network; conditioning (`CONDITIONING = "film-last-stage"`, recorded
+in teacher files) is FiLM (Perez et al., "FiLM: Visual Reasoning with a General
+Conditioning Layer", AAAI 2018) on its last-stage features: a small MLP maps the student's
+capacity code to a per-channel scale and shift applied between the final BN and its ReLU.
+The MLP's output layer starts at zero, so a fresh conditioned teacher is exactly the plain
+one, and a plain teacher is the same class without FiLM.
 
 The capacity code itself (scaled log FLOPs and params of the student) is made by
-`edgenas.distill.generic_teacher.CapacityCoder`.
+`edgenas.distill.generic_teacher.CapacityCoder`; why FiLM sits after the BN: docs/methods/gtn.md.
 """
 
 from __future__ import annotations

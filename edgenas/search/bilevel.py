@@ -1,14 +1,17 @@
 """The bilevel search loop with a per-epoch checkpoint, shared by DCA-NAS and DNAD.
 
-Both searches train supernet weights with one optimiser (`w_opt`, `w_sched`) and the
-architecture parameters with another (`a_opt`), epoch by epoch, warm-up first; both save
-an atomic checkpoint after every finished epoch so `--resume` continues where an
-interrupted run stopped, with the same batches it would have seen. What differs (the
-architecture parameters, the multipliers, deletions, snapshots) stays in each method:
-it adds its own fields to the checkpoint through `_own_state` / `_restore_own_state`.
+Both searches alternate a step of the supernet weights (`w_opt`, `w_sched`) with a step of
+the architecture parameters (`a_opt`), epoch by epoch, warm-up first (the first-order
+alternation of DARTS, Liu et al., ICLR 2019). After every finished epoch an atomic
+checkpoint is saved, so `--resume` continues an interrupted run with the batches it would
+have seen. What differs between methods (architecture parameters, multipliers, deletions,
+snapshots) stays in each method, which adds its own checkpoint fields through
+`_own_state` / `_restore_own_state`. The checkpoint's file name and keys are those of runs
+made before this module existed, so those runs still resume.
 
-The file name and the keys written here are those of the runs made before this module
-existed, so those runs still resume.
+`SearchOptions` is the base of a method's options. Options kept only to measure an
+alternative (ablations) live in an `experimental` sub-model; they are also accepted flat,
+as command lines, run configs and run folders made before the sub-model give them.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from rich.progress import Progress, TaskID
 from torch import nn
 
@@ -28,23 +31,81 @@ from edgenas.core.progress import progress_bar
 from edgenas.core.rundir import RunDir
 
 CHECKPOINT = "search_checkpoint.pt"
+EXPERIMENTAL = "experimental"
+LEGACY = "__legacy__"
+"""Key of a method's `legacy_options`: values for options missing from a run made before they
+existed. Given under their own key, they fill a gap and cannot clash with a stored option."""
 _Options = TypeVar("_Options", bound="SearchOptions")  # typing.Self needs Python 3.11
 
 
+def flat_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Options with the `experimental` ones lifted to the top level (as runs made before it stored them)."""
+    flat = {k: v for k, v in options.items() if k != EXPERIMENTAL}
+    nested = options.get(EXPERIMENTAL) or {}
+    return flat | dict(nested)
+
+
 class SearchOptions(BaseModel):
-    """Base of a search's options: recorded in the run, so unknown keys are refused, not ignored."""
+    """Base of a search's options: recorded in the run, so unknown keys are refused, not ignored.
+
+    A subclass may declare `experimental: <Its>Experimental` (a model with extra="forbid") for
+    options that exist only for ablations. Those options are accepted flat as well and moved
+    under `experimental` before validation; one given both ways is a `ConfigError`.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     @classmethod
-    def from_options(cls: type[_Options], options: dict[str, Any] | None) -> _Options:
-        """Validated options; a bad one is a `ConfigError` naming it, not a pydantic traceback."""
+    def experimental_names(cls) -> frozenset[str]:
+        """Names of the options under `experimental` (none if the method has no such sub-model)."""
+        field = cls.model_fields.get(EXPERIMENTAL)
+        model = field.annotation if field is not None else None
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            return frozenset(model.model_fields)
+        return frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_experimental(cls, data: Any) -> Any:
+        """Move flat experimental options under `experimental`; fill `LEGACY` values where an option is missing."""
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        legacy = dict(data.pop(LEGACY, None) or {})
+        names = cls.experimental_names()
+        nested = data.get(EXPERIMENTAL)
+        if isinstance(nested, BaseModel):
+            nested = nested.model_dump()
+        if names and (nested is None or isinstance(nested, Mapping)):  # another type: the field names it
+            nested = dict(nested or {})
+            both = sorted(names & data.keys() & nested.keys())
+            if both:
+                raise ConfigError(f"{', '.join(both)}: given both flat and under {EXPERIMENTAL}; give each option once")
+            nested |= {k: data.pop(k) for k in names & data.keys()}
+            nested |= {k: legacy.pop(k) for k in names & legacy.keys() if k not in nested}
+            data[EXPERIMENTAL] = nested
+        return {k: v for k, v in legacy.items() if k not in names} | data
+
+    @classmethod
+    def from_options(cls: type[_Options], options: Mapping[str, Any] | None) -> _Options:
+        """Validated options; a bad one is a `ConfigError` naming it, not a pydantic traceback.
+
+        An experimental option given flat is named flat (`penalty`), one given nested by its
+        path (`experimental.penalty`).
+        """
+        options = dict(options or {})
         try:
-            return cls(**(options or {}))
+            return cls(**options)
         except ValidationError as exc:
             first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "search options"
-            raise ConfigError(f"{where}: {first['msg']}") from None
+            loc = [str(p) for p in first["loc"]]
+            if len(loc) > 1 and loc[0] == EXPERIMENTAL and loc[1] in options:
+                loc = loc[1:]
+            raise ConfigError(f"{'.'.join(loc) or 'search options'}: {first['msg']}") from None
+
+    def flat(self) -> dict[str, Any]:
+        """Every option by its own name, the experimental ones lifted to the top level."""
+        return flat_options(self.model_dump())
 
 
 class BilevelSearch:
@@ -153,7 +214,8 @@ class BilevelSearch:
             state = torch.load(path, map_location=self.device, weights_only=False)
         except Exception as exc:
             raise ResumeError(f"{path}: cannot read the search checkpoint ({exc}); delete it to restart") from None
-        if dict(self.LEGACY_OPTIONS) | state["config"] != self.cfg.model_dump():
+        # runs made before the `experimental` sub-model stored every option flat: compare flat
+        if dict(self.LEGACY_OPTIONS) | flat_options(state["config"]) != self.cfg.flat():
             raise ResumeError(f"{path}: made with other search options; resume with the same ones")
         self.net.load_state_dict(state["net"])
         self.w_opt.load_state_dict(state["w_opt"])

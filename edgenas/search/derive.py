@@ -1,31 +1,22 @@
 """From op probabilities to one NB201 arch that meets every budget (DCA-NAS derivation and repair).
 
-Derivation is the argmax op of every edge. The derived arch's *exact* cost is then
-checked; while some budget is missed, the repair takes the most violated budget, finds
-the live edge whose op costs the most under it, and swaps that op for the next op in that
-edge's α ranking that is cheaper — the smallest departure from what the search preferred.
-Every swap is recorded, so a result always says whether it was repaired.
+The paper takes the top-weighted op of every edge. That argmax may miss a budget (the
+softmax-weighted cost seen in search is not the derived cell's cost), or sit far below it
+after a collapse onto free ops (a mixture of costly and free ops averages to the budget;
+its argmax need not). So:
 
-The mirror case is a collapse: the expected cost sits at the budget while the argmax is
-all parameter-free ops far below it (a mixture of costly and free ops averages to the
-budget; its argmax need not). With `lower` > 0 the derivation then *fills*: it takes the
-swap to a costlier op that α likes best (highest probability) among those that keep
-every budget, until the cost reaches `lower` × the budget — the same band the search's
-lower-side multiplier aims at. Fill steps are recorded like repairs.
-
-Those greedy steps are myopic: a repair swaps the costliest op for whatever α ranks next
-among cheaper ops, so a conv 3x3 whose runner-up is a free pool (DARTS's bias towards
-parameter-free ops) becomes a pool even when a conv 1x1 on another edge would have cost
-the distribution far less probability; a fill adds ops in order of their absolute
-probability, not of what they cost the distribution. `method="map"` instead returns the
-*most probable arch under the searched distribution* (max Σ_edges log p(op)) among the
-connected archs whose cost is inside the band [`lower` × budget, budget] of every budget
-— the constrained argmax that repair and fill approximate. NB201 has 5^6 cells, so the
-search over archs is exhaustive: the cost model (`CostTerms`, on the live edges only) ranks
-and filters them, then the exact cost of the best candidates is checked in order; the
-first that meets every budget is taken. If none is found (the cost model disagrees with
-the exact cost for all of the first `max_exact` candidates), the greedy repair runs.
-Every edge that differs from the argmax is recorded as a step.
+- `method="map"` (default): the *most probable arch under the searched distribution*
+  (max Σ_edges log p(op)) among the connected archs whose cost lies inside the band
+  [`lower` × budget, budget] of every budget. NB201 has 5^6 cells, so the search is
+  exhaustive: the cost model (`CostTerms`, live edges only) ranks and filters them, then
+  the exact cost of the best candidates is checked in order and the first that fits is
+  taken; if none of the first `max_exact` fits, the greedy repair runs.
+- `method="greedy"`: the argmax, then *repair* (while a budget is missed, swap the op that
+  costs the most under the most violated budget for the next cheaper op in its edge's α
+  ranking) and, with `lower` > 0, *fill* (swap to the costlier op α likes best that keeps
+  every budget, until the cost reaches `lower` × budget).
+Every edge that differs from the argmax is recorded as a step, so a result always says
+whether it was repaired. Why map replaced greedy, with the numbers: docs/methods/dca.md.
 """
 
 from __future__ import annotations

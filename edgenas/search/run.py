@@ -18,6 +18,7 @@ from edgenas.core.seeding import seed_everything
 from edgenas.core.space import NetShape
 from edgenas.cost.floor import check_reachable
 from edgenas.data import load_dataset
+from edgenas.search.bilevel import LEGACY
 from edgenas.search.methods import METHODS, SearchMethod
 from edgenas.spaces import get_space
 
@@ -131,7 +132,7 @@ def _search(run: RunDir, opts: dict[str, Any], *, compute: str, quiet: bool, dat
         specific: dict[str, Any] = {"teacher_path": opts["teacher"]}
     else:
         specific = {"profile": DeviceProfile(**opts["profile"])}
-    cfg = spec.config(**(dict(spec.legacy_options) | opts["options"]))  # a run made before an option existed
+    cfg = spec.config(**{LEGACY: dict(spec.legacy_options), **opts["options"]})  # fills options an old run lacks
     data = data if data is not None else _load(opts)
     seed_everything(cfg.seed)
     result = spec.run(

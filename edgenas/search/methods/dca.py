@@ -1,18 +1,20 @@
-"""DCA-NAS: differentiable search whose objective holds the device's budgets (methods.md §2).
+"""DCA-NAS: a differentiable search whose objective holds the device's budgets.
 
-Each step (first-order bilevel, PC-DARTS style):
-1. α-step on a val batch: L_val + Σ_budgets λ_k · penalty(E_k[cost](α) / B_k − 1), where
-   E_k is the expected cost of the deployed network under softmax(α) (see
-   `expected_cost`), then dual ascent λ_k ← max(0, λ_k + η_λ (E_k/B_k − 1)).
-   With `lower` > 0 a second multiplier holds E_k above lower·B_k, which keeps the search
-   from collapsing onto parameter-free ops far below the budget.
+Dutta, Kanvar, Agarwal, "Search-time Efficient Device Constraints-Aware Neural Architecture
+Search", PReMI 2023 (arXiv 2307.04443). A user names a device's budgets (params, FLOPs,
+peak memory, latency) and gets one NB201 cell that fits them, from one short search.
+
+Each step (first-order bilevel, on the partial-channel supernet of PC-DARTS):
+1. α-step on a val batch: L_val + Σ_budgets λ_k · penalty(E_k[cost](α) / B_k − 1), E_k the
+   expected cost of the *deployed* network under softmax(α) (`CostTerms.expected`), then
+   dual ascent λ_k ← max(0, λ_k + η_λ (E_k/B_k − 1)). With `lower` > 0 a second multiplier
+   holds E_k above lower·B_k, so the search does not collapse onto free ops far below budget.
 2. w-step on a train batch with the current op weights.
-The first `warmup_epochs` train w only (with uniform α), so ops are compared after they
-have learned something. The search runs on a data subset at a proxy width with
-partial channels; costs are always those of the deployed shape.
+The first `warmup_epochs` train w only. The final cell is the most probable one inside the
+budget band (`edgenas.search.derive`), checked on its exact cost.
 
-The run directory holds a per-epoch atomic checkpoint, so `--resume` continues after the
-last finished epoch with the same batches it would have seen.
+How this differs from the paper (hinge vs signed penalty, per-op latency tables, the
+derivation), the options under `experimental`, and what was measured: docs/methods/dca.md.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from edgenas.core.cost import Cost
@@ -47,6 +49,26 @@ from edgenas.spaces.nb201.supernet import NB201SuperNet, node_edge_weights
 LEGACY_OPTIONS = {"entropy_weight": 0.0, "derive": "greedy"}
 
 
+class DCAExperimental(BaseModel):
+    """Options kept to measure an alternative (ablations), not to tune a search.
+
+    Why each is here and what it measured: docs/methods/dca.md, "Options".
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    penalty: Literal["hinge", "signed"] = Field(
+        "hinge", description="hinge on E/B − 1 (ours), or the paper's signed Lagrangian term"
+    )
+    derive: Literal["greedy", "map"] = Field(
+        "map", description="the most probable arch inside the budget band, or greedy repair/fill of the argmax"
+    )
+    entropy_weight: float = Field(
+        0.0, ge=0, description="final weight of the mean per-edge entropy of softmax(α), ramped up over the α epochs"
+    )
+    edge_norm: bool = Field(True, description="PC-DARTS edge normalisation β (off: every edge weighs 1)")
+
+
 class DCAConfig(SearchOptions):
     """The search protocol; recorded in the run so a resume uses the same one."""
 
@@ -57,24 +79,17 @@ class DCAConfig(SearchOptions):
     k: int = Field(
         2, ge=1, description="partial channels: 1/K of each edge's channels go through the mixed op (2 at width 8)"
     )
-    edge_norm: bool = True
     w_lr: float = Field(0.05, gt=0)
     w_momentum: float = Field(0.9, ge=0, lt=1)
     w_weight_decay: float = Field(3e-4, ge=0)
     alpha_lr: float = Field(0.05, gt=0, description="Adam; high because a short search must commit")
     alpha_weight_decay: float = Field(1e-3, ge=0)
-    penalty: Literal["hinge", "signed"] = "hinge"
     lower: float = Field(0.85, ge=0, lt=1, description="hold expected cost above lower × budget (0 = off)")
     eta_lambda: float = Field(0.05, gt=0, description="dual-ascent step of the multipliers")
     lambda_init: float = Field(0.1, ge=0)
     grad_clip: float = Field(5.0, gt=0)
-    entropy_weight: float = Field(
-        0.0, ge=0, description="final weight of the mean per-edge entropy of softmax(α), ramped up over the α epochs"
-    )
-    derive: Literal["greedy", "map"] = Field(
-        "map", description="greedy repair/fill of the argmax, or the most probable arch inside the budget band"
-    )
     seed: int = 0
+    experimental: DCAExperimental = Field(default_factory=DCAExperimental)
 
     @model_validator(mode="after")
     def _search_epochs_left(self) -> DCAConfig:
@@ -137,7 +152,7 @@ class DCASearch(BilevelSearch):
         return torch.softmax(self.alpha, dim=-1)
 
     def edge_weights(self) -> torch.Tensor:
-        if not self.cfg.edge_norm:
+        if not self.cfg.experimental.edge_norm:
             return torch.ones(len(EDGES), device=self.alpha.device)
         return node_edge_weights(self.beta)
 
@@ -151,9 +166,10 @@ class DCASearch(BilevelSearch):
         loss = nn.functional.cross_entropy(self.net(x, probs, self.edge_weights()), y)
         total = loss
         ratios = self.expected_ratios(probs)
+        signed = self.cfg.experimental.penalty == "signed"
         for name, r in ratios.items():
             excess = r - 1.0
-            total = total + self.lam[name] * (excess if self.cfg.penalty == "signed" else torch.relu(excess))
+            total = total + self.lam[name] * (excess if signed else torch.relu(excess))
             if self.cfg.lower > 0:
                 total = total + self.lam_low[name] * torch.relu(self.cfg.lower - r)
         mu = self.entropy_mu()
@@ -176,13 +192,14 @@ class DCASearch(BilevelSearch):
     def entropy_mu(self, epoch: int | None = None) -> float:
         """Weight of the entropy term in `epoch` (default: the current one, 0-based).
 
-        0 before and at the first α epoch, rising linearly to `entropy_weight` at the last.
+        0 before and at the first α epoch, rising linearly to `experimental.entropy_weight` at the last.
         """
         epoch = self.epoch if epoch is None else epoch
         span = self.cfg.epochs - self.cfg.warmup_epochs - 1
-        if self.cfg.entropy_weight <= 0 or epoch < self.cfg.warmup_epochs:
+        weight = self.cfg.experimental.entropy_weight
+        if weight <= 0 or epoch < self.cfg.warmup_epochs:
             return 0.0
-        return self.cfg.entropy_weight * ((epoch - self.cfg.warmup_epochs) / span if span > 0 else 1.0)
+        return weight * ((epoch - self.cfg.warmup_epochs) / span if span > 0 else 1.0)
 
     def w_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
         with torch.no_grad():
@@ -274,7 +291,7 @@ def finish_search(search: DCASearch, exact_cost: Callable[[NB201Arch], Cost]) ->
         search.terms,
         lambda a: exact_cost(a).to_dict(),
         lower=search.cfg.lower,
-        method=search.cfg.derive,
+        method=search.cfg.experimental.derive,
     )
     checks = check_budgets(search.budgets, Cost(**d.costs))
     return {

@@ -1,95 +1,25 @@
-"""DNAD: super-network progressive shrinking (SNPS) with distillation (methods.md §3).
+"""DNAD: super-network progressive shrinking (SNPS) while imitating a teacher.
 
-One search shrinks the NB201 supernet (the same `NB201SuperNet` DCA-NAS trains) and
-harvests architectures along the way:
+Rao, Zhao, Liu, "DNAD: Differentiable Neural Architecture Distillation", arXiv 2504.20080
+(authors' code: github RaoXuan-1998/NADD). Instead of one cell per device, one search
+shrinks the NB201 supernet (the one DCA-NAS trains) from dense to sparse and harvests a
+Pareto set of cells along the way, for every device at once.
 
-- **Attention**: every op of every edge has its own weight a = sigmoid(θ) (no softmax
-  competition), so any number of ops per edge may survive. "none" has no meaning under
-  independent weights (it adds zeros), so it is dead from the start: an edge whose ops
-  are all deleted *is* "none".
-- **Sparsity entropy** (*(inferred)* form, options `entropy_of`, `entropy_scope`,
-  `theta_max`): the entropy of the live ops' attention as a distribution, p = a/Σa,
-  divided by log(n_live) so it lies in [0, 1]. It only pushes weak ops down relative to
-  strong ones — the pressure that makes ops die. θ is clamped to ±`theta_max` (3: a ∈
-  [0.047, 0.953]) after every step: unclamped, CE drives the useful ops' sigmoids to ≈1,
-  they look equal and the gradient through a saturated sigmoid vanishes (seen on
-  Fashion-MNIST: 10 ops stuck near 1). `entropy_of="logits"` (p = softmax(θ/T)) was tried
-  and is kept as an option, but it is translation-invariant: the entropy falls by letting
-  the winner's θ run away while every other op stays at a ≈ 1, and nothing is deleted
-  (measured: 7 ops live to the end at λ = 100). Scope "cell" normalises over the whole
-  cell (whole edges can die), "edge" over each edge (the cell tends to one op per edge).
-- **Adaptive coefficient and schedule** *(inferred: the schedule's unit, option
-  `schedule_on`)*: a schedule sets where the supernet should be at each α-step, and after
-  every α-step λ ← λ·e^{+rate} while the supernet is above it (shrinking too slowly) and
-  λ ← λ·e^{−rate} while below (too fast), clipped to [lambda_min, lambda_max].
-  By default (`flops`) the schedule is the live supernet's exact FLOPs, falling linearly
-  from the full supernet to `final_flops` (the fixed part plus the cheapest conv), and it
-  also *meters* deletions: an op whose deletion lowers the FLOPs is deleted only while the
-  supernet is above the schedule, and not if that would undershoot it by more than the
-  costliest op (deleting the only input of a node drops every edge behind it). Ops that
-  sink together then die one at a time along the schedule instead of at once. Measured on
-  Fashion-MNIST (10 epochs, seed 0): with the schedule on the count of ops or on Σ
-  attention, λ wound up while no op could die yet and then 18 ops died within 33 α-steps,
-  leaving two distinct archs to harvest; the cheap ops (skip, pool, 1×1) die first and
-  barely move the FLOPs, so a count schedule says little about where the FLOPs are.
-  `soft` (Σ attention of live ops) and `hard` (their count), linear from the first α-step
-  to `final_live`, are kept as options. With metered deletions λ is *held*, not lowered,
-  while the supernet is ahead of the schedule and refused ops wait under the threshold
-  (`hold_lambda_while_waiting`): the metering already keeps them from dying early, and
-  lowering λ let them float back. Measured (seeds 0 and 1, 10 epochs): lowering, λ fell to
-  0.09 and the last 3×3 conv of seed 1 survived (Pareto span 1.87×; seed 0: 3.75×);
-  holding, the spans were 2.55× and 4.45× and the cheapest snapshot 5.6M and 3.2M FLOPs.
-- **Deleting**: an op whose weight stays under `delete_threshold` for `delete_patience`
-  consecutive α-steps is removed for good: its `alive` bit in the supernet goes to False
-  and nothing ever sets it back (the bit is saved in the checkpoint). With
-  `keep_connected` the last op that joins input and output is never deleted.
-- **Imitating**: the supernet's loss on both levels is CE + a·Hinton-KD(T) + b·feature KD
-  (last-stage output through a 1×1 projector, `FeatureKD`) against a frozen teacher; the
-  teacher's outputs are computed once per split and cached (the teacher is frozen and the
-  images are not augmented, so they never change). *(inferred: KD in the α-step too, and
-  feature KD at the last stage only — caching every stage would cost ~20× the memory.)*
-- **Cost-aware pressure** *(inferred, option `cost_weight`)*: the pressure λ multiplies is
-  H + c·F, F = Σ a·FLOPs(op)/Σ FLOPs(op) over live ops. The spec's DNAD ops cost about the
-  same; NB201's do not (at C=8 a 3×3 conv is 2.71M FLOPs, a 1×1 0.30M, skip and pool 0,
-  the fixed stem/reduction/head 2.92M). With the entropy alone the weak cheap ops died
-  first, every harvested arch kept 3×3 convs and the cheapest was 5.6M FLOPs (1.9× the
-  fixed part): no front could span 3× (measured, seed 0). F presses each op by its share of
-  the live FLOPs, so the convs that the schedule wants gone are the ones that sink.
-- **Harvest**: after each deletion the exact FLOPs of the live supernet at the *deployed*
-  shape are computed; when they fall to or under a requested level (`levels`, or `auto`
-  geometric levels between the full supernet and the fixed stem/reduction/head cost), a
-  snapshot is taken; with `snapshot_on: change` (default; methods.md "or at every
-  deletion") also after every deletion that changes the snapshot arch, and one more at
-  the end. *(inferred, option `snapshot_arch`)*
-  A snapshot's discrete architecture is an NB201 cell: on every edge the costliest live op,
-  "none" where no op is live (`costliest`, default), so the snapshots fall in FLOPs with the
-  supernet; or the live op with the highest attention (`strongest`). Under the cost
-  pressure the cheap ops out-weigh the convs from the first α-steps, so `strongest` gave
-  3.8–4.4M-FLOPs cells at every snapshot (measured, seed 0). Its accuracy proxy *(inferred,
-  option `snapshot_finetune`)*: the supernet restricted to exactly those ops inherits its
-  weights, trains alone for `snapshot_finetune` w-steps (CE + KD, the same batches for every
-  snapshot), has its BatchNorm statistics re-estimated, and is evaluated on the first
-  `eval_images` of the val split. Without the fine-tune, a one-op-per-edge restriction of a
-  multi-op supernet reads 0.48–0.74 where the live cell reads 0.80–0.87, and the live
-  cell's reading grows with training time, so later (smaller) snapshots dominated earlier
-  ones and the Pareto set was one or two archs. Its FLOPs and params are the exact counts
-  of the `NB201Network` that is trained later. The live multi-op cell is recorded beside it
-  (its ops, exact FLOPs and val accuracy, not fine-tuned). The Pareto set (`pareto_on`) is
-  the non-dominated snapshots by (val accuracy ↑, FLOPs ↓) of the NB201 arch by default, or
-  of the live cell; one per distinct cell. *(inferred, option `pareto_tolerance`)* A
-  snapshot counts as dominated only when a cheaper one reads more accurate by more than the
-  standard error of the difference of two readings (√(2p(1−p)/n), 1.1 points at 85% on
-  2000 images): the readings of one search spread about that much, so a strict front would
-  keep whichever arch drew the luckiest sample. The strict front is recorded beside it
-  (`pareto_strict_archs`). Its NB201 archs are what `benchmarks/pareto.py` trains.
-- **Polarising** *(inferred, option `polarize`, off by default)*: adds the mean binary
-  entropy of the live weights (methods.md: "pushes them towards 0 or 1"). It sinks ops
-  left at a ≈ 0.1–0.3 but also pins every op above 0.5 at 1, which stalled the shrink in
-  a measured run; the clamp above does its job without that.
+- Attention: every op has its own weight a = sigmoid(θ), so any number of ops per edge may
+  survive; "none" is dead from the start (an edge whose ops all die *is* "none").
+- α-step: task loss (CE + Hinton KD + last-stage feature KD against the frozen teacher,
+  whose outputs are cached once) + λ·(sparsity entropy of the live ops + c·their FLOPs
+  share). λ rises while the live FLOPs lag a linear schedule and falls while ahead.
+- Deletion: an op under `delete_threshold` for `delete_patience` α-steps is removed for
+  good; deletions that cost FLOPs are metered by the schedule.
+- Harvest: the costliest live op per edge, taken when the live FLOPs cross a level and at
+  every deletion that changes it; each snapshot's accuracy is read from the final supernet
+  after a short fine-tune; the Pareto set tolerates a lead under the reading's error.
+The run directory holds a per-epoch checkpoint (alive mask, θ, λ, deletions, snapshots), so
+`--resume` gives the same result as an uninterrupted run.
 
-The run directory holds a per-epoch atomic checkpoint (supernet with its alive mask,
-θ, projector, optimisers, λ, deletion counters, snapshots), so `--resume` continues after
-the last finished epoch and gives the same result as an uninterrupted run.
+Where this departs from the paper (the choices marked *(inferred)* there), the options
+under `experimental`, and what was measured: docs/methods/dnad.md.
 """
 
 from __future__ import annotations
@@ -105,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from edgenas.core.errors import ConfigError
@@ -126,6 +56,57 @@ from edgenas.spaces.nb201.supernet import NB201SuperNet
 NONE = OPS.index("none")
 
 
+class SNPSExperimental(BaseModel):
+    """Options kept to measure an alternative (ablations), not to tune a search.
+
+    Why each is here and what it measured: docs/methods/dnad.md, "Options".
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    entropy_scope: Literal["cell", "edge"] = Field(
+        "cell", description="normalise the sparsity entropy over the whole cell, or over each edge"
+    )
+    entropy_of: Literal["logits", "weights"] = Field(
+        "weights", description="p = a/Σa over live ops, or softmax(θ/T) (translation-invariant: nothing dies)"
+    )
+    entropy_temperature: float = Field(4.0, gt=0, description="T of softmax(θ/T), for entropy_of=logits")
+    polarize: bool = Field(
+        False, description="add the mean binary entropy of the weights (sinks ops at 0.1-0.3, pins those above 0.5)"
+    )
+    cost_weight: float = Field(
+        1.0, ge=0, description="c in the pressure H + c·F, F the attention-weighted share of live FLOPs (0: H only)"
+    )
+    schedule_on: Literal["flops", "soft", "hard"] = Field(
+        "flops",
+        description="the schedule follows live FLOPs (deletions metered to it), Σ attention of live ops (soft) "
+        "or their count (hard)",
+    )
+    final_live: int = Field(1, ge=1, description="live ops the soft/hard schedule aims at by the end")
+    hold_lambda_while_waiting: bool = Field(
+        True, description="flops schedule: hold λ, instead of lowering it, while metered ops wait under the threshold"
+    )
+    keep_connected: bool = Field(True, description="never delete the last op joining input and output")
+    snapshot_arch: Literal["costliest", "strongest"] = Field(
+        "costliest", description="a snapshot's cell: the costliest live op per edge, or the one of highest attention"
+    )
+    snapshot_on: Literal["levels", "change"] = Field(
+        "change", description="snapshot at FLOPs levels only, or also at every deletion that changes the cell"
+    )
+    snapshot_eval: Literal["end", "snapshot"] = Field(
+        "end", description="read every snapshot from the final supernet, or from the supernet when it was taken"
+    )
+    eval_weights: Literal["sigmoid", "one"] = Field(
+        "sigmoid", description="op weights of a restricted supernet read at its snapshot: sigmoid(θ) or 1"
+    )
+    pareto_on: Literal["live", "arch"] = Field(
+        "arch", description="Pareto set by the NB201 arch's (FLOPs, val acc), or by the live multi-op cell's"
+    )
+    pareto_tolerance: Literal["se", "none"] = Field(
+        "se", description="a lead under the standard error of two readings, √(2p(1−p)/n), does not dominate (none: any)"
+    )
+
+
 class SNPSConfig(SearchOptions):
     """The DNAD search protocol; recorded in the run so a resume uses the same one."""
 
@@ -138,45 +119,16 @@ class SNPSConfig(SearchOptions):
     w_momentum: float = Field(0.9, ge=0, lt=1)
     w_weight_decay: float = Field(3e-4, ge=0)
     alpha_lr: float = Field(0.1, gt=0, description="Adam step on θ (an op needs ~2·theta_max/alpha_lr steps to sink)")
-    alpha_init: float = Field(
-        0.0, description="θ at the start: every op begins at sigmoid(alpha_init) (0.5: undecided, see polarize)"
-    )
-    entropy_scope: Literal["cell", "edge"] = "cell"
-    entropy_of: Literal["logits", "weights"] = Field(
-        "weights", description="p = softmax(θ/T) over live ops, or a/Σa (stalls once sigmoids saturate at 1)"
-    )
-    polarize: bool = Field(
-        False, description="add the mean binary entropy of the weights: ops left at 0.1-0.3 sink to 0 and die"
-    )
+    alpha_init: float = Field(0.0, description="θ at the start: every op begins at sigmoid(alpha_init) (0.5)")
     theta_max: float | None = Field(
         3.0, gt=0, description="clamp θ to ±theta_max after each step: no sigmoid saturates (None: no clamp)"
     )
-    entropy_temperature: float = Field(
-        4.0, gt=0, description="T of softmax(θ/T): at T=1 one op takes all the mass and the losers' gradient vanishes"
-    )
-    cost_weight: float = Field(
-        1.0,
-        ge=0,
-        description="c in the pressure H + c·F: F = Σ a·FLOPs(op) / Σ FLOPs(op) over live ops, so costly ops sink "
-        "first (0: entropy only, every op pressed alike)",
-    )
-    lambda_init: float = Field(0.5, gt=0, description="initial sparsity-entropy coefficient")
+    lambda_init: float = Field(0.5, gt=0, description="initial sparsity-pressure coefficient")
     lambda_rate: float = Field(0.02, gt=0, description="log-step of the adaptive coefficient per α-step")
     lambda_min: float = Field(1e-3, gt=0)
     lambda_max: float = Field(100.0, gt=0)
-    hold_lambda_while_waiting: bool = Field(
-        True,
-        description="flops schedule: keep λ while the supernet is ahead of the schedule but ops the metering "
-        "refused wait under the threshold, instead of lowering it (they would float back)",
-    )
-    final_live: int = Field(1, ge=1, description="live ops the schedule aims at by the end of the search")
-    schedule_on: Literal["flops", "soft", "hard"] = Field(
-        "flops",
-        description="the schedule follows live FLOPs (geometric, deletions metered to it), Σ attention of live ops "
-        "(soft) or the count of live ops (hard)",
-    )
     final_flops: float | None = Field(
-        None, gt=0, description="live FLOPs the flops schedule ends at (None: the fixed part + the cheapest conv op)"
+        None, gt=0, description="live FLOPs the schedule ends at (None: the fixed part + the cheapest conv op)"
     )
     schedule_lag: int | None = Field(
         None,
@@ -186,37 +138,12 @@ class SNPSConfig(SearchOptions):
     )
     delete_threshold: float = Field(0.05, gt=0, lt=1, description="an op under this attention for long is deleted")
     delete_patience: int = Field(5, ge=1, description="consecutive α-steps under the threshold before deletion")
-    keep_connected: bool = True
     kd_weight: float = Field(1.0, ge=0, description="a: Hinton KD")
     temperature: float = Field(4.0, gt=0)
     feature_weight: float = Field(0.1, ge=0, description="b: feature KD at the last stage (1×1 projector)")
     levels: list[float] | None = Field(None, description="live-FLOPs levels to snapshot at; None = auto")
     auto_levels: int = Field(10, ge=1, description="number of geometric levels when levels is auto")
-    snapshot_arch: Literal["costliest", "strongest"] = Field(
-        "costliest",
-        description="a snapshot's NB201 cell: the costliest live op per edge (follows the shrink), or the live op "
-        "with the highest attention (under cost_weight > 0 the cheap ops win that from the start)",
-    )
-    snapshot_on: Literal["levels", "change"] = Field(
-        "change",
-        description="snapshot when the live FLOPs cross a level (levels), or also at every deletion that changes "
-        "the snapshot arch (change)",
-    )
-    pareto_on: Literal["live", "arch"] = Field(
-        "arch", description="Pareto set by the live multi-op cell's (FLOPs, val acc), or by the NB201 arch's"
-    )
-    pareto_tolerance: Literal["se", "none"] = Field(
-        "se",
-        description="drop a snapshot only if a cheaper one reads more accurate by more than the standard error of "
-        "the difference of two readings on the eval images, √(2p(1−p)/n) (se), or by any margin (none)",
-    )
-    eval_weights: Literal["sigmoid", "one"] = "sigmoid"
     bn_batches: int = Field(10, ge=1, description="train batches to re-estimate BN statistics of a snapshot")
-    snapshot_eval: Literal["end", "snapshot"] = Field(
-        "end",
-        description="read every snapshot arch's accuracy from the final supernet (end: one footing for all) "
-        "or from the supernet at the moment it was taken (snapshot: later snapshots have trained longer)",
-    )
     snapshot_finetune: int = Field(
         100,
         ge=0,
@@ -226,6 +153,7 @@ class SNPSConfig(SearchOptions):
     eval_images: int | None = Field(2000, ge=1, description="val images a snapshot is evaluated on (None: all)")
     grad_clip: float = Field(5.0, gt=0)
     seed: int = 0
+    experimental: SNPSExperimental = Field(default_factory=SNPSExperimental)
 
     @model_validator(mode="after")
     def _consistent(self) -> SNPSConfig:
@@ -270,9 +198,8 @@ def flops_pressure(att: torch.Tensor, alive: torch.Tensor, weights: torch.Tensor
 
     Its gradient on an op's weight is that op's share of the live FLOPs, so a 3×3 conv is
     pressed ~9× harder than a 1×1 and free ops (skip, pool) not at all. Without it the
-    entropy presses every op alike, the weak cheap ops die first and the last op standing
-    is a 3×3 conv (measured: the cheapest harvested NB201 arch was 5.6M FLOPs, 1.9× the
-    fixed part, so no front could span 3×).
+    entropy presses every op alike and the weak cheap ops die first, leaving the 3×3 convs
+    (docs/methods/dnad.md, "cost-aware pressure").
     """
     w = weights.to(att.dtype) * alive.to(att.dtype)
     total = w.sum()
@@ -300,9 +227,7 @@ def target_flops(progress: float, start: float, final: float) -> float:
 
     Linear because the costly ops of a cell cost the same at every edge (NB201: a 3×3 conv
     is ~90% of the FLOPs): equal FLOPs steps are equal numbers of conv deletions, so they
-    are spread evenly over the search. (A geometric schedule was tried first: it wants
-    half the FLOPs gone at a sixth of the search, before CE lets any conv go, and the
-    late catch-up deleted every conv at once.)
+    are spread evenly over the search (a geometric one deleted every conv at once at the end).
     """
     progress = min(max(progress, 0.0), 1.0)
     final = min(final, start)
@@ -322,7 +247,8 @@ def metered_coefficient(
     lam: float, live: float, target: float, waiting: bool, hold: bool, rate: float, lo: float, hi: float
 ) -> float:
     """`adapt_coefficient`, except that with `hold` λ stays put while the supernet is ahead of the
-    schedule and ops the metering refused are `waiting` under the threshold (see the module docstring)."""
+    schedule and ops the metering refused are `waiting` under the threshold: lowered, λ let them
+    float back up (docs/methods/dnad.md)."""
     if hold and waiting and live < target:
         return lam
     return adapt_coefficient(lam, live, target, rate, lo, hi)
@@ -571,8 +497,7 @@ class SNPSSearch(BilevelSearch):
 
         An op the schedule wants gone needs ~2·theta_max/alpha_lr Adam steps to sink from the top
         of its clamp to the bottom, then `delete_patience` steps under the threshold; a schedule
-        that ends with the search leaves its last deletions undone (measured, seed 0: the search
-        ended two 3×3 convs above the final target, 6.5M live FLOPs for 3.2M).
+        that ends with the search leaves its last deletions undone.
         """
         cfg = self.cfg
         lag = cfg.schedule_lag
@@ -599,14 +524,13 @@ class SNPSSearch(BilevelSearch):
         att = self.attention()
         logits, feats = self.net.forward_features(x, att)
         loss = self.task_loss(logits, feats, y, idx, self.t_val)
-        source = self.theta if self.cfg.entropy_of == "logits" else att
-        ent = sparsity_entropy(
-            source, self.net.alive, self.cfg.entropy_scope, self.cfg.entropy_of, self.cfg.entropy_temperature
-        )
-        if self.cfg.polarize:
+        x_cfg = self.cfg.experimental
+        source = self.theta if x_cfg.entropy_of == "logits" else att
+        ent = sparsity_entropy(source, self.net.alive, x_cfg.entropy_scope, x_cfg.entropy_of, x_cfg.entropy_temperature)
+        if x_cfg.polarize:
             ent = ent + binary_entropy(att, self.net.alive)
-        if self.cfg.cost_weight:
-            ent = ent + self.cfg.cost_weight * flops_pressure(att, self.net.alive, self.op_flops)
+        if x_cfg.cost_weight:
+            ent = ent + x_cfg.cost_weight * flops_pressure(att, self.net.alive, self.op_flops)
         (grad,) = torch.autograd.grad(loss + self.lam * ent, [self.theta])
         self.theta.grad = grad
         self.a_opt.step()
@@ -619,14 +543,14 @@ class SNPSSearch(BilevelSearch):
 
     def after_alpha_step(self) -> None:
         """Deletion, the adaptive coefficient, and a snapshot when the live FLOPs crossed a level."""
-        cfg = self.cfg
+        cfg, x_cfg = self.cfg, self.cfg.experimental
         alive = self.net.alive
         with torch.no_grad():
             att = self.attention().cpu()
         mask = alive.cpu().clone()
         progress = self.step / self.schedule_steps
         allow = None
-        if cfg.schedule_on == "flops":
+        if x_cfg.schedule_on == "flops":
             # hard live FLOPs: λ rises while nothing the schedule wants gone has died yet, falls once
             # deletions are ahead (ops then wait under the threshold for the schedule to reach them)
             measure = live_flops(mask, self.terms)
@@ -643,17 +567,17 @@ class SNPSSearch(BilevelSearch):
 
         else:
             # the measure the schedule is compared with, taken before this step's deletions
-            measure = float(att[mask].sum()) if cfg.schedule_on == "soft" else float(mask.sum())
+            measure = float(att[mask].sum()) if x_cfg.schedule_on == "soft" else float(mask.sum())
             if self.start_measure is None:  # the schedule starts where the search starts
                 self.start_measure = measure
-            target = target_live(progress, self.start_measure, cfg.final_live)
+            target = target_live(progress, self.start_measure, x_cfg.final_live)
         deleted = deletion_step(
-            att, mask, self.under, cfg.delete_threshold, cfg.delete_patience, cfg.keep_connected, allow
+            att, mask, self.under, cfg.delete_threshold, cfg.delete_patience, x_cfg.keep_connected, allow
         )
         live = int(mask.sum())
         waiting = allow is not None and bool(((self.under >= cfg.delete_patience) & mask).any())
         self.lam = metered_coefficient(
-            self.lam, measure, target, waiting, cfg.hold_lambda_while_waiting,
+            self.lam, measure, target, waiting, x_cfg.hold_lambda_while_waiting,
             cfg.lambda_rate, cfg.lambda_min, cfg.lambda_max,
         )  # fmt: skip
         if not deleted:
@@ -670,7 +594,7 @@ class SNPSSearch(BilevelSearch):
         if crossed:
             self.taken.extend(crossed)
             self.take_snapshot("level", crossed)
-        elif cfg.snapshot_on == "change":
+        elif x_cfg.snapshot_on == "change":
             last = self.snapshots[-1]["arch"] if self.snapshots else None
             if str(self.snapshot_arch(att, mask)) != last:
                 self.take_snapshot("change")
@@ -688,7 +612,7 @@ class SNPSSearch(BilevelSearch):
         """A copy of the supernet with only `mask`'s ops alive, and the op weights it runs with."""
         net = copy.deepcopy(self.net)
         net.alive.copy_(mask.to(net.alive.device))
-        sigmoid = self.cfg.eval_weights == "sigmoid" and not ones
+        sigmoid = self.cfg.experimental.eval_weights == "sigmoid" and not ones
         weights = self.attention().detach() if sigmoid else torch.ones_like(self.theta).detach()
         return net, weights * mask.to(weights.device)
 
@@ -734,7 +658,7 @@ class SNPSSearch(BilevelSearch):
         return correct / n
 
     def snapshot_arch(self, att: torch.Tensor, alive: torch.Tensor) -> NB201Arch:
-        if self.cfg.snapshot_arch == "strongest":
+        if self.cfg.experimental.snapshot_arch == "strongest":
             return strongest_arch(att, alive)
         return costliest_arch(alive, self.terms.weights)
 
@@ -744,6 +668,8 @@ class SNPSSearch(BilevelSearch):
             att = self.attention().cpu()
         arch = self.snapshot_arch(att, alive)
         model = NB201Network(arch, self.target)
+        # read again from the final supernet when snapshot_eval is "end": then no fine-tune here
+        finetune = self.cfg.snapshot_finetune if self.cfg.experimental.snapshot_eval == "snapshot" else 0
         snap = {
             "reason": reason,
             "levels": levels or [],
@@ -752,10 +678,7 @@ class SNPSSearch(BilevelSearch):
             "arch": str(arch),
             "flops": count_flops(model, self.target.input_shape),
             "params": count_params(model),
-            # read again from the final supernet when snapshot_eval is "end": then no fine-tune here
-            "val_accuracy": self.evaluate_restricted(
-                arch_mask(arch), self.cfg.snapshot_finetune if self.cfg.snapshot_eval == "snapshot" else 0
-            ),
+            "val_accuracy": self.evaluate_restricted(arch_mask(arch), finetune),
             "val_accuracy_from": "snapshot",
             "live_ops": [[OPS[o] for o in range(len(OPS)) if alive[e, o]] for e in range(len(EDGES))],
             "live_op_count": int(alive.sum()),
@@ -837,9 +760,10 @@ class SNPSSearch(BilevelSearch):
 
     def schedule_target(self, progress: float) -> float:
         """What the schedule wants at `progress`: live FLOPs, or (soft) live ops."""
-        if self.cfg.schedule_on == "flops":
+        x_cfg = self.cfg.experimental
+        if x_cfg.schedule_on == "flops":
             return target_flops(progress, self.start_measure or self.full_flops, self.final_flops)
-        return target_live(progress, self.start_measure or self.start_live, self.cfg.final_live)
+        return target_live(progress, self.start_measure or self.start_live, x_cfg.final_live)
 
     # -- checkpoint: the method's own fields (the rest is `BilevelSearch._state`) ------------------
     def _own_state(self) -> dict[str, Any]:
@@ -875,8 +799,8 @@ def reading_tolerance(accuracies: list[float], n: int) -> float:
     """Standard error of the difference of two accuracy readings on the same `n` images, √(2p(1−p)/n).
 
     Conservative (two independent binomials; readings on shared images are correlated). At
-    p ≈ 0.85 and n = 2000 it is 1.1 points, about the spread of the snapshot readings of a
-    whole search (0.84–0.85, measured, seed 0): a strict front on such readings is noise.
+    p ≈ 0.85 and n = 2000 it is 1.1 points, about the spread of the snapshot readings of one
+    search: a strict front on such readings is noise.
     """
     if not accuracies or n <= 0:
         return 0.0
@@ -916,6 +840,7 @@ def run_dnad(
     from edgenas.report.plots import pareto_plot, shrink_plot
     from edgenas.train.model_file import load_model_file
 
+    x_cfg = cfg.experimental
     teacher, info = teacher_for(teacher_path, target)
     _net, blob = load_model_file(teacher_path)
     convert = normalisation_bridge(data, blob.get("meta", {}))
@@ -924,15 +849,15 @@ def run_dnad(
     t0, cpu0 = time.perf_counter(), time.process_time()
     if not search.snapshots or search.snapshots[-1]["reason"] != "end":
         search.take_snapshot("end")
-        if cfg.snapshot_eval == "end":
+        if x_cfg.snapshot_eval == "end":
             search.evaluate_at_end()
         search.save_checkpoint()
     harvest_seconds, harvest_cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    f_key, a_key = ("live_flops", "live_val_accuracy") if cfg.pareto_on == "live" else ("flops", "val_accuracy")
+    f_key, a_key = ("live_flops", "live_val_accuracy") if x_cfg.pareto_on == "live" else ("flops", "val_accuracy")
     n_eval = min(cfg.eval_images or len(data.val), len(data.val))
-    tol = reading_tolerance([s[a_key] for s in search.snapshots], n_eval) if cfg.pareto_tolerance == "se" else 0.0
-    front = pareto_set(search.snapshots, cfg.pareto_on, tol)
-    strict = pareto_set(search.snapshots, cfg.pareto_on)
+    tol = reading_tolerance([s[a_key] for s in search.snapshots], n_eval) if x_cfg.pareto_tolerance == "se" else 0.0
+    front = pareto_set(search.snapshots, x_cfg.pareto_on, tol)
+    strict = pareto_set(search.snapshots, x_cfg.pareto_on)
     flops = [s[f_key] for s in front]
     archs = list(dict.fromkeys(s["arch"] for s in front))
     arch_flops = [next(s["flops"] for s in front if s["arch"] == a) for a in archs]
@@ -955,7 +880,7 @@ def run_dnad(
         "pareto": front,
         "pareto_count": len(front),
         "pareto_flops_span": (max(flops) / min(flops)) if flops else None,
-        "pareto_on": cfg.pareto_on,
+        "pareto_on": x_cfg.pareto_on,
         "pareto_tolerance": tol,
         "pareto_strict_archs": list(dict.fromkeys(s["arch"] for s in strict)),
         "pareto_archs": archs,
@@ -963,7 +888,7 @@ def run_dnad(
         "deletions": search.deletions,
         "final_live_ops": int(search.net.alive.sum()),
         "schedule_start": search.start_measure,
-        "schedule_final": search.final_flops if cfg.schedule_on == "flops" else cfg.final_live,
+        "schedule_final": search.final_flops if x_cfg.schedule_on == "flops" else x_cfg.final_live,
         "search_seconds": round(search.seconds, 2),
         "end_snapshot_seconds": round(harvest_seconds, 2),
         "search_cpu_seconds": round(search.cpu_seconds + harvest_cpu, 2),
@@ -976,7 +901,7 @@ def run_dnad(
             "snapshots: live cell": [(s["live_flops"], s["live_val_accuracy"]) for s in search.snapshots],
             "snapshots: NB201 arch": [(s["flops"], s["val_accuracy"]) for s in search.snapshots],
         },
-        {f"Pareto set ({cfg.pareto_on})": [(s[f_key], s[a_key]) for s in front]},
+        {f"Pareto set ({x_cfg.pareto_on})": [(s[f_key], s[a_key]) for s in front]},
         "DNAD harvest: supernet-evaluated val accuracy vs FLOPs",
         ylabel="val accuracy (supernet weights)",
     )
@@ -985,11 +910,11 @@ def run_dnad(
         (search.start_live, search.full_flops),
         search.deletions,
         search.snapshots,
-        (search.start_measure or search.start_live, cfg.final_live, search.schedule_steps)
-        if cfg.schedule_on != "flops"
+        (search.start_measure or search.start_live, x_cfg.final_live, search.schedule_steps)
+        if x_cfg.schedule_on != "flops"
         else (search.start_measure or search.full_flops, search.final_flops, search.schedule_steps),
         search.levels,
-        on_flops=cfg.schedule_on == "flops",
+        on_flops=x_cfg.schedule_on == "flops",
         last_step=search.step,
     )
     run.write_results(result)

@@ -3,8 +3,9 @@
 For each budget kind the cost of a cell arch is modelled as
     cost(arch) ≈ fixed + Σ_edges w[edge, op(edge)]
 so under op probabilities p (edges × ops) the expected cost is fixed + Σ p ⊙ w, which is
-linear in p and differentiable in α (DCA-NAS, FBNet). The terms are computed at the
-*deployed* shape (target width and cells), not the search's proxy width.
+linear in p and differentiable in α (DCA-NAS: Dutta et al., PReMI 2023; FBNet: Wu et al.,
+CVPR 2019). The terms are computed at the *deployed* shape (target width and cells), not
+the search's proxy width.
 
 - params, FLOPs: exact per-op counts (`count_params`, `count_flops` of each op module at
   each stage's channels and resolution, times the cells per stage). The model is exact

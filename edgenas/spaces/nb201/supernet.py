@@ -4,12 +4,13 @@ Every edge of the cell is a mixed op: all 5 ops run and their outputs are weight
 per-edge op weights that the *search method* supplies at each forward pass (softmax(α)
 for DCA-NAS, sigmoid attention for DNAD), so one supernet serves both methods.
 
-Partial channels (PC-DARTS): only 1/K of an edge's channels go through the mixed op;
+Partial channels (Xu et al., "PC-DARTS: Partial Channel Connections for Memory-Efficient
+Architecture Search", ICLR 2020): only 1/K of an edge's channels go through the mixed op;
 the rest bypass it, and a channel shuffle mixes the two halves so every channel takes
 the op path in some cell. Ops therefore run at C/K channels, which is what makes a
 search step cheap. Edge normalisation: an optional weight per edge scales its output
 before the node sums its inputs (PC-DARTS's β, which steadies the op choice under the
-sampling noise of partial channels).
+sampling noise of partial channels). The cell is NAS-Bench-201's (Dong & Yang, ICLR 2020).
 
 Ops can be switched off for good (`alive` mask, DNAD's deletion); a dead op is not run.
 """
