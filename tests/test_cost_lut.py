@@ -166,6 +166,20 @@ def test_covers_and_missing_shape_says_how_to_rerun() -> None:
     assert not table.covers(SHAPE)
 
 
+@pytest.mark.parametrize("space", lut.SPACES)
+def test_every_latency_space_supplies_the_kernels(space: str) -> None:
+    """`lut.SPACES` comes from the spaces registry; each such space's `latency.py` has what tables call."""
+    from edgenas.spaces import SPACES
+
+    assert space in SPACES.names()
+    kernels = lut.latency_kernels(space)
+    members = [m for m in vars(lut.LatencyKernels) if not m.startswith("_")]
+    members += list(lut.LatencyKernels.__annotations__)
+    assert members and all(hasattr(kernels, m) for m in members), [m for m in members if not hasattr(kernels, m)]
+    with pytest.raises(ConfigError, match="no latency kernels for the 'darts' space; latency tables exist for nb201"):
+        lut.latency_kernels("darts")
+
+
 # --------------------------------------------------------------------------- the sums
 def test_predict_ms_adds_up_as_documented() -> None:
     table = fake_table()
