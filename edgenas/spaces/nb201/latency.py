@@ -139,12 +139,12 @@ def required_keys(shape: NetShape) -> list[str]:
 
 
 # --------------------------------------------------------------------------- the fusion record
-# What onnxruntime fuses depends on where a value lives: its x86 NCHWc transformer runs a
-# conv in the blocked layout when its input channels are below the block size (8 with
-# AVX2, 16 with AVX-512) or a multiple of it, a pool only for a multiple; it folds an add
-# into a conv only when both inputs are blocked. Without NCHWc (other CPUs, other channel
-# counts) ReLUs still fold into convs, adds do not (onnxruntime's generic conv+add fusion
-# needs a conv bias, which the exported networks' convs, BN folded at zero shift, lack).
+# What onnxruntime fuses depends on where a value lives: its x86 NCHWc transformer runs
+# convs and pools in a blocked layout depending on the channel count and the CPU's block
+# (8 with AVX2, 16 with AVX-512; e.g. with AVX-512 at 8 channels convs are blocked, pools
+# not), and folds an add into a conv only when both inputs are blocked. Without NCHWc
+# ReLUs still fold into convs, adds do not (onnxruntime's generic conv+add fusion needs a
+# conv bias, which the exported networks' convs, BN folded at zero shift, lack).
 # The record holds, per stage shape, the layout of the cells' convs and pools, and per
 # frame block what produces the next stage's input, all read off onnxruntime's graphs:
 #   "conv:16x8x8": "nchwc"            "avg_pool_3x3:8x8x8": "nchw"
