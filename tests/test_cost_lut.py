@@ -2,7 +2,8 @@
 
 Timings are machine-dependent, so the prediction rules are tested on a synthetic table
 with known entries; a tiny real profile (width 8 at 8 px) checks the measuring side and
-the CLI end to end, and onnxruntime's own optimised graph checks the fusion rules.
+the CLI end to end, and onnxruntime's own optimised graphs, on whatever CPU runs the
+tests, check the fusion record and the kernel counts built on it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from edgenas.cli import run
 from edgenas.core.device import load_device
 from edgenas.core.errors import ConfigError
 from edgenas.core.space import NetShape
+from edgenas.cost import lut
 from edgenas.cost.budget_check import measure_for_device
 from edgenas.cost.lut import (
     CELL_KERNELS,
@@ -32,8 +34,17 @@ from edgenas.cost.lut import (
     stage_kernels,
     stage_shapes,
 )
+from edgenas.cost.lut.timing import optimized_graph
 from edgenas.export.onnx import export_onnx
-from edgenas.spaces.nb201 import OPS, NB201Arch, NB201Network
+from edgenas.spaces.nb201 import EDGES, OPS, NB201Arch, NB201Network
+from edgenas.spaces.nb201.latency import (
+    ASSUMED_FUSION,
+    StageFusion,
+    check_archs,
+    fusion_keys,
+    measure_fusion,
+    stage_fusion,
+)
 
 SHAPE = NetShape(width=8, cells=1, in_channels=1, resolution=12, num_classes=10)
 IDENTITY = "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"
@@ -50,8 +61,14 @@ _PER_ELEMENT_US = {
 }
 
 
-def fake_table(widths: tuple[int, ...] = (4, 8), resolution: int = 12) -> LatencyTable:
-    """A table with made-up but plausible entries (ms) for every key the shapes need."""
+def fake_table(
+    widths: tuple[int, ...] = (4, 8), resolution: int = 12, fusion: dict[str, str] | None = None
+) -> LatencyTable:
+    """A table with made-up but plausible entries (ms) for every key the shapes need.
+
+    `fusion`: per key of each shape's `fusion_keys`, the value of the same name (`PLAIN`:
+    a CPU without the NCHWc layout); None: no record, as tables made before one was kept.
+    """
     entries: dict[str, float] = {}
     for width in widths:
         shape = NetShape(width, 1, SHAPE.in_channels, resolution, SHAPE.num_classes)
@@ -61,6 +78,11 @@ def fake_table(widths: tuple[int, ...] = (4, 8), resolution: int = 12) -> Latenc
                 entries[cell_key(kernel, c, h, w)] = 1e-3 * (0.5 + _PER_ELEMENT_US[kernel] * scale * c * h * w / 1e3)
         for i, key in enumerate(frame_keys(shape).values()):
             entries[key] = 0.01 * (i + 1) * width
+    record = {}
+    if fusion is not None:
+        for width in widths:
+            shape = NetShape(width, 1, SHAPE.in_channels, resolution, SHAPE.num_classes)
+            record.update({k: fusion[k.partition(":")[0]] for k in fusion_keys(shape)})
     return LatencyTable(
         space="nb201",
         resolution=resolution,
@@ -72,8 +94,14 @@ def fake_table(widths: tuple[int, ...] = (4, 8), resolution: int = 12) -> Latenc
         repeats=20,
         overhead_ms=0.005,
         entries=entries,
+        fusion=record,
         name="fake",
     )
+
+
+# A CPU without onnxruntime's NCHWc layout: ReLUs fold into convs, adds do not; the
+# reductions' adds stay plain ops (what onnxruntime does with NCHWc disabled).
+PLAIN = {"conv": "nchw", "avg_pool_3x3": "nchw", "stem": "nchw conv", "reduce": "nchw other"}
 
 
 def stage_sum(table: LatencyTable, shape: NetShape, kernels: dict[str, int]) -> float:
@@ -91,7 +119,10 @@ def test_round_trip_and_load_errors(tmp_path: Path) -> None:
     path = table.save(tmp_path / "dev.lut.json")
     back = LatencyTable.load(path)
     assert back == table and back.path == path
-    assert json.loads(path.read_text())["schema_version"] == 1
+    assert json.loads(path.read_text())["schema_version"] == 1  # no fusion record: as tables were before
+    recorded = fake_table(fusion=PLAIN)
+    path = recorded.save(tmp_path / "rec.lut.json")
+    assert LatencyTable.load(path) == recorded and json.loads(path.read_text())["schema_version"] == 2
 
     with pytest.raises(ConfigError, match=r"nope\.json: no such file"):
         LatencyTable.load(tmp_path / "nope.json")
@@ -106,6 +137,15 @@ def test_round_trip_and_load_errors(tmp_path: Path) -> None:
         LatencyTable.load(bad)
     bad.write_text(json.dumps({"kind": "something else"}))
     with pytest.raises(ConfigError, match="not an edgenas latency table"):
+        LatencyTable.load(bad)
+    doc = recorded.to_dict()
+    doc["fusion"]["conv:8x12x12"] = "blocked"
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match=r"fusion 'conv:8x12x12' is 'blocked'"):
+        LatencyTable.load(bad)
+    doc["fusion"] = {}  # schema 2 tables carry a record
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match="fusion record is empty"):
         LatencyTable.load(bad)
 
 
@@ -124,6 +164,20 @@ def test_covers_and_missing_shape_says_how_to_rerun() -> None:
         table.nb201_terms(NetShape(8, 1, 3, 32, 10))
     table.entries.pop(required_keys(SHAPE)[-1])
     assert not table.covers(SHAPE)
+
+
+@pytest.mark.parametrize("space", lut.SPACES)
+def test_every_latency_space_supplies_the_kernels(space: str) -> None:
+    """`lut.SPACES` comes from the spaces registry; each such space's `latency.py` has what tables call."""
+    from edgenas.spaces import SPACES
+
+    assert space in SPACES.names()
+    kernels = lut.latency_kernels(space)
+    members = [m for m in vars(lut.LatencyKernels) if not m.startswith("_")]
+    members += list(lut.LatencyKernels.__annotations__)
+    assert members and all(hasattr(kernels, m) for m in members), [m for m in members if not hasattr(kernels, m)]
+    with pytest.raises(ConfigError, match="no latency kernels for the 'darts' space; latency tables exist for nb201"):
+        lut.latency_kernels("darts")
 
 
 # --------------------------------------------------------------------------- the sums
@@ -167,6 +221,66 @@ def test_adding_a_conv_edge_adds_its_entry() -> None:
     assert step == pytest.approx(stage_sum(table, SHAPE, {"conv_3x3": 1, "fused_add": 1}))
 
 
+FIXTURES = Path(__file__).parent / "fixtures" / "lut"
+
+
+def test_tables_without_a_fusion_record_keep_todays_sums(tmp_path: Path) -> None:
+    """A table written before the fusion record (schema 1) predicts exactly as the code that wrote it did.
+
+    The fixture table and its predictions were written by edgenas 02491f0 (`cost/lut.py`);
+    such tables are read with the x86 NCHWc fusion that code assumed (`ASSUMED_FUSION`).
+    """
+    old = LatencyTable.load(FIXTURES / "v1_table.lut.json")
+    assert old.fusion == {} and stage_fusion(old.fusion, SHAPE) == ASSUMED_FUSION
+    expected = json.loads((FIXTURES / "v1_predictions.json").read_text())["cells"]
+    for cells, want in expected.items():
+        shape = NetShape(8, int(cells), 1, 8, 10)
+        assert {a: old.predict_ms(a, shape) for a in want["predict_ms"]} == want["predict_ms"]
+        fixed, terms = old.nb201_terms(shape)
+        assert fixed == want["fixed_ms"] and np.allclose(terms, want["terms"], rtol=1e-12, atol=0)
+    # saved again, it stays a schema 1 table without a record
+    doc = json.loads(old.save(tmp_path / "again.lut.json").read_text())
+    assert doc["schema_version"] == 1 and "fusion" not in doc
+    # the record a profile writes on an NCHWc CPU whose block divides every width gives the same sums
+    table = fake_table()
+    nchwc = fake_table(
+        fusion={"conv": "nchwc", "avg_pool_3x3": "nchwc", "stem": "nchwc conv", "reduce": "nchwc conv+add"}
+    )
+    assert stage_fusion(nchwc.fusion, SHAPE) == ASSUMED_FUSION
+    arch = NB201Arch.parse("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|nor_conv_3x3~1|none~2|")
+    assert nchwc.predict_ms(arch, SHAPE) == table.predict_ms(arch, SHAPE)
+    doc["fusion"] = {"conv:8x8x8": "nchw"}  # a record in a schema 1 file is a contradiction
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match="schema_version 1 table has no fusion record"):
+        LatencyTable.load(tmp_path / "bad.json")
+
+
+def test_fusion_record_changes_the_sums() -> None:
+    """Where onnxruntime runs no NCHWc, adds stay plain kernels; where pools are not blocked, adds with them too."""
+    plain = fake_table(fusion=PLAIN)
+    base = frame(plain, SHAPE)
+    # node 3 = x0 + conv(node 1): the add is a plain kernel; node 1's ReLU still folds into conv a
+    arch = NB201Arch.parse("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|nor_conv_3x3~1|none~2|")
+    expect = base + stage_sum(plain, SHAPE, {"relu": 1, "conv_3x3": 2, "fused_relu": 1, "add": 1})
+    assert plain.predict_ms(arch, SHAPE) == pytest.approx(expect)
+    # one conv edge from x0: its ReLU folds into the stem conv, not into the reductions' plain adds
+    one_conv = NB201Arch.parse("|none~0|+|none~0|none~1|+|nor_conv_1x1~0|none~1|none~2|")
+    first = stage_shapes(SHAPE)[0]
+    expect = base + stage_sum(plain, SHAPE, {"conv_1x1": 1, "relu": 1})
+    expect += plain.entries[cell_key("fused_relu", *first)] - plain.entries[cell_key("relu", *first)]
+    assert plain.predict_ms(one_conv, SHAPE) == pytest.approx(expect)
+
+    # node 2 = pool(x0) + conv(node 1): folds when pools are blocked, not when only convs are
+    ops = NB201Arch.parse("|nor_conv_1x1~0|+|avg_pool_3x3~0|nor_conv_3x3~1|+|none~0|none~1|skip_connect~2|").ops
+    counts = dict(zip(CELL_KERNELS, stage_kernels(ops, 1, 0, StageFusion(input="conv")), strict=True))
+    assert counts["fused_add"] == 1 and counts["add"] == 0
+    counts = dict(
+        zip(CELL_KERNELS, stage_kernels(ops, 1, 0, StageFusion(pool_blocked=False, input="conv")), strict=True)
+    )
+    assert counts["fused_add"] == 0 and counts["add"] == 1
+    assert stage_kernels(ops, 1, 0) == stage_kernels(ops, 1, 0, ASSUMED_FUSION[0])
+
+
 def test_nb201_terms_track_predict_ms() -> None:
     table = fake_table()
     for shape in (SHAPE, NetShape(4, 2, 1, 12, 10)):
@@ -189,42 +303,75 @@ def test_nb201_terms_track_predict_ms() -> None:
 
 
 # --------------------------------------------------------------------------- onnxruntime's own graph
-def _ort_kernels(path: Path) -> collections.Counter:
-    """Kernels in onnxruntime's optimised graph: convs, plain ReLUs/Adds, pools, folded adds/ReLUs."""
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.optimized_model_filepath = str(path.with_suffix(".opt.onnx"))
-    opts.log_severity_level = 3
-    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+def _ort_kernels(graph: onnx.GraphProto) -> collections.Counter:
+    """Kernels in an optimised graph: convs (plain, NCHWc or fused), ReLUs, Adds, pools, folded adds/ReLUs."""
     counts: collections.Counter = collections.Counter()
-    for node in onnx.load(opts.optimized_model_filepath).graph.node:
+    for node in graph.node:
         counts[node.op_type] += 1
-        if node.op_type == "Conv":
+        if node.op_type in ("Conv", "FusedConv"):
+            counts["conv"] += 1
             counts["sum"] += len(node.input) > 3 and bool(node.input[3])
             counts["activation"] += any(a.name == "activation" for a in node.attribute)
     return counts
 
 
-def test_stage_kernels_match_onnxruntime(tmp_path: Path) -> None:
-    """The fusion rules against onnxruntime's optimised graph (x86 NCHWc: channels a multiple of 8)."""
-    shape = NetShape(8, 2, 1, 8, 10)
-    arch = NB201Arch.parse(
-        "|nor_conv_1x1~0|+|avg_pool_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|avg_pool_3x3~2|"
-    )
-    path = export_onnx(NB201Network(arch, shape), shape.input_shape, tmp_path / "net.onnx", dynamic_batch=False)
-    got = _ort_kernels(path)
-    if not any(n.domain == "com.microsoft.nchwc" for n in onnx.load(path.with_suffix(".opt.onnx")).graph.node):
-        pytest.skip("onnxruntime does not use the NCHWc layout on this CPU")
-    k = collections.Counter()
-    for s in range(3):
-        k.update(dict(zip(CELL_KERNELS, stage_kernels(arch.ops, shape.cells, s), strict=True)))
-    # the frame: stem conv; per reduction 3 convs, 1 ReLU, 1 pool, its add and a ReLU folded; head BN as a conv
-    assert got["Conv"] == k["conv_1x1"] + k["conv_3x3"] + 1 + 2 * 3 + 1
-    assert got["Relu"] == k["relu"] + 2
-    assert got["Add"] == k["add"]
-    assert got["AveragePool"] == k["avg_pool_3x3"] + 2
-    assert got["sum"] == k["fused_add"] + k["fused_add_copy"] + 2
-    assert got["activation"] == k["fused_relu"] + 2 + 1
+def _ends_in_one_conv(arch: NB201Arch) -> bool:
+    """Node 3 fed by a single conv edge: onnxruntime then also folds the head's BN into it (not modelled)."""
+    into_out = [k for k in arch.live_edges() if EDGES[k][0] == 3]
+    return len(into_out) == 1 and arch.ops[into_out[0]].startswith("nor_conv")
+
+
+CHECKED_SHAPE = NetShape(8, 2, 1, 8, 10)  # stages 8, 16, 32 channels: blocked, partly blocked or plain by CPU
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The identity-cell network and a few others of `CHECKED_SHAPE`, exported once."""
+    folder = tmp_path_factory.mktemp("nets")
+    archs = [
+        NB201Arch.parse(
+            "|nor_conv_1x1~0|+|avg_pool_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|avg_pool_3x3~2|"
+        )
+    ]
+    archs += [a for a in check_archs(12, seed=3) if not _ends_in_one_conv(a)][:3]
+    paths = {}
+    for i, arch in enumerate([lut.latency_kernels("nb201").REFERENCE, *archs]):
+        net = NB201Network(arch, CHECKED_SHAPE)
+        paths[str(arch)] = export_onnx(net, CHECKED_SHAPE.input_shape, folder / f"n{i}.onnx", dynamic_batch=False)
+    return paths
+
+
+@pytest.mark.parametrize("disabled", [(), ("NchwcTransformer",)], ids=["this-cpu", "without-nchwc"])
+def test_stage_kernels_match_onnxruntime(exported: dict[str, Path], tmp_path: Path, disabled: tuple[str, ...]) -> None:
+    """The fusion record read on this CPU, and the kernels counted with it, are what onnxruntime runs here.
+
+    Also as a CPU without the NCHWc layout would (the transformer disabled). The frame is
+    taken out by subtracting the identity-cell network's kernels.
+    """
+    shape = CHECKED_SHAPE
+    record = measure_fusion(shape, workdir=tmp_path, disabled_optimizers=disabled)
+    assert set(record) == set(fusion_keys(shape))
+    if disabled:
+        assert all(v.startswith("nchw") and not v.startswith("nchwc") for v in record.values())
+    fusions = stage_fusion(record, shape)
+    graphs = {
+        text: _ort_kernels(optimized_graph(path, disabled_optimizers=disabled)) for text, path in exported.items()
+    }
+    base = graphs.pop(str(lut.latency_kernels("nb201").REFERENCE))
+    for text, got in graphs.items():
+        arch = NB201Arch.parse(text)
+        k: collections.Counter = collections.Counter()
+        for s in range(3):
+            k.update(dict(zip(CELL_KERNELS, stage_kernels(arch.ops, shape.cells, s, fusions[s]), strict=True)))
+        model = {
+            "conv": k["conv_1x1"] + k["conv_3x3"],
+            "Relu": k["relu"],
+            "Add": k["add"],
+            "AveragePool": k["avg_pool_3x3"],
+            "sum": k["fused_add"] + k["fused_add_copy"],
+            "activation": k["fused_relu"],
+        }
+        assert {key: got[key] - base[key] for key in model} == model, f"{text} with {record}"
 
 
 # --------------------------------------------------------------------------- device profiles
@@ -291,6 +438,9 @@ def test_profile_device_writes_a_full_table(tiny_table: Path) -> None:
     # whole-graph timings are positive; the frame adds up to the measured identity-cell network
     assert table.entries[cell_key("conv_3x3", 8, 8, 8)] > 0
     assert table.predict_ms(NB201Arch.parse(IDENTITY), shape) == pytest.approx(table.graphs["frame3@8"])
+    # the fusion record covers the shape and says what onnxruntime does here
+    assert set(fusion_keys(shape)) <= set(table.fusion)
+    assert table.fusion == measure_fusion(shape)
 
 
 def test_profile_device_check(tiny_table: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -300,7 +450,7 @@ def test_profile_device_check(tiny_table: Path, tmp_path: Path, capsys: pytest.C
     printed = capsys.readouterr().out
     assert "MAPE" in printed and "Kendall" in printed and "Spearman" in printed
     res = json.loads(out.read_text())
-    assert res["n"] == 3 and len(res["rows"]) == 3 and res["same_machine"]
+    assert res["n"] == 3 and len(res["rows"]) == 3 and res["same_machine"] and res["fusion"] == "recorded"
     assert {"mape_pct", "kendall_tau", "spearman_rho", "reference"} <= set(res)
     assert all(r["measured_ms"] > 0 and r["predicted_ms"] > 0 for r in res["rows"])
     assert out.with_suffix(".png").stat().st_size > 0

@@ -1,0 +1,317 @@
+"""The latency table of one device: its file, what it covers, and the latency it predicts.
+
+A table holds per-op latencies measured on the device (`entries`, ms) and a record of
+which ops onnxruntime fused there (`fusion`); a space's LUT kernels
+(`edgenas.spaces.<space>.latency`, see `LatencyKernels`) say which entries a network
+needs and how they add up. One table class for every space, with readable keys, as in
+Once-for-All's `LatencyTable` (Cai et al., ICLR 2020); the per-op sum follows nn-Meter
+(Zhang et al., MobiSys 2021): predict a network from the kernels the runtime really runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from edgenas.core.atomic import atomic_write_json
+from edgenas.core.errors import ConfigError
+from edgenas.core.space import NetShape
+from edgenas.cost.lut.timing import BLOCK, CHAIN_EXTRA, STATISTIC
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edgenas.core.device import DeviceProfile
+    from edgenas.core.space import Arch
+
+# 2: tables record what onnxruntime fused on the device (`fusion`). Version 1 tables (no
+# record) still load; their space's kernels read them with the fusion assumed before.
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+TABLE_KIND = "edgenas-latency-table"
+
+
+class LatencyKernels(Protocol):
+    """What a space's `latency.py` module supplies to latency tables (see `edgenas.spaces.nb201.latency`)."""
+
+    SUMMARY_COLUMNS: tuple[str, ...]
+    REFERENCE: Arch  # the cheapest network of the space; `check_table` reports the machine's drift on it
+
+    def required_keys(self, shape: NetShape) -> list[str]:
+        """Every entry a prediction for `shape` reads."""
+        ...
+
+    def fusion_keys(self, shape: NetShape) -> list[str]:
+        """Every fusion-record key a prediction for `shape` reads (tables that have a record)."""
+        ...
+
+    def check_fusion(self, fusion: dict[str, str]) -> None:
+        """Raise `ValueError` naming the first malformed record value."""
+        ...
+
+    def predict_ms(self, table: LatencyTable, arch: Any, shape: NetShape) -> float:
+        """Predicted latency of the space's network for `arch` at `shape` (the table covers `shape`)."""
+        ...
+
+    def edge_terms(self, table: LatencyTable, shape: NetShape) -> tuple[float, np.ndarray]:
+        """`(fixed_ms, per-edge terms)` for a differentiable expected latency."""
+        ...
+
+    def profile(self, resolution: int, **options: Any) -> LatencyTable:
+        """Profile this machine: time every kernel, record its fusions."""
+        ...
+
+    def check_archs(self, n: int, seed: int) -> list[Arch]:
+        """`n` distinct archs to compare predictions with measurements on."""
+        ...
+
+    def summary_rows(self, table: LatencyTable) -> list[tuple[object, ...]]:
+        """Rows of the console summary, one value per `SUMMARY_COLUMNS`."""
+        ...
+
+
+def latency_kernels(space: str) -> LatencyKernels:
+    """The LUT kernels of a registered space: its `edgenas.spaces.<space>.latency` module."""
+    from edgenas.spaces import SPACES
+
+    module = f"edgenas.spaces.{space}.latency"
+    if space in SPACES:
+        try:
+            return importlib.import_module(module)  # type: ignore[return-value]
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+    have = ", ".join(latency_spaces()) or "none"
+    raise ConfigError(f"no latency kernels for the {space!r} space; latency tables exist for {have}")
+
+
+def latency_spaces() -> tuple[str, ...]:
+    """The registered spaces (`edgenas.spaces.SPACES`) whose folder has a `latency.py`."""
+    from edgenas.spaces import SPACES
+
+    return tuple(n for n in SPACES.names() if importlib.util.find_spec(f"edgenas.spaces.{n}.latency") is not None)
+
+
+@dataclass
+class LatencyTable:
+    """A per-op latency table of one device: settings, provenance, `entries` (ms) and the `fusion` record.
+
+    `fusion` maps readable keys to what onnxruntime's optimised graph showed on the
+    profiling machine (for nb201, e.g. `"conv:16x8x8": "nchwc"`); empty for tables made
+    before it was recorded, which their space reads with the fusion assumed then.
+    """
+
+    space: str
+    resolution: int
+    in_channels: int
+    num_classes: int
+    widths: list[int]
+    threads: int
+    warmup: int
+    repeats: int
+    overhead_ms: float
+    entries: dict[str, float]
+    fusion: dict[str, str] = field(default_factory=dict)
+    name: str = ""
+    block: int = BLOCK
+    chain_extra: int = CHAIN_EXTRA
+    statistic: str = STATISTIC
+    onnxruntime: str = ""
+    platform: str = ""
+    processor: str = ""
+    created: str = ""
+    seconds: float = 0.0
+    # raw timings of every graph (ms), for the curious; predictions use `entries` only
+    graphs: dict[str, float] = field(default_factory=dict)
+    path: Path | None = field(default=None, compare=False)
+
+    # ---- file
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document (schema-versioned; a table without a fusion record is written as schema 1)."""
+        d = asdict(self)
+        d.pop("path")
+        if not self.fusion:
+            d.pop("fusion")
+        return {"schema_version": SCHEMA_VERSION if self.fusion else 1, "kind": TABLE_KIND, **d}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the table atomically as JSON; returns the path."""
+        self.path = Path(path)
+        return atomic_write_json(self.path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> LatencyTable:
+        """Read a table written by `save` (this or an earlier schema); a bad file is a `ConfigError` naming it."""
+        path = Path(path)
+        hint = "make one with `edgenas profile-device`"
+        if not path.is_file():
+            raise ConfigError(f"latency table {path}: no such file; {hint}")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"latency table {path}: not readable JSON ({str(e).splitlines()[0]}); {hint}") from None
+        try:
+            table = cls._from_dict(data)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"latency table {path}: not an edgenas latency table ({e}); {hint}") from None
+        table.path = path
+        return table
+
+    @classmethod
+    def _from_dict(cls, data: Any) -> LatencyTable:
+        if not isinstance(data, dict):
+            raise TypeError("expected a JSON object")
+        if data.get("kind") != TABLE_KIND:
+            raise ValueError(f"'kind' is {data.get('kind')!r}, expected {TABLE_KIND!r}")
+        version = data.get("schema_version")
+        if version not in READABLE_VERSIONS:
+            raise ValueError(f"schema_version {version!r}; this edgenas reads {', '.join(map(str, READABLE_VERSIONS))}")
+        required = ("space", "resolution", "in_channels", "num_classes", "widths", "threads", "warmup", "repeats")
+        missing = [k for k in (*required, "overhead_ms", "entries") if k not in data]
+        if missing:
+            raise KeyError(f"missing {', '.join(missing)}")
+        ints = {k: data[k] for k in ("resolution", "in_channels", "num_classes", "threads", "warmup", "repeats")}
+        for k, v in ints.items():
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if k == "warmup" else 1):
+                raise ValueError(f"{k} must be a positive int, got {v!r}")
+        widths = data["widths"]
+        if not isinstance(widths, list) or not widths or not all(isinstance(w, int) and w > 0 for w in widths):
+            raise ValueError(f"widths must be a list of positive ints, got {widths!r}")
+        overhead = data["overhead_ms"]
+        if isinstance(overhead, bool) or not isinstance(overhead, int | float) or not math.isfinite(overhead):
+            raise ValueError(f"overhead_ms is {overhead!r}, not a number of ms")
+        entries = data["entries"]
+        if not isinstance(entries, dict):
+            raise TypeError("entries must be an object of name: ms")
+        for k, v in entries.items():
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise ValueError(f"entry {k!r} is {v!r}, not a number of ms")
+        if version == 1 and "fusion" in data:
+            raise ValueError("a schema_version 1 table has no fusion record")
+        fusion = data.get("fusion", {})
+        if not isinstance(fusion, dict) or not all(isinstance(v, str) for v in fusion.values()):
+            raise TypeError("fusion must be an object of name: text")
+        if version >= 2 and not fusion:
+            raise ValueError("the fusion record is empty")
+        if fusion and data["space"] in latency_spaces():
+            latency_kernels(data["space"]).check_fusion(fusion)  # other spaces: checked when used
+        known = {f for f in cls.__dataclass_fields__ if f != "path"}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def _source(self) -> str:
+        return str(self.path) if self.path is not None else f"latency table {self.name or '(unsaved)'}"
+
+    @property
+    def kernels(self) -> LatencyKernels:
+        """The LUT kernels of the table's space (a `ConfigError` if the space has none)."""
+        try:
+            return latency_kernels(self.space)
+        except ConfigError as e:
+            raise ConfigError(f"{self._source()}: {e}") from None
+
+    # ---- coverage
+    def _mismatch(self, shape: NetShape) -> str | None:
+        """Why `shape` is not covered, or None."""
+        try:
+            kernels = latency_kernels(self.space)
+        except ConfigError:
+            return f"it is for the {self.space!r} space, which has no latency kernels here"
+        wrong = [
+            f"{label} {got} (table: {have})"
+            for label, got, have in (
+                ("resolution", shape.resolution, self.resolution),
+                ("in_channels", shape.in_channels, self.in_channels),
+                ("classes", shape.num_classes, self.num_classes),
+            )
+            if got != have
+        ]
+        if wrong:
+            return "it was made for another input/output: " + ", ".join(wrong)
+        if shape.width not in self.widths:
+            return f"it has widths {','.join(map(str, self.widths))}, not {shape.width}"
+        missing = [k for k in kernels.required_keys(shape) if k not in self.entries]
+        if missing:
+            return f"it lacks {len(missing)} entries, e.g. {missing[0]}"
+        if self.fusion:
+            missing = [k for k in kernels.fusion_keys(shape) if k not in self.fusion]
+            if missing:
+                return f"its fusion record lacks {len(missing)} keys, e.g. {missing[0]}"
+        return None
+
+    def covers(self, shape: NetShape) -> bool:
+        """True when every entry a network of `shape` needs is in the table (any number of cells)."""
+        return self._mismatch(shape) is None
+
+    def _require(self, shape: NetShape) -> None:
+        why = self._mismatch(shape)
+        if why is None:
+            return
+        same_io = (shape.resolution, shape.in_channels, shape.num_classes) == (
+            self.resolution,
+            self.in_channels,
+            self.num_classes,
+        )
+        widths = sorted(set(self.widths) | {shape.width}) if same_io else [shape.width]
+        raise ConfigError(
+            f"{self._source()} does not cover width {shape.width} at {shape.in_channels}x{shape.resolution}x"
+            f"{shape.resolution} with {shape.num_classes} classes: {why}; rerun `edgenas profile-device "
+            f"--name {self.name or 'DEVICE'} --space {self.space} --resolution {shape.resolution} "
+            f"--in-channels {shape.in_channels} --classes {shape.num_classes} "
+            f"--widths {','.join(map(str, widths))} --threads {self.threads}` on the device"
+        )
+
+    # ---- predictions
+    def predict_ms(self, arch: Any, shape: NetShape) -> float:
+        """Predicted batch-1 latency (ms) of the space's network for `arch` (or its string) at `shape`.
+
+        The sum of the entries of the kernels onnxruntime runs for that network on the
+        table's device (see the space's `latency.predict_ms`). A shape the table does not
+        cover is a `ConfigError` saying how to extend the table.
+        """
+        self._require(shape)
+        return self.kernels.predict_ms(self, arch, shape)
+
+    def nb201_terms(self, shape: NetShape) -> tuple[float, np.ndarray]:
+        """Per-edge latency terms `(fixed_ms, terms)` for a differentiable expected latency.
+
+        See `edgenas.spaces.nb201.latency.edge_terms`; kept under this name for the
+        NB201 cost terms and the search code that call it.
+        """
+        self._require(shape)
+        return self.kernels.edge_terms(self, shape)
+
+
+# --------------------------------------------------------------------------- device profiles
+_TABLE_CACHE: dict[tuple[str, int], LatencyTable] = {}
+
+
+def latency_table_for(profile: DeviceProfile) -> LatencyTable | None:
+    """The latency table a device profile points at (`latency.source: table`), or None.
+
+    Tables are cached by path and modification time, so a search loop can call this for
+    every candidate. A bad table file is a `ConfigError` naming the profile and the file.
+    """
+    spec = profile.latency
+    if spec.source != "table":
+        return None
+    if not spec.table:
+        raise ConfigError(f"device profile {profile.name!r}: latency.source is 'table' but latency.table is not set")
+    path = Path(spec.table)
+    try:
+        key = (str(path.resolve()), path.stat().st_mtime_ns)
+    except OSError:
+        key = None
+    if key is None or key not in _TABLE_CACHE:
+        try:
+            table = LatencyTable.load(path)
+        except ConfigError as e:
+            raise ConfigError(f"device profile {profile.name!r}: {e}") from None
+        if key is None:
+            return table
+        _TABLE_CACHE[key] = table
+    return _TABLE_CACHE[key]
