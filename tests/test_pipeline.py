@@ -60,7 +60,10 @@ def tiny_config(tmp_path: Path, **override) -> Path:
             "devices:\n  - name: a\n    budgets: {max_params: 10k}\nsearch:\n  methd: dca\n",
             ":5: search.methd: unknown key",
         ),
-        ("devices:\n  - name: a\n    budgets: {max_params: 10k}\n    method: foo\n", ":4: devices.0.method: Value error, 'foo' is not one of screen, dca"),
+        (
+            "devices:\n  - name: a\n    budgets: {max_params: 10k}\n    method: foo\n",
+            ":4: devices.0.method: Value error, 'foo' is not one of screen, dca",
+        ),
         ("devices:\n  - profile: nope.yaml\n", ":2: devices.0.profile:"),
         ("devices: []\n", ":1: devices: List should have at least 1 item"),
         ("devices:\n  - name: a\n", ":2: devices.0: device 'a' sets no budget"),
