@@ -90,3 +90,13 @@ def test_a_command_has_a_handler_or_actions() -> None:
         Command("neither")
     with pytest.raises(ValueError, match="exactly one"):
         Command("both", handler=lambda args: 0, actions={"x": Command("x", handler=lambda args: 0)})
+
+
+def test_readme_command_table_names_every_command() -> None:
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    text = readme.read_text()
+    table = text[text.index("## What works today") :]
+    table = table[: table.index("\n\n", table.index("| command |"))]
+    rows = [line for line in table.splitlines() if line.startswith("| `edgenas ")]
+    for command in LEAVES:
+        assert any(f"`edgenas {command}" in row for row in rows), f"README's command table lacks `edgenas {command}`"
