@@ -85,6 +85,13 @@ def test_every_cli_module_registers_a_command() -> None:
     assert registered <= modules
 
 
+def test_no_command_module_shadows_a_name_of_the_package() -> None:
+    """Importing `edgenas/cli/run.py` would replace the function `edgenas.cli.run` by the module."""
+    stems = {p.stem for p in Path(edgenas.cli.__file__).parent.glob("*.py")}
+    assert stems & set(edgenas.cli.__all__) == set()
+    assert callable(edgenas.cli.run) and edgenas.cli.run.__module__ == "edgenas.cli"
+
+
 def test_a_command_has_a_handler_or_actions() -> None:
     with pytest.raises(ValueError, match="exactly one"):
         Command("neither")

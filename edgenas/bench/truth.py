@@ -220,7 +220,9 @@ def bench_truth(
     """
     if (n is None) == (archs is None):
         raise ConfigError("edgenas bench truth needs exactly one of --n N (sample) or --archs FILE (listed)")
-    proto = TruthProtocol(**{**protocol, "data_dir": str(protocol["data_dir"]) if protocol.get("data_dir") else None})
+    if protocol.get("data_dir") is not None:
+        protocol["data_dir"] = str(protocol["data_dir"])
+    proto = TruthProtocol(**protocol)
     space = proto.space
     if isinstance(archs, (str, Path)):
         archs = read_arch_list(archs, space)

@@ -101,9 +101,10 @@ def run_pipeline(
     """Run (or resume) the whole pipeline for a config file; returns `results.json`'s content.
 
     Give `config_file`, or `example`: the name of a config shipped in `edgenas/configs`
-    (`"quick"`: the short demo). `executor`, `address`, `workers` and `threads` override the config's `executor` section
-    (they change where and how fast jobs run, not which jobs; a resume may change them, though
-    another thread count can move the last digits of a float result).
+    (`"quick"`: the short demo). `executor`, `address`, `workers` and `threads` override the
+    config's `executor` section (they change where and how fast jobs run, not which jobs; a
+    resume may change them, though another thread count can move the last digits of a float
+    result).
     """
     if (config_file is None) == (example is None):
         raise UserError(

@@ -2,6 +2,7 @@
 
 The library function is `edgenas.pipeline.run.run_pipeline`; the printed table is the
 report's (`edgenas.cli.report.run_table`). Exit status 1 when a device misses a budget.
+(The module is not `run.py`: importing it would replace the function `edgenas.cli.run`.)
 """
 
 from __future__ import annotations
