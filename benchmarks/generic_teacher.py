@@ -24,13 +24,13 @@ import numpy as np
 from edgenas.bench.truth import read_truth
 from edgenas.core.space import NetShape
 from edgenas.cost import count_params
+from edgenas.distill.teacher_net import TEACHER_ARCH
 from edgenas.report.tables import rows_table, stdout
 from edgenas.spaces.nb201 import NB201Arch, NB201Network
 from edgenas.train.train_arch import train_arch
 from edgenas.train.trainer import TrainConfig
 
 RESULTS = Path(__file__).parent / "results"
-TEACHER_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
 
 def once(name: str, **kw) -> dict:

@@ -82,7 +82,7 @@ def get_teacher(path: Path | None, protocol: TruthProtocol) -> Path:
     out = FOLDER / "teacher"
     if (out / "model.pt").is_file():
         return out / "model.pt"
-    from edgenas.cli import TEACHER_ARCH
+    from edgenas.distill.teacher_net import TEACHER_ARCH
     from edgenas.train.train_arch import train_arch
     from edgenas.train.trainer import TrainConfig
 

@@ -62,3 +62,36 @@ def test_bench_proxies_on_a_small_truth(tmp_path: Path) -> None:
     for f in ("results.json", "proxies.csv", "correlations.png"):
         assert (tmp_path / "b" / f).is_file()
     assert json.loads((tmp_path / "b" / "results.json").read_text())["archs"] == 4
+
+
+def test_bench_commands_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`edgenas bench truth` then `bench proxies`: each prints its summary and writes its files."""
+    from edgenas.cli import run
+
+    out = tmp_path / "truth.jsonl"
+    tiny = ["--dataset", "digits", "--width", "4", "--subset", "600", "--epochs", "2", "--batch-size", "64"]
+    assert run(["bench", "truth", "--n", "3", "--out", str(out), "--workers", "1", "--quiet", *tiny]) == 0
+    assert capsys.readouterr().out.startswith(f"3 archs in {out}; test accuracy min ")
+    assert json.loads(out.with_name("truth.jsonl.protocol.json").read_text())["protocol"] == TINY.model_dump()
+    argv = ["bench", "proxies", "--truth", str(out), "--proxies", "az,synflow", "--batch", "8", "--compute", "cpu"]
+    assert run([*argv, "--run-dir", str(tmp_path / "b"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "proxies vs trained accuracy on 3 archs" in printed and "synflow" in printed
+    assert f"run directory: {tmp_path / 'b'}" in printed
+    config = (tmp_path / "b" / "config.yaml").read_text()
+    assert "bench proxies" in config and "synflow" in config
+    assert (tmp_path / "b" / "results.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--n", "2", "--archs", "a.txt"], "exactly one of --n N"),
+        ([], "exactly one of --n N"),
+    ],
+)
+def test_bench_truth_needs_n_or_archs(argv: list[str], needle: str, tmp_path: Path, capsys) -> None:
+    from edgenas.cli import run
+
+    assert run(["bench", "truth", "--out", str(tmp_path / "t.jsonl"), *argv]) == 2
+    assert needle in capsys.readouterr().err

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from edgenas.cli import run
+from edgenas.configs import EXAMPLES as EXAMPLE_CONFIGS
+from edgenas.configs import example_config
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "devices"
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -99,3 +101,70 @@ def test_interrupt_says_how_to_resume(monkeypatch: pytest.MonkeyPatch, capsys: p
     monkeypatch.setattr(train_mod, "train_arch", interrupted)
     assert run(["train", "--arch", ARCH, "--quiet"]) == 130
     assert "edgenas train --resume runs/train-x" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- run --example, quickstart
+@pytest.mark.parametrize("name", EXAMPLE_CONFIGS.names())
+def test_packaged_example_configs_load_and_validate(name: str) -> None:
+    from edgenas.pipeline.config import load_run_config
+
+    _, profiles = load_run_config(example_config(name))
+    assert profiles and all(p.budgets.items() for p in profiles)
+
+
+def test_quick_example_is_short() -> None:
+    """The demo stays a demo: screening only, no teacher, 2 epochs on a small subset."""
+    from edgenas.pipeline.config import load_run_config
+
+    cfg, profiles = load_run_config(example_config("quick"))
+    assert [p.name for p in profiles] == ["mcu", "phone", "gateway"]
+    assert {cfg.method_for(i) for i in range(len(profiles))} == {"screen"}
+    assert cfg.teacher.kind == "none" and cfg.train.epochs <= 2
+    assert cfg.dataset.subset <= 5000 and cfg.screen.n <= 50
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["run", "--example", "nope"], "unknown example config 'nope'; choose one of quick"),
+        (["run", "x.yaml", "--example", "quick"], "not both"),
+        (["run"], "needs a config file"),
+    ],
+)
+def test_run_example_errors(argv: list[str], needle: str, capsys: pytest.CaptureFixture) -> None:
+    assert run(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edgenas: error: ") and needle in err and "\n" not in err
+
+
+def test_quickstart_runs_the_quick_example(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import edgenas.pipeline.run as pipeline_run
+
+    seen = {}
+
+    def fake(config_file, **kwargs):
+        seen.update(config_file=config_file, **kwargs)
+        return {"name": "quick", "total_seconds": 60.0, "devices": [], "run_dir": "runs/q", "all_pass": True}
+
+    monkeypatch.setattr(pipeline_run, "run_pipeline", fake)
+    assert run(["quickstart", "--quiet", "--run-dir", "runs/q"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "edgenas quickstart runs `edgenas run --example quick`"
+    assert "edgenas run quick: 1.0 min" in out
+    assert seen["config_file"] is None and seen["example"] == "quick" and seen["quiet"]
+    assert str(seen["run_dir"]) == "runs/q"
+
+
+def test_python_api_is_lazy_and_complete() -> None:
+    """`import edgenas` loads no torch; every name of the API is a function of the library."""
+    code = "import sys, edgenas; assert 'torch' not in sys.modules; print(' '.join(edgenas.__all__))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    import edgenas
+
+    names = proc.stdout.split()
+    assert {"run_pipeline", "screen", "run_search", "train_arch", "export_model", "check_devices"} <= set(names)
+    for name in names[1:]:  # after __version__
+        assert callable(getattr(edgenas, name)), name
+    with pytest.raises(AttributeError):
+        edgenas.no_such_function  # noqa: B018

@@ -1,4 +1,4 @@
-"""End-to-end runs on real Fashion-MNIST: a short one for CI, the full figure under `-m slow`."""
+"""End-to-end runs on real Fashion-MNIST: a short one for CI; the full figure and the quick example under `-m slow`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from edgenas.cli import run
-from edgenas.quickstart import quickstart
 from edgenas.train.train_arch import train_arch
 from edgenas.train.trainer import TrainConfig
 
@@ -64,12 +63,16 @@ def test_issue_figure_three_epochs_reach_88(tmp_path: Path) -> None:
 
 
 @needs_fashion
-def test_quickstart_short(tmp_path: Path) -> None:
-    """The README's main job, shrunk: every picked model meets every budget of its device."""
-    out = quickstart(n=20, epochs=2, subset=3000, width=8, run_dir=tmp_path / "q", quiet=True)
-    assert len(out["devices"]) == 3
-    for dev in out["devices"]:
-        assert dev["arch"] is not None, dev["device"]
-        assert all(b["passed"] for b in dev["budgets"]), dev
-        assert 0.3 < dev["test_accuracy"] <= 1.0
-    assert (tmp_path / "q" / "results.json").is_file()
+@pytest.mark.slow
+def test_quick_example_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`edgenas run --example quick`, the README's demo (about 2 min): one model per device, every budget met."""
+    import json
+
+    assert run(["run", "--example", "quick", "--run-dir", str(tmp_path / "q"), "--quiet"]) == 0
+    assert "edgenas run quick" in capsys.readouterr().out
+    res = json.loads((tmp_path / "q" / "results.json").read_text())
+    assert [d["device"] for d in res["devices"]] == ["mcu", "phone", "gateway"] and res["all_pass"]
+    for dev in res["devices"]:
+        assert dev["all_pass"] and 0.3 < dev["test_accuracy"] <= 1.0, dev
+    assert len({d["arch"] for d in res["devices"]}) == 3  # budgets scaled so that each device gets its own cell
+    assert (tmp_path / "q" / "report.html").is_file()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,8 @@ from edgenas.core.rundir import RunDir
 from edgenas.core.space import NetShape
 from edgenas.data import dataset_info
 from edgenas.data.sample_batch import sample_batch
-from edgenas.proxies import AZ_PROXIES, az_aggregate, linear_rank_sum
-from edgenas.proxies.pool import score_arch
+from edgenas.proxies import AZ_PROXIES, available, az_aggregate, linear_rank_sum
+from edgenas.proxies.pool import expand_proxy_names, score_arch
 from edgenas.report.plots import proxy_scatter_grid
 from edgenas.spaces import get_space
 
@@ -42,15 +43,30 @@ def read_protocol(truth: Path) -> dict[str, Any]:
 
 def bench_proxies(
     truth: str | Path,
-    names: list[str],
+    names: str | Sequence[str] | None = None,
     *,
-    run: RunDir,
+    run: RunDir | None = None,
+    run_dir: str | Path | None = None,
     batch: int = 64,
     seed: int = 0,
     compute: str = "auto",
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """Score every ground-truth arch with every proxy; write correlations, per-arch values and plots."""
+    """Score every ground-truth arch with every proxy; write correlations, per-arch values and plots.
+
+    `names`: a comma list or list of proxies (`az` = the four AZ-NAS ones; default: every
+    registered proxy). The results go to `run`, or to a new run folder (`run_dir`, default
+    `runs/bench-proxies-TIME`); returns `results.json`'s content plus `run_dir`.
+    """
+    names = expand_proxy_names(names) if names else available()
+    if run is None:
+        run = RunDir.create("bench-proxies", run_dir)
+        run.write_config(
+            {
+                "command": "bench proxies",
+                "options": {"truth": str(truth), "proxies": names, "batch": batch, "seed": seed},
+            }
+        )
     truth = Path(truth)
     rows = read_truth(truth)
     if len(rows) < 3:
@@ -104,7 +120,7 @@ def bench_proxies(
         "seconds_per_arch": per_arch_s,
     }
     run.write_results(results)
-    return results
+    return {**results, "run_dir": str(run.path)}
 
 
 def _write_values(path: Path, rows: list[dict[str, Any]], columns: dict[str, list[float]]) -> None:

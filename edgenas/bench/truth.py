@@ -4,7 +4,8 @@ Output is a JSON-lines file, one finished arch a line, appended and fsynced by t
 as each job completes, so an interrupted build loses only the archs in flight; rerunning
 the same command skips archs already in the file. The protocol lives in a sidecar
 `<file>.protocol.json`; resuming with a different protocol is refused, because mixing
-protocols would make the accuracies incomparable.
+protocols would make the accuracies incomparable. `bench_truth` is the command
+(`edgenas bench truth`); `build_truth` takes a ready `TruthProtocol`.
 """
 
 from __future__ import annotations
@@ -199,6 +200,35 @@ def build_truth(
         finally:
             ex.close()
     return read_truth(out)
+
+
+def bench_truth(
+    out: str | Path,
+    *,
+    n: int | None = None,
+    archs: str | Path | list[str] | None = None,
+    workers: int = 2,
+    executor: str = "local",
+    address: str | None = None,
+    quiet: bool = False,
+    **protocol: Any,
+) -> list[dict[str, Any]]:
+    """`edgenas bench truth`: train `n` sampled archs, or the `archs` listed (a file or a list), into `out`.
+
+    `protocol` holds `TruthProtocol` fields (space, dataset, width, epochs, ...; the rest keep
+    its defaults). Rerunning with the same protocol continues; returns every line of `out`.
+    """
+    if (n is None) == (archs is None):
+        raise ConfigError("edgenas bench truth needs exactly one of --n N (sample) or --archs FILE (listed)")
+    if protocol.get("data_dir") is not None:
+        protocol["data_dir"] = str(protocol["data_dir"])
+    proto = TruthProtocol(**protocol)
+    space = proto.space
+    if isinstance(archs, (str, Path)):
+        archs = read_arch_list(archs, space)
+    elif archs is not None:
+        archs = list(dict.fromkeys(str(get_space(space).parse(a)) for a in archs))
+    return build_truth(out, proto, n=n, archs=archs, workers=workers, executor=executor, address=address, quiet=quiet)
 
 
 def _run_jobs(

@@ -1,14 +1,19 @@
-"""Does an architecture fit a device? Measure its cost the profile's way and compare with every budget."""
+"""Does an architecture fit a device? Measure its cost the profile's way and compare with every budget.
+
+`check_devices` is `edgenas devices check`: one arch against several device profiles.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 from torch import nn
 
 from edgenas.core.cost import Cost
-from edgenas.core.device import BudgetCheck, DeviceProfile, check_budgets, fits
+from edgenas.core.device import BudgetCheck, DeviceProfile, check_budgets, fits, load_device
 from edgenas.core.errors import ConfigError
 from edgenas.core.space import NetShape, SearchSpace
 from edgenas.cost.lut import latency_table_for
@@ -87,3 +92,36 @@ def first_fitting(
                 continue
         chosen.append(arch)
     return chosen, measured
+
+
+def check_devices(
+    arch: str,
+    device_files: Sequence[str | Path],
+    *,
+    space: str = "nb201",
+    width: int = 16,
+    cells: int = 1,
+    dataset: str = "fashion-mnist",
+    data_dir: str | Path | None = None,
+    resize: int | None = None,
+    latency: bool = True,
+) -> dict[str, Any]:
+    """Cost of `arch` (built for the dataset's input at width/cells) against every profile's budgets.
+
+    Returns the canonical `arch`, its `shape` (`NetShape`), one entry per profile
+    (`file`, `profile`, `cost`, `checks`: `BudgetCheck`s) and `all_pass` (no budget missed;
+    an unmeasured one does not count as missed).
+    """
+    from edgenas.data import dataset_info
+    from edgenas.spaces import get_space
+
+    sp = get_space(space)
+    arch = str(sp.parse(arch))
+    shape = NetShape.for_data(dataset_info(dataset, data_dir, resize=resize), width, cells)
+    devices = []
+    for path in device_files:
+        profile = load_device(path)
+        cost, checks = check_arch_on_device(sp, arch, shape, profile, latency=latency)
+        devices.append({"file": str(path), "profile": profile, "cost": cost, "checks": checks})
+    all_pass = not any(c.passed is False for d in devices for c in d["checks"])
+    return {"arch": arch, "shape": shape, "devices": devices, "all_pass": all_pass}

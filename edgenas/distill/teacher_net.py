@@ -21,6 +21,8 @@ from edgenas.spaces.nb201 import NB201Arch, NB201Network
 
 CODE_DIM = 2
 CONDITIONING = "film-last-stage"
+# The default teacher cell (`edgenas teacher`, the pipeline's teacher): every edge a 3x3 convolution.
+TEACHER_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
 
 class ConditionedTeacher(nn.Module):

@@ -1,4 +1,8 @@
-"""`edgenas export` as a function: ONNX file, output check, latency with both backends."""
+"""`edgenas export` as a function: ONNX file, output check, latency with both backends.
+
+`export_model` takes what a user names (a model file or run folder, or an untrained arch);
+`export_and_measure` takes a built network (the pipeline's export stage uses it).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 from torch import nn
 
 from edgenas.core.atomic import atomic_write_json
+from edgenas.core.errors import UserError
 from edgenas.cost.latency import measure_onnx_latency, measure_torch_latency
 from edgenas.cost.measure import measure_cost
 from edgenas.export.onnx import export_onnx, verify_onnx
@@ -41,3 +46,45 @@ def export_and_measure(
     }
     atomic_write_json(out.with_suffix(".json"), result)
     return result
+
+
+def export_model(
+    model: str | Path | None = None,
+    *,
+    arch: str | None = None,
+    space: str = "nb201",
+    width: int = 16,
+    cells: int = 1,
+    dataset: str = "fashion-mnist",
+    data_dir: str | Path | None = None,
+    resize: int | None = None,
+    out: str | Path | None = None,
+    threads: int = 1,
+    repeats: int = 100,
+) -> dict[str, Any]:
+    """Export a model file (`model.pt` or its run folder), or the untrained `arch`, and measure it.
+
+    The ONNX file goes to `out`, by default next to the model file (`model.onnx`), or to
+    `./model.onnx` for an arch, which is built for the dataset's input at width/cells.
+    Returns what `export_and_measure` writes to `<out>.json`.
+    """
+    from edgenas.core.space import NetShape
+
+    if model is not None:
+        from edgenas.train.model_file import load_model_file
+
+        net, blob = load_model_file(model)
+        shape = NetShape(**blob["shape"])
+        src = Path(model)
+        default_out = (src if src.is_dir() else src.parent) / "model.onnx"
+    elif arch is not None:
+        from edgenas.data import dataset_info
+        from edgenas.spaces import get_space
+
+        sp = get_space(space)
+        shape = NetShape.for_data(dataset_info(dataset, data_dir, resize=resize), width, cells)
+        net = sp.build(sp.parse(arch), shape)
+        default_out = Path("model.onnx")
+    else:
+        raise UserError("edgenas export needs a MODEL file / run directory, or --arch ARCH_STRING")
+    return export_and_measure(net, shape.input_shape, out or default_out, threads=threads, repeats=repeats)

@@ -25,12 +25,12 @@ from edgenas.core.errors import Interrupted, ResumeError, UserError
 from edgenas.core.progress import progress_bar
 from edgenas.core.rundir import RunDir
 from edgenas.core.space import NetShape
+from edgenas.distill.teacher_net import TEACHER_ARCH
 from edgenas.exec.executor import Executor, Job, make_executor, run_all, threads_per_job
 from edgenas.pipeline.config import RunConfig, load_run_config
 from edgenas.search.methods import METHODS, SearchMethod, aimed_at, search_job_key
 
 STAGES = ("screen", "search", "select", "teacher", "distill", "export", "report")
-TEACHER_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
 
 class PipelineState:
@@ -87,8 +87,9 @@ def _alive(pid: int) -> bool:
 
 
 def run_pipeline(
-    config_file: str | Path,
+    config_file: str | Path | None = None,
     *,
+    example: str | None = None,
     resume: str | Path | None = None,
     run_dir: str | Path | None = None,
     executor: str | None = None,
@@ -100,10 +101,22 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """Run (or resume) the whole pipeline for a config file; returns `results.json`'s content.
 
-    `executor`, `address`, `workers` and `threads` override the config's `executor` section
-    (they change where and how fast jobs run, not which jobs; a resume may change them, though
-    another thread count can move the last digits of a float result).
+    Give `config_file`, or `example`: the name of a config shipped in `edgenas/configs`
+    (`"quick"`: the short demo). `executor`, `address`, `workers` and `threads` override the
+    config's `executor` section (they change where and how fast jobs run, not which jobs; a
+    resume may change them, though another thread count can move the last digits of a float
+    result).
     """
+    if (config_file is None) == (example is None):
+        raise UserError(
+            "give a run config file or --example NAME, not both"
+            if example is not None
+            else "edgenas run needs a config file (e.g. examples/fashion_three_devices.yaml) or --example NAME"
+        )
+    if example is not None:
+        from edgenas.configs import example_config
+
+        config_file = example_config(example)
     cfg, profiles = load_run_config(config_file)
     if threads is not None:
         cfg.executor.threads = threads
@@ -131,8 +144,9 @@ def run_pipeline(
             return Pipeline(cfg, profiles, run, ex, compute=compute, quiet=quiet).run()
     except KeyboardInterrupt:
         run.event("interrupted")
+        source = f"--example {example}" if example is not None else config_file
         raise Interrupted(
-            f"finished work is saved in {run.path}; continue with: edgenas run {config_file} --resume {run.path}"
+            f"finished work is saved in {run.path}; continue with: edgenas run {source} --resume {run.path}"
         ) from None
     finally:
         ex.close()

@@ -5,6 +5,8 @@ Candidates come from uniform sampling (`random`), the AZ-NAS evolutionary search
 misses a static budget; the rest are scored with the chosen proxies and ranked by the
 aggregated AZ score. Latency, costly to measure, is checked last: walking down the ranking,
 each candidate's ONNX latency is measured until `top` candidates meet every budget.
+`screen` is the command (it opens the run folder and reads what the user names);
+`run_screen` screens into a given run folder (the pipeline calls it once per device).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ import torch
 
 from edgenas.core.atomic import atomic_write_text
 from edgenas.core.compute import resolve_device
-from edgenas.core.device import DeviceProfile, fits
+from edgenas.core.device import DeviceProfile, fits, load_device
 from edgenas.core.errors import UserError
 from edgenas.core.progress import progress_bar
 from edgenas.core.rundir import RunDir
@@ -28,10 +31,116 @@ from edgenas.core.seeding import numpy_rng
 from edgenas.core.space import NetShape
 from edgenas.cost.budget_check import first_fitting
 from edgenas.cost.measure import measure_cost
-from edgenas.proxies.pool import rank_pool, score_arch
+from edgenas.proxies.pool import LABELLED_PROXIES, expand_proxy_names, rank_pool, score_arch
 from edgenas.report.plots import score_vs_flops
 from edgenas.search.evolution import evolve
 from edgenas.spaces import get_space
+
+
+def screen(
+    *,
+    device_file: str | Path | None = None,
+    profile: DeviceProfile | None = None,
+    proxies: str | Sequence[str] = "az",
+    strategy: str = "random",
+    n: int = 1000,
+    top: int = 20,
+    archs: str | Path | Sequence[str] | None = None,
+    population: int = 64,
+    batch: int = 64,
+    space: str = "nb201",
+    width: int = 16,
+    cells: int = 1,
+    dataset: str = "fashion-mnist",
+    data_dir: str | Path | None = None,
+    subset: int | None = None,
+    val_fraction: float = 0.1,
+    resize: int | None = None,
+    seed: int = 0,
+    compute: str = "auto",
+    run_dir: str | Path | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """`edgenas screen`: rank archs of `space` inside a device's budgets, in a new run folder.
+
+    The target is `profile` or `device_file` (neither: no budget); `proxies` is a comma list
+    or a list of names (`az` = the four AZ-NAS ones); `archs` (a file, one arch a line, or a
+    list) scores given archs instead of sampling `n`. Proxies that use labels get one real
+    batch of the dataset. Returns `results.json`'s content plus `run_dir`.
+    """
+    from edgenas.bench.truth import read_arch_list
+    from edgenas.data import dataset_info
+
+    names = expand_proxy_names(proxies)
+    if profile is None and device_file is not None:
+        profile = load_device(device_file)
+    arch_list = None
+    if isinstance(archs, (str, Path)):
+        arch_list = read_arch_list(archs, space)
+    elif archs is not None:
+        sp = get_space(space)
+        arch_list = list(dict.fromkeys(str(sp.parse(a)) for a in archs))
+    if arch_list is not None and strategy == "evolution":
+        raise UserError("--archs scores a given list; it cannot be combined with --strategy evolution")
+    shape = NetShape.for_data(dataset_info(dataset, data_dir, resize=resize), width, cells)
+    run = RunDir.create("screen", run_dir)
+    options = {
+        "device_file": device_file,
+        "n": n,
+        "top": top,
+        "archs": archs,
+        "proxies": proxies,
+        "strategy": strategy,
+        "population": population,
+        "batch": batch,
+        "compute": compute,
+        "seed": seed,
+        "run_dir": run_dir,
+        "quiet": quiet,
+        "space": space,
+        "width": width,
+        "cells": cells,
+        "dataset": dataset,
+        "data_dir": data_dir,
+        "subset": subset,
+        "val_fraction": val_fraction,
+        "resize": resize,
+    }
+    run.write_config({"command": "screen", "options": {k: _plain(v) for k, v in options.items()}})
+    real = None
+    if any(name in LABELLED_PROXIES for name in names):
+        from edgenas.data.sample_batch import sample_batch
+
+        real = sample_batch(
+            dataset, data_dir, batch=batch, seed=seed, subset=subset, val_fraction=val_fraction, resize=resize
+        )
+    res = run_screen(
+        profile=profile,
+        shape=shape,
+        names=names,
+        real_batch=real,
+        space_name=space,
+        strategy=strategy,
+        n=n,
+        archs=arch_list,
+        top=top,
+        population=population,
+        batch=batch,
+        seed=seed,
+        compute=compute,
+        run=run,
+        quiet=quiet,
+    )
+    return {**res, "run_dir": str(run.path)}
+
+
+def _plain(value: Any) -> Any:
+    """A config value as YAML can hold it: paths as strings, sequences as lists."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def run_screen(

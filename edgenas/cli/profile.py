@@ -1,0 +1,109 @@
+"""`edgenas profile-device`: per-op latency table of this machine, or `--check TABLE` against measured networks.
+
+The library functions are `edgenas.cost.profile.profile_device` and `check_latency_table`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from edgenas.cli import COMMANDS, Command
+from edgenas.cli._args import positive_int, widths_list
+from edgenas.core.errors import UserError
+
+
+def arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", help="device name; the table goes to NAME.lut.json unless --out")
+    p.add_argument("--space", default="nb201", help="search space (nb201)")
+    p.add_argument("--resolution", type=positive_int, help="input side in pixels")
+    p.add_argument("--in-channels", type=positive_int, default=1, help="input channels (1)")
+    p.add_argument("--classes", type=positive_int, default=10, help="output classes (10)")
+    p.add_argument("--widths", type=widths_list, default=[8, 16, 32], help="first-stage widths C to cover (8,16,32)")
+    p.add_argument("--threads", type=positive_int, help="inference threads (1; --check: the table's)")
+    p.add_argument("--warmup", type=positive_int, help="untimed runs per graph (20; --check: the table's)")
+    p.add_argument("--repeats", type=positive_int, help="timed runs per graph (1000; --check: the table's)")
+    p.add_argument("--check", type=Path, metavar="TABLE", help="measure random networks and compare with TABLE")
+    p.add_argument("--n", type=positive_int, default=30, help="--check: networks to measure (30)")
+    p.add_argument("--width", type=positive_int, default=16, help="--check: width C (16)")
+    p.add_argument("--cells", type=positive_int, default=1, help="--check: cells per stage (1)")
+    p.add_argument("--seed", type=int, default=0, help="--check: which networks (0)")
+    p.add_argument("--out", type=Path, help="table file (NAME.lut.json); --check: rows JSON (TABLE.check.json)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def handle(args: argparse.Namespace) -> int:
+    from edgenas.cost.profile import check_latency_table, profile_device
+
+    protocol = {"warmup": args.warmup, "repeats": args.repeats, "quiet": args.quiet}
+    if args.check is not None:
+        res = check_latency_table(
+            args.check,
+            n=args.n,
+            width=args.width,
+            cells=args.cells,
+            seed=args.seed,
+            threads=args.threads,
+            out=args.out,
+            **protocol,
+        )
+        print_check(res)
+        return 0
+    if args.name is None or args.resolution is None:
+        raise UserError("edgenas profile-device needs --name NAME and --resolution R (or --check TABLE)")
+    table = profile_device(
+        args.name,
+        args.resolution,
+        space=args.space,
+        in_channels=args.in_channels,
+        classes=args.classes,
+        widths=args.widths,
+        threads=args.threads or 1,
+        out=args.out,
+        **protocol,
+    )
+    print_table(table)
+    return 0
+
+
+def print_table(table: Any) -> None:
+    """The main entries per width and stage, and where the table went."""
+    from edgenas.cost import lut
+    from edgenas.report.tables import rows_table, stdout
+
+    stdout.print(
+        rows_table(
+            f"{table.name}: NB201 op latencies, {table.threads} thread(s)", lut.SUMMARY_COLUMNS, lut.summary_rows(table)
+        )
+    )
+    stdout.print(
+        f"{len(table.entries)} entries, run overhead {table.overhead_ms * 1e3:.1f} µs, {table.seconds:.0f}s; "
+        f"written to {table.path}  (check it: edgenas profile-device --check {table.path})"
+    )
+
+
+def print_check(res: dict[str, Any]) -> None:
+    """MAPE, rank correlations and drift of a table against networks measured here."""
+    from edgenas.report.tables import rows_table, stdout
+
+    ref, shape = res["reference"], res["shape"]
+    rows = [
+        ("networks", f"{res['n']} (C={shape['width']}, N={shape['cells']}, seed {res['seed']})"),
+        ("MAPE", f"{res['mape_pct']:.2f} %  (max {res['max_error_pct']:.1f} %, bias {res['bias_pct']:+.2f} %)"),
+        ("within ±10 %", f"{res['within_10pct'] * 100:.0f} % of networks"),
+        ("Kendall τ", f"{res['kendall_tau']:.3f}"),
+        ("Spearman ρ", f"{res['spearman_rho']:.3f}"),
+        ("machine drift", f"{ref['drift_pct']:+.1f} % (identity-cell network now vs at profiling)"),
+    ]
+    stdout.print(rows_table(f"latency table {res['table']} vs measured networks", ("", ""), rows))
+    stdout.print(f"rows: {res['rows_file']}  plot: {res['plot']}  ({res['seconds']:.0f}s)")
+    if not res["same_machine"]:
+        made = res["made_on"]
+        stdout.print(
+            f"[yellow]note: the table was made on {made['processor']}, onnxruntime {made['onnxruntime']}; "
+            f"this is {res['here']['processor']}, onnxruntime {res['here']['onnxruntime']}[/]"
+        )
+
+
+COMMANDS.register("profile-device", Command("per-op latency table of this machine (or --check one)", arguments, handle))

@@ -1,0 +1,82 @@
+"""`edgenas profile-device` as functions: a per-op latency table of this machine, or a check of one.
+
+What the command adds around `edgenas.cost.lut` (whose public names only are used here):
+where files go (`NAME.lut.json`; `TABLE.check.json` and its plot) and the shape a check
+measures at (the table's input, the width and cells asked for).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edgenas.core.atomic import atomic_write_json
+from edgenas.core.errors import ConfigError
+from edgenas.core.space import NetShape
+from edgenas.cost import lut
+
+
+def profile_device(
+    name: str,
+    resolution: int,
+    *,
+    space: str = "nb201",
+    in_channels: int = 1,
+    classes: int = 10,
+    widths: Sequence[int] = (8, 16, 32),
+    threads: int = 1,
+    warmup: int | None = None,
+    repeats: int | None = None,
+    out: str | Path | None = None,
+    quiet: bool = False,
+) -> lut.LatencyTable:
+    """Time every op of `space`'s networks at this input here; save the table (`out`, else `NAME.lut.json`).
+
+    `warmup` / `repeats` left None keep `profile_nb201`'s defaults. Returns the table (its
+    `path` is the file written).
+    """
+    if space not in lut.SPACES:
+        raise ConfigError(f"--space {space!r}: latency tables exist for {', '.join(lut.SPACES)} only")
+    table = lut.profile_nb201(
+        resolution,
+        in_channels=in_channels,
+        num_classes=classes,
+        widths=widths,
+        threads=threads,
+        **{k: v for k, v in (("warmup", warmup), ("repeats", repeats)) if v is not None},
+        quiet=quiet,
+        name=name,
+    )
+    table.save(out or Path(f"{name}.lut.json"))
+    return table
+
+
+def check_latency_table(
+    table: str | Path,
+    *,
+    n: int = 30,
+    width: int = 16,
+    cells: int = 1,
+    seed: int = 0,
+    threads: int | None = None,
+    warmup: int | None = None,
+    repeats: int | None = None,
+    out: str | Path | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Predicted against measured latency of `n` random networks (C=`width`, N=`cells`) here.
+
+    The rows go to `out` (default `TABLE.check.json`) and the plot next to it (`.png`);
+    threads/warm-up/repeats left None are the table's. Returns `check_table`'s result plus
+    `rows_file`, `plot` and `made_on` (the processor and onnxruntime of the table).
+    """
+    loaded = lut.LatencyTable.load(table)
+    shape = NetShape(width, cells, loaded.in_channels, loaded.resolution, loaded.num_classes)
+    res = lut.check_table(loaded, shape, n, seed, threads=threads, warmup=warmup, repeats=repeats, quiet=quiet)
+    table = Path(table)
+    rows_file = Path(out) if out is not None else table.with_name(table.name.removesuffix(".json") + ".check.json")
+    atomic_write_json(rows_file, res)
+    png = lut.check_plot(rows_file.with_suffix(".png"), res)
+    made_on = {"processor": loaded.processor, "onnxruntime": loaded.onnxruntime}
+    return {**res, "rows_file": str(rows_file), "plot": str(png), "made_on": made_on}
