@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -146,7 +147,8 @@ def test_quickstart_runs_the_quick_example(monkeypatch: pytest.MonkeyPatch, caps
         seen.update(config_file=config_file, **kwargs)
         return {"name": "quick", "total_seconds": 60.0, "devices": [], "run_dir": "runs/q", "all_pass": True}
 
-    monkeypatch.setattr(pipeline_run, "run_pipeline", fake)
+    # the handler passes the flags its library function takes: the fake shows run_pipeline's signature
+    monkeypatch.setattr(pipeline_run, "run_pipeline", functools.wraps(pipeline_run.run_pipeline)(fake))
     assert run(["quickstart", "--quiet", "--run-dir", "runs/q"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0] == "edgenas quickstart runs `edgenas run --example quick`"

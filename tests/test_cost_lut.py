@@ -127,26 +127,22 @@ def test_round_trip_and_load_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope\.json: no such file"):
         LatencyTable.load(tmp_path / "nope.json")
     bad = tmp_path / "bad.json"
-    bad.write_text("{not json")
-    with pytest.raises(ConfigError, match=r"bad\.json: not readable JSON"):
-        LatencyTable.load(bad)
+
+    def refused(text: str, message: str) -> None:
+        bad.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            LatencyTable.load(bad)
+
+    refused("{not json", r"bad\.json: not readable JSON")
     doc = table.to_dict()
     doc["entries"]["conv_1x1:8x12x12"] = "fast"
-    bad.write_text(json.dumps(doc))
-    with pytest.raises(ConfigError, match=r"bad\.json: not an edgenas latency table .*conv_1x1:8x12x12"):
-        LatencyTable.load(bad)
-    bad.write_text(json.dumps({"kind": "something else"}))
-    with pytest.raises(ConfigError, match="not an edgenas latency table"):
-        LatencyTable.load(bad)
+    refused(json.dumps(doc), r"bad\.json: not an edgenas latency table .*conv_1x1:8x12x12")
+    refused(json.dumps({"kind": "something else"}), "not an edgenas latency table")
     doc = recorded.to_dict()
     doc["fusion"]["conv:8x12x12"] = "blocked"
-    bad.write_text(json.dumps(doc))
-    with pytest.raises(ConfigError, match=r"fusion 'conv:8x12x12' is 'blocked'"):
-        LatencyTable.load(bad)
+    refused(json.dumps(doc), r"fusion 'conv:8x12x12' is 'blocked'")
     doc["fusion"] = {}  # schema 2 tables carry a record
-    bad.write_text(json.dumps(doc))
-    with pytest.raises(ConfigError, match="fusion record is empty"):
-        LatencyTable.load(bad)
+    refused(json.dumps(doc), "fusion record is empty")
 
 
 def test_covers_and_missing_shape_says_how_to_rerun() -> None:

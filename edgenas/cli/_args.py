@@ -8,6 +8,8 @@ Heavy imports (datasets, spaces) happen inside the groups, when the parser is bu
 from __future__ import annotations
 
 import argparse
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +206,15 @@ def data_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "data_dir": args.data_dir,
         "resize": args.resize,
     }
+
+
+def call(fn: Callable[..., Any], args: argparse.Namespace, **overrides: Any) -> Any:
+    """Call the library function `fn` with every parsed flag whose name is one of its parameters.
+
+    Flags whose name or value differs from the parameter are passed in `overrides`. So a flag
+    a command adds reaches its function by naming it alike, with no list to keep in step.
+    """
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    params = [n for n, p in inspect.signature(fn).parameters.items() if p.kind in kinds]
+    flags = vars(args)
+    return fn(**{n: flags[n] for n in params if n in flags and n not in overrides}, **overrides)

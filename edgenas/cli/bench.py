@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edgenas.cli import COMMANDS, Command
-from edgenas.cli._args import data_args, net_args, positive_int, train_args
+from edgenas.cli._args import call, data_args, net_args, positive_int, train_args
 from edgenas.core.compute import COMPUTE_CHOICES
 
 
@@ -36,16 +36,7 @@ def handle_truth(args: argparse.Namespace) -> int:
 
     protocol = ("space", "dataset", "data_dir", "width", "cells", "subset", "val_fraction")
     protocol += ("epochs", "batch_size", "lr", "weight_decay", "schedule", "seed")
-    rows = bench_truth(
-        args.out,
-        n=args.n,
-        archs=args.archs,
-        workers=args.workers,
-        executor=args.executor,
-        address=args.address,
-        quiet=args.quiet,
-        **{k: getattr(args, k) for k in protocol},
-    )
+    rows = call(bench_truth, args, **{k: getattr(args, k) for k in protocol})  # **protocol: named here
     print_truth(rows, args.out)
     return 0
 
@@ -73,16 +64,7 @@ def proxies_arguments(p: argparse.ArgumentParser) -> None:
 def handle_proxies(args: argparse.Namespace) -> int:
     from edgenas.bench.proxy_bench import bench_proxies
 
-    res = bench_proxies(
-        args.truth,
-        args.proxies,
-        run_dir=args.run_dir,
-        batch=args.batch,
-        seed=args.seed,
-        compute=args.compute,
-        quiet=args.quiet,
-    )
-    print_proxies(res)
+    print_proxies(call(bench_proxies, args, names=args.proxies))
     return 0
 
 

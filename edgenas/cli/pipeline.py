@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from edgenas.cli import COMMANDS, Command
-from edgenas.cli._args import positive_int
+from edgenas.cli._args import call, positive_int
 from edgenas.core.compute import COMPUTE_CHOICES
 
 
@@ -36,18 +36,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
 def handle(args: argparse.Namespace) -> int:
     from edgenas.pipeline.run import run_pipeline
 
-    res = run_pipeline(
-        args.config,
-        example=args.example,
-        resume=args.resume,
-        run_dir=args.run_dir,
-        executor=args.executor,
-        address=args.address,
-        workers=args.workers,
-        threads=args.threads,
-        compute=args.compute,
-        quiet=args.quiet,
-    )
+    res = call(run_pipeline, args, config_file=args.config)
     print_run(res)
     return 0 if res["all_pass"] else 1
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgenas.cli import COMMANDS, Command
-from edgenas.cli._args import positive_int, widths_list
+from edgenas.cli._args import call, positive_int, widths_list
 from edgenas.core.errors import UserError
 
 
@@ -36,33 +36,12 @@ def arguments(p: argparse.ArgumentParser) -> None:
 def handle(args: argparse.Namespace) -> int:
     from edgenas.cost.profile import check_latency_table, profile_device
 
-    protocol = {"warmup": args.warmup, "repeats": args.repeats, "quiet": args.quiet}
     if args.check is not None:
-        res = check_latency_table(
-            args.check,
-            n=args.n,
-            width=args.width,
-            cells=args.cells,
-            seed=args.seed,
-            threads=args.threads,
-            out=args.out,
-            **protocol,
-        )
-        print_check(res)
+        print_check(call(check_latency_table, args, table=args.check))
         return 0
     if args.name is None or args.resolution is None:
         raise UserError("edgenas profile-device needs --name NAME and --resolution R (or --check TABLE)")
-    table = profile_device(
-        args.name,
-        args.resolution,
-        space=args.space,
-        in_channels=args.in_channels,
-        classes=args.classes,
-        widths=args.widths,
-        threads=args.threads or 1,
-        out=args.out,
-        **protocol,
-    )
+    table = call(profile_device, args, threads=args.threads or 1)
     print_table(table)
     return 0
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgenas.cli import COMMANDS, Command
-from edgenas.cli._args import compute_run_args, data_args, net_args, positive_int
+from edgenas.cli._args import call, compute_run_args, data_args, net_args, positive_int
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
@@ -30,29 +30,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
 def handle(args: argparse.Namespace) -> int:
     from edgenas.search.screen import screen
 
-    res = screen(
-        device_file=args.device_file,
-        proxies=args.proxies,
-        strategy=args.strategy,
-        n=args.n,
-        top=args.top,
-        archs=args.archs,
-        population=args.population,
-        batch=args.batch,
-        space=args.space,
-        width=args.width,
-        cells=args.cells,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        subset=args.subset,
-        val_fraction=args.val_fraction,
-        resize=args.resize,
-        seed=args.seed,
-        compute=args.compute,
-        run_dir=args.run_dir,
-        quiet=args.quiet,
-    )
-    print_screen(res)
+    print_screen(call(screen, args))
     return 0
 
 

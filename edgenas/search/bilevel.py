@@ -45,6 +45,13 @@ def flat_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return flat | dict(nested)
 
 
+class ExperimentalOptions(BaseModel):
+    """Base of a method's `experimental` options: kept to measure an alternative (ablations), not to
+    tune a search; each method's docs/methods/<method>.md says why each is there and what it measured."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class SearchOptions(BaseModel):
     """Base of a search's options: recorded in the run, so unknown keys are refused, not ignored.
 

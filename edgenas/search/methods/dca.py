@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 
 from edgenas.core.cost import Cost
@@ -37,8 +37,12 @@ from edgenas.core.rundir import RunDir
 from edgenas.core.seeding import derive_seed, torch_generator
 from edgenas.core.space import NetShape
 from edgenas.data import BatchLoader, DataSplits
-from edgenas.search.bilevel import CHECKPOINT as CHECKPOINT  # the run's checkpoint file, named here too
-from edgenas.search.bilevel import BilevelSearch, SearchOptions
+from edgenas.search.bilevel import CHECKPOINT as CHECKPOINT
+from edgenas.search.bilevel import (  # the run's checkpoint file, named here too
+    BilevelSearch,
+    ExperimentalOptions,
+    SearchOptions,
+)
 from edgenas.search.derive import derive
 from edgenas.search.methods import SearchMethod
 from edgenas.spaces.nb201 import EDGES, OPS, NB201Arch
@@ -49,13 +53,8 @@ from edgenas.spaces.nb201.supernet import NB201SuperNet, node_edge_weights
 LEGACY_OPTIONS = {"entropy_weight": 0.0, "derive": "greedy"}
 
 
-class DCAExperimental(BaseModel):
-    """Options kept to measure an alternative (ablations), not to tune a search.
-
-    Why each is here and what it measured: docs/methods/dca.md, "Options".
-    """
-
-    model_config = ConfigDict(extra="forbid")
+class DCAExperimental(ExperimentalOptions):
+    """DCA-NAS options for ablations; why each is here: docs/methods/dca.md, "Options"."""
 
     penalty: Literal["hinge", "signed"] = Field(
         "hinge", description="hinge on E/B − 1 (ours), or the paper's signed Lagrangian term"

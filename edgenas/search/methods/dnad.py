@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 
 from edgenas.core.errors import ConfigError
@@ -45,8 +45,12 @@ from edgenas.core.space import NetShape
 from edgenas.cost import count_flops, count_params
 from edgenas.data import BatchLoader, DataSplits, Split
 from edgenas.distill.losses import FeatureKD, hinton_kd
-from edgenas.search.bilevel import CHECKPOINT as CHECKPOINT  # the run's checkpoint file, named here too
-from edgenas.search.bilevel import BilevelSearch, SearchOptions
+from edgenas.search.bilevel import CHECKPOINT as CHECKPOINT
+from edgenas.search.bilevel import (  # the run's checkpoint file, named here too
+    BilevelSearch,
+    ExperimentalOptions,
+    SearchOptions,
+)
 from edgenas.search.methods import SearchMethod
 from edgenas.search.pareto import pareto_front
 from edgenas.spaces.nb201 import EDGES, NUM_NODES, OPS, NB201Arch, NB201Network
@@ -56,13 +60,8 @@ from edgenas.spaces.nb201.supernet import NB201SuperNet
 NONE = OPS.index("none")
 
 
-class SNPSExperimental(BaseModel):
-    """Options kept to measure an alternative (ablations), not to tune a search.
-
-    Why each is here and what it measured: docs/methods/dnad.md, "Options".
-    """
-
-    model_config = ConfigDict(extra="forbid")
+class SNPSExperimental(ExperimentalOptions):
+    """DNAD options for ablations; why each is here: docs/methods/dnad.md, "Options"."""
 
     entropy_scope: Literal["cell", "edge"] = Field(
         "cell", description="normalise the sparsity entropy over the whole cell, or over each edge"
