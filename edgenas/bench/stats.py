@@ -1,0 +1,135 @@
+"""The statistics every benchmark reports: mean ± std over seeds, paired differences with a 95%
+interval, and Kendall τ with a bootstrap interval.
+
+One seed is an anecdote (seed-to-seed noise on our runs is 0.3–1 point), so every comparison
+goes through here. Paired intervals use Student's t over the paired differences (seeds, or
+seeds × items averaged per seed); bootstraps resample with a fixed seed, so a report is
+reproducible. Kendall τ is scipy's tau-b on ranks (ties allowed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+from edgenas.proxies.aggregate import rank_scores
+
+CONFIDENCE = 0.95
+BOOTSTRAP_SAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate with its two-sided interval; `method` says how it was computed."""
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+    confidence: float = CONFIDENCE
+    method: str = "t"
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.estimate:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
+
+    def excludes_zero(self) -> bool:
+        """True when the whole interval lies on one side of 0 (the difference is resolved)."""
+        return self.low > 0 or self.high < 0
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (ddof 1; None for a single value)."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        raise ValueError("mean_std of no values")
+    return float(v.mean()), (float(v.std(ddof=1)) if v.size > 1 else None)
+
+
+def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
+    """Mean of `values` with Student's t interval (a single value: an interval of width 0 is not
+    claimed; low and high are NaN)."""
+    v = np.asarray(values, dtype=float)
+    n = int(v.size)
+    mean = float(v.mean())
+    if n < 2:
+        return Interval(mean, float("nan"), float("nan"), n, confidence, "t")
+    half = float(sps.t.ppf(0.5 + confidence / 2, n - 1) * v.std(ddof=1) / np.sqrt(n))
+    return Interval(mean, mean - half, mean + half, n, confidence, "t")
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
+    """mean(a − b) over paired observations (same seed, same item) with a t interval."""
+    a_, b_ = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a_.shape != b_.shape:
+        raise ValueError(f"paired values need the same shape, got {a_.shape} and {b_.shape}")
+    return t_interval((a_ - b_).ravel(), confidence)
+
+
+def bootstrap_difference(
+    a: np.ndarray, b: np.ndarray, *, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0, confidence: float = CONFIDENCE
+) -> Interval:
+    """mean(a − b) for paired (seeds × items) arrays, with a percentile bootstrap that resamples
+    seeds and items independently (both sources of noise), from a fixed `seed`."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if d.ndim == 1:
+        d = d[None, :]
+    rng = np.random.default_rng(seed)
+    s, i = d.shape
+    rows = rng.integers(0, s, size=(samples, s))
+    cols = rng.integers(0, i, size=(samples, i))
+    means = np.array([d[np.ix_(r, c)].mean() for r, c in zip(rows, cols, strict=True)])
+    lo, hi = np.quantile(means, [0.5 - confidence / 2, 0.5 + confidence / 2])
+    return Interval(float(d.mean()), float(lo), float(hi), int(d.size), confidence, "bootstrap seeds×items")
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall tau-b between two score lists (NaN/-inf rank at the bottom)."""
+    return float(sps.kendalltau(rank_scores(x), rank_scores(y)).statistic)
+
+
+def kendall_interval(
+    x: Sequence[float],
+    y: Sequence[float],
+    *,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+) -> Interval:
+    """Kendall τ with a percentile bootstrap over items (pairs resampled together, fixed `seed`)."""
+    rx, ry = np.asarray(rank_scores(x), dtype=float), np.asarray(rank_scores(y), dtype=float)
+    if rx.shape != ry.shape:
+        raise ValueError(f"τ needs two lists of the same length, got {rx.size} and {ry.size}")
+    tau = float(sps.kendalltau(rx, ry).statistic)
+    rng = np.random.default_rng(seed)
+    taus = []
+    for _ in range(samples):
+        idx = rng.integers(0, rx.size, size=rx.size)
+        t = sps.kendalltau(rx[idx], ry[idx]).statistic
+        if np.isfinite(t):
+            taus.append(t)
+    lo, hi = np.quantile(taus, [0.5 - confidence / 2, 0.5 + confidence / 2])
+    return Interval(tau, float(lo), float(hi), int(rx.size), confidence, "bootstrap items")
+
+
+def split_half_tau(acc: np.ndarray, *, seed: int = 0, splits: int = 20) -> float:
+    """Self-agreement of a multi-seed truth (archs × seeds): τ between the means of two disjoint
+    halves of the seeds, averaged over `splits` random halvings (for 2 seeds: seed 0 vs seed 1)."""
+    a = np.asarray(acc, dtype=float)
+    if a.ndim != 2 or a.shape[1] < 2:
+        raise ValueError("split-half τ needs at least 2 seeds per arch")
+    s = a.shape[1]
+    if s == 2:
+        return kendall_tau(a[:, 0], a[:, 1])
+    rng = np.random.default_rng(seed)
+    taus = []
+    for _ in range(splits):
+        perm = rng.permutation(s)
+        h1, h2 = perm[: s // 2], perm[s // 2 : 2 * (s // 2)]
+        taus.append(kendall_tau(a[:, h1].mean(1), a[:, h2].mean(1)))
+    return float(np.mean(taus))

@@ -1,0 +1,66 @@
+"""The benchmark statistics against values worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from edgenas.bench.stats import (
+    bootstrap_difference,
+    kendall_interval,
+    kendall_tau,
+    mean_std,
+    paired_difference,
+    split_half_tau,
+    t_interval,
+)
+
+
+def test_mean_std_uses_the_sample_std() -> None:
+    assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
+    assert mean_std([5.0]) == (5.0, None)
+
+
+def test_paired_difference_is_a_t_interval_on_the_differences() -> None:
+    # differences 1, 2, 3: mean 2, sd 1, se 1/sqrt(3), t(0.975, 2 df) = 4.302653
+    iv = paired_difference([1.5, 2.5, 3.5], [0.5, 0.5, 0.5])
+    half = 4.302653 / math.sqrt(3)
+    assert iv.estimate == pytest.approx(2.0)
+    assert (iv.low, iv.high) == pytest.approx((2.0 - half, 2.0 + half), abs=1e-5)
+    assert iv.n == 3 and not iv.excludes_zero()
+    assert paired_difference([3.0, 3.1, 2.9, 3.0], [1.0, 1.0, 1.0, 1.0]).excludes_zero()
+    with pytest.raises(ValueError, match="same shape"):
+        paired_difference([1.0, 2.0], [1.0])
+    one = t_interval([4.0])
+    assert one.estimate == 4.0 and math.isnan(one.low)
+
+
+def test_tau_of_a_known_permutation() -> None:
+    # one swapped pair of 4: 5 concordant, 1 discordant -> (5 - 1) / 6
+    assert kendall_tau([1, 2, 3, 4], [1, 2, 4, 3]) == pytest.approx(4 / 6)
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+
+
+def test_bootstraps_are_fixed_by_their_seed_and_bracket_the_estimate() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.normal(0.8, 0.01, size=(3, 40))
+    b = a - 0.01 + rng.normal(0, 0.005, size=(3, 40))
+    one, two = bootstrap_difference(a, b, seed=7), bootstrap_difference(a, b, seed=7)
+    assert one == two and one.low < one.estimate < one.high and one.excludes_zero()
+    assert bootstrap_difference(a, a + 0.02, seed=1).high == pytest.approx(-0.02)  # no spread: a point
+    x = np.arange(30.0)
+    y = x + rng.normal(0, 5, size=30)
+    iv = kendall_interval(x, y, samples=500, seed=3)
+    assert iv == kendall_interval(x, y, samples=500, seed=3)
+    assert iv.low < iv.estimate < iv.high and iv.estimate == pytest.approx(kendall_tau(x, y))
+
+
+def test_split_half_tau() -> None:
+    acc = np.array([[0.1, 0.2], [0.2, 0.1], [0.3, 0.4], [0.4, 0.3]])
+    assert split_half_tau(acc) == pytest.approx(kendall_tau(acc[:, 0], acc[:, 1]))
+    perfect = np.repeat(np.arange(10.0)[:, None], 4, axis=1)
+    assert split_half_tau(perfect) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="2 seeds"):
+        split_half_tau(acc[:, :1])
