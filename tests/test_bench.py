@@ -1,4 +1,4 @@
-"""Ground-truth builder (resume, protocol guard) and the proxy correlation benchmark."""
+"""Ground-truth builder (seeds, resume, protocol guard), its reliability, and the proxy correlation benchmark."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 
 from edgenas.bench.correlation import kendall, spearman
-from edgenas.bench.truth import TruthProtocol, build_truth, read_arch_list, read_truth
+from edgenas.bench.truth import (
+    TruthProtocol,
+    build_truth,
+    read_arch_list,
+    read_truth,
+    read_truth_runs,
+    run_seed,
+    sample_archs,
+    truth_reliability,
+)
 from edgenas.core.errors import ConfigError
 
 TINY = TruthProtocol(dataset="digits", width=4, cells=1, subset=600, epochs=2, batch_size=64)
@@ -59,6 +68,10 @@ def test_bench_proxies_on_a_small_truth(tmp_path: Path) -> None:
     assert set(res["kendall_tau"]) == {*AZ_PROXIES, "AZ (log-rank sum)", "AZ linear rank sum"}
     assert all(-1 <= t <= 1 for t in res["kendall_tau"].values())
     assert all(s > 0 for s in res["seconds_per_arch"].values())
+    ivs = res["kendall_tau_interval"]
+    assert set(ivs) == set(res["kendall_tau"]) and res["truth_reliability"] is None  # 1 seed: no ceiling
+    for n, iv in ivs.items():
+        assert iv["estimate"] == res["kendall_tau"][n] and iv["n"] == 4 and iv["method"] == "bootstrap items"
     for f in ("results.json", "proxies.csv", "correlations.png"):
         assert (tmp_path / "b" / f).is_file()
     assert json.loads((tmp_path / "b" / "results.json").read_text())["archs"] == 4
@@ -71,7 +84,7 @@ def test_bench_commands_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFi
     out = tmp_path / "truth.jsonl"
     tiny = ["--dataset", "digits", "--width", "4", "--subset", "600", "--epochs", "2", "--batch-size", "64"]
     assert run(["bench", "truth", "--n", "3", "--out", str(out), "--workers", "1", "--quiet", *tiny]) == 0
-    assert capsys.readouterr().out.startswith(f"3 archs in {out}; test accuracy min ")
+    assert capsys.readouterr().out.startswith(f"3 archs in {out}; test accuracy (full test set) min ")
     assert json.loads(out.with_name("truth.jsonl.protocol.json").read_text())["protocol"] == TINY.model_dump()
     argv = ["bench", "proxies", "--truth", str(out), "--proxies", "az,synflow", "--batch", "8", "--compute", "cpu"]
     assert run([*argv, "--run-dir", str(tmp_path / "b"), "--quiet"]) == 0
@@ -80,7 +93,9 @@ def test_bench_commands_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFi
     assert f"run directory: {tmp_path / 'b'}" in printed
     config = (tmp_path / "b" / "config.yaml").read_text()
     assert "bench proxies" in config and "synflow" in config
-    assert (tmp_path / "b" / "results.json").is_file()
+    assert "95% interval" in printed and "truth ceiling: unknown (1 seed per arch" in printed
+    saved = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert set(saved["kendall_tau_interval"]) == set(saved["kendall_tau"]) >= {"synflow", "AZ (log-rank sum)"}
 
 
 @pytest.mark.parametrize(
@@ -95,3 +110,123 @@ def test_bench_truth_needs_n_or_archs(argv: list[str], needle: str, tmp_path: Pa
 
     assert run(["bench", "truth", "--out", str(tmp_path / "t.jsonl"), *argv]) == 2
     assert needle in capsys.readouterr().err
+
+
+# -- multi-seed truth ----------------------------------------------------------------------
+# seed 0 and seed 1 of 4 archs: one pair (archs 0 and 1) swaps order, so split-half τ = (5 - 1) / 6;
+# per-arch |difference| 2, 9, 1, 4 points, std = |difference| / sqrt(2)
+SEED0 = [0.70, 0.80, 0.90, 0.60]
+SEED1 = [0.72, 0.71, 0.91, 0.64]
+
+
+def _hand_made_truth(tmp_path: Path, seeds: int = 2) -> tuple[Path, list[str]]:
+    """4 archs with known accuracies; seed-0 lines in the format written before seeds existed,
+    plus a fifth arch that lacks seed 1 (a build in progress)."""
+    archs = sample_archs("nb201", 5, 0)
+    out = tmp_path / "hand.jsonl"
+    proto = TruthProtocol(dataset="digits", width=4, subset=600, seeds=seeds).model_dump()
+    out.with_name(out.name + ".protocol.json").write_text(json.dumps({"schema_version": 2, "protocol": proto}))
+    lines = [
+        {"arch": a, "test_accuracy": acc, "params": 1, "flops": 1} for a, acc in zip(archs, [*SEED0, 0.5], strict=True)
+    ]
+    lines += [
+        {"arch": a, "seed_index": 1, "seed": 123, "test_accuracy": acc, "params": 1, "flops": 1}
+        for a, acc in zip(archs[:4], SEED1, strict=True)
+    ]
+    out.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return out, archs
+
+
+def test_reliability_of_a_hand_made_truth(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from edgenas.cli import run
+
+    out, archs = _hand_made_truth(tmp_path)
+    rows = read_truth(out)
+    assert [r["arch"] for r in rows] == archs[:4]  # the arch without seed 1 is left out
+    assert rows[1]["test_accuracies"] == [0.80, 0.71] and rows[1]["test_accuracy"] == pytest.approx(0.755)
+    rel = truth_reliability(out)
+    assert (rel["archs"], rel["seeds"]) == (4, 2)
+    assert rel["split_half_tau"] == pytest.approx(4 / 6)
+    assert rel["std_points_mean"] == pytest.approx(4 / 2**0.5)  # mean |difference| 4 points
+    assert rel["std_points_max"] == pytest.approx(9 / 2**0.5) and rel["std_points_max_arch"] == archs[1]
+    iv = rel["split_half_interval"]
+    assert iv["n"] == 4 and iv["method"] == "bootstrap archs" and -1 <= iv["low"] <= iv["high"] <= 1
+    assert run(["bench", "truth", "--reliability", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"4 archs × 2 seeds in {out}" in printed
+    assert "split-half Kendall τ (seed 0 vs seed 1): 0.667 [" in printed
+    assert f"per-arch std over seeds: mean 2.83 points, max 6.36 points ({archs[1]})" in printed
+    assert "protocol: space=nb201, dataset=digits" in printed and "seeds=2" in printed
+
+    (tmp_path / "one").mkdir()
+    one, _ = _hand_made_truth(tmp_path / "one", seeds=1)
+    assert len(read_truth(one)) == 5  # with 1 seed every arch is complete
+    assert run(["bench", "truth", "--reliability", str(one)]) == 2
+    err = capsys.readouterr().err
+    assert "has 1 seed per arch; reliability needs >= 2" in err and len(err.strip().splitlines()) == 1
+    assert run(["bench", "truth", "--reliability", str(out), "--n", "3"]) == 2
+    assert "without --out, --n or --archs" in capsys.readouterr().err
+
+
+def test_bench_proxies_reports_the_truth_ceiling(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from edgenas.cli import run
+
+    out, _ = _hand_made_truth(tmp_path)
+    argv = ["bench", "proxies", "--truth", str(out), "--proxies", "synflow", "--batch", "8", "--compute", "cpu"]
+    assert run([*argv, "--run-dir", str(tmp_path / "b"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "proxies vs trained accuracy on 4 archs" in printed
+    assert "truth ceiling: split-half τ 0.667 [" in printed and "over 2 seeds" in printed
+    saved = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert saved["truth_reliability"]["split_half_tau"] == pytest.approx(4 / 6)
+    iv = saved["kendall_tau_interval"]["synflow"]
+    assert iv["estimate"] == saved["kendall_tau"]["synflow"] and iv["low"] <= iv["high"] and iv["n"] == 4
+
+
+def test_multi_seed_truth_builds_resumes_and_grows(tmp_path: Path) -> None:
+    from edgenas.data import load_dataset
+
+    two = TINY.model_copy(update={"epochs": 1, "seeds": 2})
+    out = tmp_path / "truth.jsonl"
+    rows = build_truth(out, two, n=2, workers=1, quiet=True, threads=1)
+    full_test = len(load_dataset("digits", subset=600).test)
+    assert len(rows) == 2 and all(len(r["test_accuracies"]) == 2 and r["seeds"] == 2 for r in rows)
+    assert all(r["test_accuracy"] == pytest.approx(sum(r["test_accuracies"]) / 2) for r in rows)
+    assert all(r["test_images"] == full_test for r in rows)  # the whole test split, not a subset
+    sidecar = json.loads(out.with_name("truth.jsonl.protocol.json").read_text())
+    assert sidecar["protocol"]["seeds"] == 2 and sidecar["test_set"] == "full" and sidecar["test_images"] == full_test
+    runs = read_truth_runs(out)
+    assert all([runs[a][k]["seed"] for k in (0, 1)] == [0, run_seed(0, 1)] for a in runs)
+    assert run_seed(0, 1) != 0
+
+    # an interrupted build: the last run was never written, a torn line was
+    lines = out.read_text().splitlines()
+    out.write_text("\n".join(lines[:-1]) + '\n{"arch": "|nor_co')
+    assert len(read_truth(out)) == 1  # the arch missing a seed is not reported yet
+    rows = build_truth(out, two, n=2, workers=1, quiet=True, threads=1)
+    again = [line for line in out.read_text().splitlines() if line.startswith("{") and line.endswith("}")]
+    assert len(rows) == 2 and again[:3] == lines[:3] and len(again) == 4  # only the missing run was trained
+    redo, lost = json.loads(again[3]), json.loads(lines[3])
+    assert (redo["arch"], redo["seed_index"], redo["test_accuracy"]) == (
+        lost["arch"],
+        lost["seed_index"],
+        lost["test_accuracy"],
+    )  # the same seed gives the same run
+
+    with pytest.raises(ConfigError, match="differs in: epochs"):
+        build_truth(out, two.model_copy(update={"epochs": 2}), n=2, workers=1, quiet=True)
+    with pytest.raises(ConfigError, match="holds 2 seeds per arch; --seeds 1 would hide some"):
+        build_truth(out, TINY.model_copy(update={"epochs": 1}), n=2, workers=1, quiet=True)
+
+    # a one-seed file of the old format grows to 2 seeds by training seed 1 only
+    old = tmp_path / "old.jsonl"
+    first = {k: v for k, v in runs[rows[0]["arch"]][0].items() if k not in ("seed_index", "seed")}
+    old.write_text(json.dumps(first) + "\n")
+    old_proto = {k: v for k, v in TINY.model_copy(update={"epochs": 1}).model_dump().items() if k != "seeds"}
+    old.with_name("old.jsonl.protocol.json").write_text(json.dumps({"schema_version": 1, "protocol": old_proto}))
+    assert read_truth(old)[0]["test_accuracies"] == [first["test_accuracy"]]
+    assert build_truth(old, TINY.model_copy(update={"epochs": 1}), archs=[first["arch"]], workers=1, quiet=True)
+    grown = build_truth(old, two, archs=[first["arch"]], workers=1, quiet=True, threads=1)
+    assert len(old.read_text().splitlines()) == 2
+    assert grown[0]["test_accuracies"] == [runs[first["arch"]][k]["test_accuracy"] for k in (0, 1)]
+    assert json.loads(old.with_name("old.jsonl.protocol.json").read_text())["protocol"]["seeds"] == 2

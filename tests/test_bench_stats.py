@@ -13,6 +13,7 @@ from edgenas.bench.stats import (
     kendall_tau,
     mean_std,
     paired_difference,
+    split_half_interval,
     split_half_tau,
     t_interval,
 )
@@ -64,3 +65,18 @@ def test_split_half_tau() -> None:
     assert split_half_tau(perfect) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="2 seeds"):
         split_half_tau(acc[:, :1])
+
+
+def test_split_half_interval() -> None:
+    rng = np.random.default_rng(0)
+    quality = np.arange(30.0)
+    two = quality[:, None] + rng.normal(0, 4, size=(30, 2))
+    iv = split_half_interval(two, samples=300, seed=1)  # 2 seeds: the τ interval of seed 0 vs seed 1
+    pair = kendall_interval(two[:, 0], two[:, 1], samples=300, seed=1)
+    assert (iv.estimate, iv.low, iv.high, iv.n) == (pair.estimate, pair.low, pair.high, 30)
+    four = quality[:, None] + rng.normal(0, 4, size=(30, 4))
+    iv4 = split_half_interval(four, samples=300, seed=1)
+    assert iv4 == split_half_interval(four, samples=300, seed=1) and iv4.method == "bootstrap archs × halvings"
+    assert iv4.low < iv4.estimate < iv4.high and iv4.estimate == pytest.approx(split_half_tau(four, seed=1))
+    flat = kendall_interval([1.0, 1.0, 1.0], [1.0, 2.0, 3.0], samples=50)  # τ undefined on every resample
+    assert math.isnan(flat.low) and math.isnan(flat.high)

@@ -1,5 +1,9 @@
 """`edgenas bench proxies`: how well each proxy ranks a ground truth (Kendall tau, Spearman rho).
 
+Each τ comes with its 95% bootstrap interval over archs (fixed seed), since on 100-odd archs a
+τ difference of a few hundredths is noise; when the truth has >= 2 seeds per arch its own
+split-half τ is reported beside them, the ceiling a proxy cannot be expected to pass.
+
 Every arch of the ground-truth file is built at the ground truth's own macro shape (width,
 cells, input) and scored with every proxy on the same noise batch (and, for the proxies
 that use labels, the same real batch). Besides each single proxy, the AZ aggregate
@@ -10,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,8 @@ from typing import Any
 import torch
 
 from edgenas.bench.correlation import kendall, spearman
-from edgenas.bench.truth import read_truth
+from edgenas.bench.stats import kendall_interval
+from edgenas.bench.truth import read_protocol, read_truth, truth_reliability
 from edgenas.core.atomic import atomic_write_text
 from edgenas.core.compute import resolve_device
 from edgenas.core.errors import ConfigError
@@ -31,14 +35,6 @@ from edgenas.proxies import AZ_PROXIES, available, az_aggregate, linear_rank_sum
 from edgenas.proxies.pool import expand_proxy_names, score_arch
 from edgenas.report.plots import proxy_scatter_grid
 from edgenas.spaces import get_space
-
-
-def read_protocol(truth: Path) -> dict[str, Any]:
-    """The protocol sidecar of a ground-truth file."""
-    pfile = truth.with_name(truth.name + ".protocol.json")
-    if not pfile.is_file():
-        raise ConfigError(f"{pfile} is missing; build the ground truth with `edgenas bench truth`")
-    return json.loads(pfile.read_text())["protocol"]
 
 
 def bench_proxies(
@@ -55,7 +51,8 @@ def bench_proxies(
     """Score every ground-truth arch with every proxy; write correlations, per-arch values and plots.
 
     `names`: a comma list or list of proxies (`az` = the four AZ-NAS ones; default: every
-    registered proxy). The results go to `run`, or to a new run folder (`run_dir`, default
+    registered proxy). `seed` fixes the proxies' batches and the bootstrap of the τ intervals
+    (`kendall_tau_interval`). The results go to `run`, or to a new run folder (`run_dir`, default
     `runs/bench-proxies-TIME`); returns `results.json`'s content plus `run_dir`.
     """
     names = expand_proxy_names(names) if names else available()
@@ -68,10 +65,10 @@ def bench_proxies(
             }
         )
     truth = Path(truth)
-    rows = read_truth(truth)
+    protocol = read_protocol(truth)
+    rows = read_truth(truth, protocol["seeds"])
     if len(rows) < 3:
         raise ConfigError(f"{truth}: needs at least 3 trained archs for a correlation, found {len(rows)}")
-    protocol = read_protocol(truth)
     space = get_space(protocol["space"])
     shape = NetShape.for_data(
         dataset_info(protocol["dataset"], protocol.get("data_dir")), protocol["width"], protocol["cells"]
@@ -103,6 +100,8 @@ def bench_proxies(
         columns["AZ linear rank sum"] = linear_rank_sum(az_table).tolist()
     taus = {n: kendall(col, acc) for n, col in columns.items()}
     rhos = {n: spearman(col, acc) for n, col in columns.items()}
+    intervals = {n: kendall_interval(col, acc, seed=seed).as_dict() for n, col in columns.items()}
+    reliability = truth_reliability(truth, seed=seed) if protocol["seeds"] >= 2 else None
     per_arch_s = {n: seconds[n] / len(rows) for n in names}
     _write_values(run.file("proxies.csv"), rows, columns)
     proxy_scatter_grid(run.file("correlations.png"), acc, columns, taus)
@@ -116,7 +115,9 @@ def bench_proxies(
         "compute": str(device),
         "threads": torch.get_num_threads(),
         "kendall_tau": taus,
+        "kendall_tau_interval": intervals,
         "spearman_rho": rhos,
+        "truth_reliability": reliability,
         "seconds_per_arch": per_arch_s,
     }
     run.write_results(results)

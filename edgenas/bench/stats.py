@@ -88,6 +88,15 @@ def bootstrap_difference(
     return Interval(float(d.mean()), float(lo), float(hi), int(d.size), confidence, "bootstrap seeds×items")
 
 
+def _percentiles(values: list[float], confidence: float) -> tuple[float, float]:
+    """The two-sided percentile interval of bootstrap values (NaN, NaN when none was defined,
+    e.g. a constant score list, whose τ is undefined on every resample)."""
+    if not values:
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(values, [0.5 - confidence / 2, 0.5 + confidence / 2])
+    return float(lo), float(hi)
+
+
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
     """Kendall tau-b between two score lists (NaN/-inf rank at the bottom)."""
     return float(sps.kendalltau(rank_scores(x), rank_scores(y)).statistic)
@@ -113,8 +122,8 @@ def kendall_interval(
         t = sps.kendalltau(rx[idx], ry[idx]).statistic
         if np.isfinite(t):
             taus.append(t)
-    lo, hi = np.quantile(taus, [0.5 - confidence / 2, 0.5 + confidence / 2])
-    return Interval(tau, float(lo), float(hi), int(rx.size), confidence, "bootstrap items")
+    lo, hi = _percentiles(taus, confidence)
+    return Interval(tau, lo, hi, int(rx.size), confidence, "bootstrap items")
 
 
 def split_half_tau(acc: np.ndarray, *, seed: int = 0, splits: int = 20) -> float:
@@ -133,3 +142,31 @@ def split_half_tau(acc: np.ndarray, *, seed: int = 0, splits: int = 20) -> float
         h1, h2 = perm[: s // 2], perm[s // 2 : 2 * (s // 2)]
         taus.append(kendall_tau(a[:, h1].mean(1), a[:, h2].mean(1)))
     return float(np.mean(taus))
+
+
+def split_half_interval(
+    acc: np.ndarray,
+    *,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+) -> Interval:
+    """`split_half_tau` with a percentile bootstrap over archs (fixed `seed`). For 2 seeds this is
+    `kendall_interval` of seed 0 vs seed 1; for more, each resample also draws its own halving,
+    so the interval covers the choice of halves as well as the choice of archs."""
+    a = np.asarray(acc, dtype=float)
+    estimate = split_half_tau(a, seed=seed)
+    if a.shape[1] == 2:
+        iv = kendall_interval(a[:, 0], a[:, 1], samples=samples, seed=seed, confidence=confidence)
+        return Interval(estimate, iv.low, iv.high, iv.n, confidence, "bootstrap archs")
+    rng = np.random.default_rng(seed)
+    n, s = a.shape
+    taus = []
+    for _ in range(samples):
+        rows = a[rng.integers(0, n, size=n)]
+        perm = rng.permutation(s)
+        t = kendall_tau(rows[:, perm[: s // 2]].mean(1), rows[:, perm[s // 2 : 2 * (s // 2)]].mean(1))
+        if np.isfinite(t):
+            taus.append(t)
+    lo, hi = _percentiles(taus, confidence)
+    return Interval(estimate, lo, hi, n, confidence, "bootstrap archs × halvings")

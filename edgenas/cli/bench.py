@@ -18,7 +18,19 @@ from edgenas.core.compute import COMPUTE_CHOICES
 def truth_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=positive_int, help="number of archs to sample uniformly from the space")
     p.add_argument("--archs", type=Path, help="file of arch strings, one a line (instead of --n)")
-    p.add_argument("--out", type=Path, required=True, help="JSON-lines file to append to (rerun to resume)")
+    p.add_argument("--out", type=Path, help="JSON-lines file to append to (rerun to resume)")
+    p.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=1,
+        help="training seeds per arch (1); raising it on a built file trains only the new seeds",
+    )
+    p.add_argument(
+        "--reliability",
+        type=Path,
+        metavar="FILE",
+        help="instead of building: print how well FILE's seeds agree (split-half τ, per-arch std)",
+    )
     p.add_argument("--workers", type=positive_int, default=2, help="parallel training jobs (2)")
     p.add_argument("--executor", choices=("local", "ray"), default="local", help="local processes or a Ray cluster")
     p.add_argument("--address", help="--executor ray: address of a Ray cluster (default: start a local one)")
@@ -32,10 +44,18 @@ def truth_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def handle_truth(args: argparse.Namespace) -> int:
-    from edgenas.bench.truth import bench_truth
+    from edgenas.bench.truth import bench_truth, truth_reliability
+    from edgenas.core.errors import ConfigError
 
+    if args.reliability is not None:
+        if args.out is not None or args.n is not None or args.archs is not None:
+            raise ConfigError("--reliability FILE reads a built truth; give it without --out, --n or --archs")
+        print_reliability(truth_reliability(args.reliability))
+        return 0
+    if args.out is None:
+        raise ConfigError("edgenas bench truth needs --out FILE (or --reliability FILE to read one)")
     protocol = ("space", "dataset", "data_dir", "width", "cells", "subset", "val_fraction")
-    protocol += ("epochs", "batch_size", "lr", "weight_decay", "schedule", "seed")
+    protocol += ("epochs", "batch_size", "lr", "weight_decay", "schedule", "seed", "seeds")
     rows = call(bench_truth, args, **{k: getattr(args, k) for k in protocol})  # **protocol: named here
     print_truth(rows, args.out)
     return 0
@@ -45,10 +65,31 @@ def print_truth(rows: list[dict[str, Any]], out: Path) -> None:
     from edgenas.report.tables import stdout
 
     accs = sorted(r["test_accuracy"] for r in rows)
+    seeds = rows[0]["seeds"] if rows else 1
+    mean = f"mean of {seeds} seeds, " if seeds > 1 else ""
     stdout.print(
-        f"{len(rows)} archs in {out}; test accuracy min {accs[0] * 100:.2f}% "
+        f"{len(rows)} archs in {out}; test accuracy ({mean}full test set) min {accs[0] * 100:.2f}% "
         f"median {accs[len(accs) // 2] * 100:.2f}% max {accs[-1] * 100:.2f}%"
     )
+
+
+def print_reliability(rel: dict[str, Any]) -> None:
+    """The truth's self-agreement and seed noise, then its protocol."""
+    from edgenas.report.tables import stdout
+
+    iv = rel["split_half_interval"]
+    halves = "seed 0 vs seed 1" if rel["seeds"] == 2 else f"means of two halves of {rel['seeds'] // 2} seeds"
+    p = rel["protocol"]
+    stdout.print(f"{rel['archs']} archs × {rel['seeds']} seeds in {rel['truth']}")
+    stdout.print(
+        f"split-half Kendall τ ({halves}): {rel['split_half_tau']:.3f} "
+        f"[{iv['low']:.3f}, {iv['high']:.3f}] ({iv['confidence']:.0%} {iv['method']})"
+    )
+    stdout.print(
+        f"per-arch std over seeds: mean {rel['std_points_mean']:.2f} points, "
+        f"max {rel['std_points_max']:.2f} points ({rel['std_points_max_arch']})"
+    )
+    stdout.print("protocol: " + ", ".join(f"{k}={v}" for k, v in p.items()))
 
 
 def proxies_arguments(p: argparse.ArgumentParser) -> None:
@@ -69,14 +110,16 @@ def handle_proxies(args: argparse.Namespace) -> int:
 
 
 def print_proxies(res: dict[str, Any]) -> None:
-    """Kendall τ and Spearman ρ of every proxy, best first."""
+    """Kendall τ with its interval and Spearman ρ of every proxy, best first; the truth's ceiling."""
     from edgenas.report.tables import rows_table, stdout
 
     order = sorted(res["kendall_tau"], key=lambda n: -res["kendall_tau"][n])
+    ivs = res["kendall_tau_interval"]
     rows = [
         (
             n,
             f"{res['kendall_tau'][n]:.3f}",
+            f"[{ivs[n]['low']:.3f}, {ivs[n]['high']:.3f}]",
             f"{res['spearman_rho'][n]:.3f}",
             f"{res['seconds_per_arch'][n]:.3f}" if n in res["seconds_per_arch"] else "-",
         )
@@ -85,14 +128,23 @@ def print_proxies(res: dict[str, Any]) -> None:
     stdout.print(
         rows_table(
             f"proxies vs trained accuracy on {res['archs']} archs ({res['truth']})",
-            ("proxy", "Kendall τ", "Spearman ρ", "s / arch"),
+            ("proxy", "Kendall τ", "95% interval", "Spearman ρ", "s / arch"),
             rows,
         )
     )
+    rel = res.get("truth_reliability")
+    if rel:
+        iv = rel["split_half_interval"]
+        stdout.print(
+            f"truth ceiling: split-half τ {rel['split_half_tau']:.3f} [{iv['low']:.3f}, {iv['high']:.3f}] "
+            f"over {rel['seeds']} seeds (per-arch std {rel['std_points_mean']:.2f} points)"
+        )
+    else:
+        stdout.print("truth ceiling: unknown (1 seed per arch; build the truth with --seeds 2 to measure it)")
     stdout.print(f"run directory: {res['run_dir']}  (results.json, proxies.csv, correlations.png)")
 
 
-TRUTH_HELP = "train N archs with one fixed protocol; one JSON line per arch (resumable)"
+TRUTH_HELP = "train N archs × S seeds with one fixed protocol (resumable); --reliability: its seed agreement"
 COMMANDS.register(
     "bench",
     Command(
@@ -100,7 +152,9 @@ COMMANDS.register(
         actions={
             "truth": Command(TRUTH_HELP, truth_arguments, handle_truth),
             "proxies": Command(
-                "Kendall tau / Spearman rho of every proxy against a ground truth", proxies_arguments, handle_proxies
+                "Kendall tau (95% interval) / Spearman rho of every proxy against a ground truth",
+                proxies_arguments,
+                handle_proxies,
             ),
         },
     ),

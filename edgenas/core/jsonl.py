@@ -13,10 +13,18 @@ from typing import Any
 
 
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
-    """Append one record as a line and make it durable."""
+    """Append one record as a line and make it durable.
+
+    After a torn last line (a writer killed mid-line) the record starts on a new line, so
+    resuming does not glue it onto the torn one and lose it too.
+    """
     line = json.dumps(record, default=str)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(line + "\n")
+    with open(path, "a+b") as fh:
+        if fh.tell() > 0:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                line = "\n" + line
+        fh.write((line + "\n").encode("utf-8"))
         fh.flush()
         os.fsync(fh.fileno())
 
