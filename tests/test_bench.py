@@ -166,6 +166,8 @@ def test_reliability_of_a_hand_made_truth(tmp_path: Path, capsys: pytest.Capture
     assert "has 1 seed per arch; reliability needs >= 2" in err and len(err.strip().splitlines()) == 1
     assert run(["bench", "truth", "--reliability", str(out), "--n", "3"]) == 2
     assert "without --out, --n or --archs" in capsys.readouterr().err
+    assert run(["bench", "truth", "--n", "3"]) == 2
+    assert "needs --out FILE (or --reliability FILE" in capsys.readouterr().err
 
 
 def test_bench_proxies_reports_the_truth_ceiling(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

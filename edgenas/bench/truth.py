@@ -365,7 +365,8 @@ def truth_reliability(truth: str | Path, *, samples: int = 2000, seed: int = 0) 
     protocol = read_protocol(truth)
     if protocol["seeds"] < 2:
         raise ConfigError(
-            f"{truth} has 1 seed per arch; reliability needs >= 2 (rebuild or extend it with `--seeds 2`)"
+            f"{truth} has 1 seed per arch; reliability needs >= 2 "
+            "(rerun the command that built it with --seeds 2: only seed 1 is trained)"
         )
     rows = read_truth(truth, protocol["seeds"])
     if len(rows) < 3:

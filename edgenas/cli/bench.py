@@ -83,7 +83,7 @@ def print_reliability(rel: dict[str, Any]) -> None:
     stdout.print(f"{rel['archs']} archs × {rel['seeds']} seeds in {rel['truth']}")
     stdout.print(
         f"split-half Kendall τ ({halves}): {rel['split_half_tau']:.3f} "
-        f"[{iv['low']:.3f}, {iv['high']:.3f}] ({iv['confidence']:.0%} {iv['method']})"
+        f"[{iv['low']:.3f}, {iv['high']:.3f}] ({iv['confidence']:.0%} interval, {iv['method']})"
     )
     stdout.print(
         f"per-arch std over seeds: mean {rel['std_points_mean']:.2f} points, "
@@ -152,7 +152,7 @@ COMMANDS.register(
         actions={
             "truth": Command(TRUTH_HELP, truth_arguments, handle_truth),
             "proxies": Command(
-                "Kendall tau (95% interval) / Spearman rho of every proxy against a ground truth",
+                "Kendall tau with its bootstrap interval / Spearman rho of every proxy against a ground truth",
                 proxies_arguments,
                 handle_proxies,
             ),
