@@ -208,9 +208,8 @@ class _E2E:
             )
         return archs
 
-    def cost_pool(self) -> dict[str, Cost]:
+    def cost_pool(self, archs: list[str]) -> dict[str, Cost]:
         """Exact static costs (params, FLOPs, peak memory) of every arch of the pool."""
-        archs = self._pool()
         chunks = [archs[i : i + COST_CHUNK] for i in range(0, len(archs), COST_CHUNK)]
         shape = {f: getattr(self.shape, f) for f in ("width", "cells", "in_channels", "resolution", "num_classes")}
         jobs = [
@@ -305,9 +304,7 @@ class _E2E:
                     "n": len(accs),
                 }
             pick = arms["pick"]["test_accuracy"]
-            diffs = {
-                f"pick-{arm}": _interval(paired_difference(pick, arms[arm]["test_accuracy"])) for arm in ARMS[1:]
-            }
+            diffs = {f"pick-{arm}": _interval(paired_difference(pick, arms[arm]["test_accuracy"])) for arm in ARMS[1:]}
             devices.append(
                 {
                     "device": p.name,
@@ -352,7 +349,8 @@ class _E2E:
     def run(self) -> dict[str, Any]:
         t0 = time.perf_counter()
         self.run_dir.event("e2e_start", seeds=self.seeds, executor=self.ex.name, workers=self.ex.workers)
-        self.choose_arms(self.cost_pool() if self._arms_missing() else {})
+        pool = self._pool()  # checked on every session: a resume must cost the same pool
+        self.choose_arms(self.cost_pool(pool) if self._arms_missing() else {})
         self.train()
         res = self.results()
         atomic_write_json(self.run_dir.path / "e2e.json", res)
