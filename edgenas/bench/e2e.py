@@ -123,9 +123,8 @@ def bench_e2e(
         with _Lock(run):
             return _E2E(run, ex, seeds=seeds, sample=sample, threads=threads, compute=compute, quiet=quiet).run()
     except KeyboardInterrupt:
-        raise Interrupted(
-            f"finished work is saved in {run.path / 'e2e'}; continue with: edgenas bench e2e {run.path} --seeds {seeds}"
-        ) from None
+        again = f"edgenas bench e2e {run.path} --seeds {seeds}" + (f" --sample {sample}" if sample else "")
+        raise Interrupted(f"finished work is saved in {run.path / 'e2e'}; continue with: {again}") from None
     finally:
         ex.close()
 
