@@ -27,6 +27,7 @@ _API = {
     "check_latency_table": "edgenas.cost.profile:check_latency_table",  # edgenas profile-device --check
     "bench_truth": "edgenas.bench.truth:bench_truth",  # edgenas bench truth
     "bench_proxies": "edgenas.bench.proxy_bench:bench_proxies",  # edgenas bench proxies
+    "bench_e2e": "edgenas.bench.e2e:bench_e2e",  # edgenas bench e2e
 }
 __all__ = ["__version__", *_API]
 

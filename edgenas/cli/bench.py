@@ -144,6 +144,31 @@ def print_proxies(res: dict[str, Any]) -> None:
     stdout.print(f"run directory: {res['run_dir']}  (results.json, proxies.csv, correlations.png)")
 
 
+def e2e_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished `edgenas run` folder")
+    p.add_argument("--seeds", type=positive_int, default=3, help="training seeds per arm (3); more adds seeds")
+    p.add_argument("--sample", type=positive_int, help="cost a seeded sample of N archs, not the whole space")
+    p.add_argument("--executor", choices=("local", "ray"), default="local", help="local processes or a Ray cluster")
+    p.add_argument("--address", help="--executor ray: address of a Ray cluster (default: start a local one)")
+    p.add_argument("--workers", type=positive_int, default=2, help="parallel jobs (2)")
+    p.add_argument("--threads", type=positive_int, help="torch threads per job (default: cores / jobs)")
+    p.add_argument("--compute", default="auto", choices=COMPUTE_CHOICES, help="torch device for training (auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def handle_e2e(args: argparse.Namespace) -> int:
+    from edgenas.bench.e2e import bench_e2e
+    from edgenas.report.run_report import e2e_rows
+    from edgenas.report.tables import rows_table, stdout
+
+    res = call(bench_e2e, args)
+    head, rows = e2e_rows(res)
+    stdout.print(rows_table(f"bench e2e {res['name']}: {res['seeds']} seed(s) per arm", head, rows))
+    stdout.print(f"{Path(res['run']) / 'e2e.json'}, e2e.png; report: {Path(res['run']) / 'report.html'}")
+    return 0
+
+
+E2E_HELP = "train a run's pick, the largest and a random arch inside every budget over seeds (resumable)"
 TRUTH_HELP = "train N archs × S seeds with one fixed protocol (resumable); --reliability: its seed agreement"
 COMMANDS.register(
     "bench",
@@ -151,6 +176,7 @@ COMMANDS.register(
         "ground truth and figures",
         actions={
             "truth": Command(TRUTH_HELP, truth_arguments, handle_truth),
+            "e2e": Command(E2E_HELP, e2e_arguments, handle_e2e),
             "proxies": Command(
                 "Kendall tau with its bootstrap interval / Spearman rho of every proxy against a ground truth",
                 proxies_arguments,

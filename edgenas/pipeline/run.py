@@ -409,26 +409,37 @@ class Pipeline:
             "seed": self.cfg.seed,
         }
 
-    def distill(self) -> None:
+    def student_job(self, key: str, folder: str, arch: str, *, seed: int | None = None) -> Job:
+        """The job that trains `arch` as this run trains its students: distilled from the run's
+        teacher (alone when it has none) with `cfg.train`, into `folder`; `seed` replaces the run's
+        training seed (`edgenas bench e2e` trains the same protocol over several seeds)."""
         teacher = self._teacher_file() if self.cfg.teacher.kind != "none" else None
         kd = {"kd_weight": self.cfg.train.kd_weight, "temperature": self.cfg.train.temperature}
+        train = self._train_options()
+        if seed is not None:
+            train["seed"] = seed
+        return Job(
+            key,
+            "edgenas.pipeline.jobs:train_job",
+            {
+                "folder": folder,
+                "arch": arch,
+                "command": "distill" if teacher else "train",
+                "dataset": self.dataset,
+                "width": self.cfg.space.width,
+                "cells": self.cfg.space.cells,
+                "train": train,
+                "compute": self.compute,
+                "teacher": teacher,
+                "kd": kd if teacher else None,
+            },
+            threads=self.threads,
+        )
+
+    def distill(self) -> None:
         jobs = [
-            Job(
-                f"distill/{p.name}",
-                "edgenas.pipeline.jobs:train_job",
-                {
-                    "folder": self._folder("distill", p.name),
-                    "arch": self.state.jobs[f"select/{p.name}"]["arch"],
-                    "command": "distill" if teacher else "train",
-                    "dataset": self.dataset,
-                    "width": self.cfg.space.width,
-                    "cells": self.cfg.space.cells,
-                    "train": self._train_options(),
-                    "compute": self.compute,
-                    "teacher": teacher,
-                    "kd": kd if teacher else None,
-                },
-                threads=self.threads,
+            self.student_job(
+                f"distill/{p.name}", self._folder("distill", p.name), self.state.jobs[f"select/{p.name}"]["arch"]
             )
             for p in self.profiles
         ]

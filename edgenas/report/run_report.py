@@ -15,7 +15,7 @@ from typing import Any
 
 from edgenas.core.atomic import atomic_write_text
 from edgenas.core.errors import ResumeError
-from edgenas.report.plots import accuracy_vs_flops, stage_seconds_plot
+from edgenas.report.plots import accuracy_vs_flops, e2e_plot, stage_seconds_plot
 from edgenas.report.units import format_budget_value, ms, si
 
 BUDGET_NAMES = {
@@ -50,10 +50,75 @@ def write_report(run: str | Path) -> dict[str, Path]:
         run / "pareto.png", points, {k: v for k, v in budgets.items() if v}, f"{res['name']}: accuracy vs FLOPs"
     )
     stages = stage_seconds_plot(run / "stages.png", res["stage_seconds"], f"{res['name']}: time per stage")
-    md = _markdown(res)
+    plots = {"pareto.png": pareto, "stages.png": stages}
+    e2e = load_e2e(run)
+    if e2e is not None:
+        plots["e2e.png"] = e2e_plot(run / "e2e.png", e2e["devices"], _e2e_title(res, e2e))
+    md = _markdown(res, e2e)
     atomic_write_text(run / "report.md", md)
-    atomic_write_text(run / "report.html", _html(res, {"pareto.png": pareto, "stages.png": stages}))
+    atomic_write_text(run / "report.html", _html(res, plots, e2e))
     return {"md": run / "report.md", "html": run / "report.html", "pareto": pareto, "stages": stages}
+
+
+def load_e2e(run: str | Path) -> dict[str, Any] | None:
+    """The run's `bench e2e` results (`e2e.json`), if it has any."""
+    path = Path(run) / "e2e.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _e2e_title(res: dict[str, Any], e2e: dict[str, Any]) -> str:
+    return f"{res['name']}: test accuracy per arm, mean ± std over {e2e['seeds']} seed(s)"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:+.2f}"
+
+
+def e2e_rows(e2e: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """One row per device and arm: arch, FLOPs, accuracy mean ± std over the seeds, pick − arm."""
+    head = ["device", "arm", "arch", "FLOPs", "test acc (mean ± std)", "pick − arm (points, 95% interval)"]
+    rows = []
+    for d in e2e["devices"]:
+        for arm, a in d["arms"].items():
+            std = "" if a["std"] is None else f" ± {a['std'] * 100:.2f}"
+            acc = f"{a['mean'] * 100:.2f}{std}% (n={a['n']})"
+            diff = d["differences"].get(f"pick-{arm}")
+            if diff is None:
+                gap = "–"
+            elif "pick" in a["same_as"]:
+                gap = "0 (same arch as pick)"
+            else:
+                gap = f"{_pct(diff['estimate'])} [{_pct(diff['low'])}, {_pct(diff['high'])}]"
+            arch = f"`{a['arch']}`" + (f" (= {', '.join(a['same_as'])})" if a["same_as"] else "")
+            rows.append([d["device"], arm, arch, si(a["cost"]["flops"]), acc, gap])
+    return head, rows
+
+
+def _e2e_summary(e2e: dict[str, Any]) -> list[str]:
+    p = e2e["protocol"]
+    pool = e2e["pool"]
+    where = (
+        f"the whole space ({pool['archs']} archs)"
+        if pool["kind"] == "enumerated"
+        else f"a seeded sample of {pool['archs']} archs"
+    )
+    how = "trained alone (the run has no teacher)"
+    if p["teacher"]:
+        how = f"distilled from the run's teacher (KD weight {p['kd']['kd_weight']}, T={p['kd']['temperature']})"
+    return [
+        f"Each device's pick against the largest-FLOPs arch and a random arch inside every budget (costed over "
+        f"{where}), each trained {e2e['seeds']} time(s) with fresh seeds exactly as the students are: "
+        + how
+        + f", {p['train']['epochs']} epochs. Differences are paired by seed, with Student's t 95% intervals; "
+        "an interval that excludes 0 resolves the comparison.",
+    ]
+
+
+def _e2e_markdown(e2e: dict[str, Any] | None) -> list[str]:
+    if e2e is None:
+        return []
+    head, rows = e2e_rows(e2e)
+    return ["## End-to-end check", "", *_e2e_summary(e2e), "", _md_table(head, rows), "", "![e2e](e2e.png)", ""]
 
 
 def _limit(device: dict[str, Any], budget: str) -> float | None:
@@ -150,7 +215,7 @@ def _notes(res: dict[str, Any]) -> list[str]:
     return out
 
 
-def _markdown(res: dict[str, Any]) -> str:
+def _markdown(res: dict[str, Any], e2e: dict[str, Any] | None = None) -> str:
     head, rows = _rows(res)
     shead, srows = _stage_rows(res)
     parts = [
@@ -170,6 +235,7 @@ def _markdown(res: dict[str, Any]) -> str:
         "",
         "![time per stage](stages.png)",
         "",
+        *_e2e_markdown(e2e),
         "## Notes",
         "",
         *[f"- {n}" for n in _notes(res)],
@@ -196,7 +262,7 @@ def _img(path: Path, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _html(res: dict[str, Any], plots: dict[str, Path]) -> str:
+def _html(res: dict[str, Any], plots: dict[str, Path], e2e: dict[str, Any] | None = None) -> str:
     head, rows = _rows(res)
     shead, srows = _stage_rows(res)
     style = (
@@ -206,12 +272,21 @@ def _html(res: dict[str, Any], plots: dict[str, Path]) -> str:
     )
     summary = "".join(f"<p>{_inline(s)}</p>" for s in _summary(res))
     notes = "".join(f"<li>{_inline(n)}</li>" for n in _notes(res))
+    e2e_part = ""
+    if e2e is not None:
+        ehead, erows = e2e_rows(e2e)
+        e2e_part = (
+            "<h2>End-to-end check</h2>"
+            + "".join(f"<p>{_inline(s)}</p>" for s in _e2e_summary(e2e))
+            + _html_table(ehead, erows)
+            + _img(plots["e2e.png"], "accuracy per arm")
+        )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>edgenas run: {html.escape(res['name'])}</title>"
         f"<style>{style}</style></head><body><h1>edgenas run: {html.escape(res['name'])}</h1>{summary}"
         f"<h2>Models</h2>{_html_table(head, rows)}{_img(plots['pareto.png'], 'accuracy vs FLOPs')}"
         f"<h2>Cost of each stage</h2>{_html_table(shead, srows)}{_img(plots['stages.png'], 'time per stage')}"
-        f"<h2>Notes</h2><ul>{notes}</ul></body></html>\n"
+        f"{e2e_part}<h2>Notes</h2><ul>{notes}</ul></body></html>\n"
     )
 
 
