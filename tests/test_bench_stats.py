@@ -80,3 +80,17 @@ def test_split_half_interval() -> None:
     assert iv4.low < iv4.estimate < iv4.high and iv4.estimate == pytest.approx(split_half_tau(four, seed=1))
     flat = kendall_interval([1.0, 1.0, 1.0], [1.0, 2.0, 3.0], samples=50)  # τ undefined on every resample
     assert math.isnan(flat.low) and math.isnan(flat.high)
+
+
+def test_kendall_difference_is_paired_over_items() -> None:
+    from edgenas.bench.stats import kendall_difference
+
+    y = np.arange(20.0)
+    perfect = kendall_difference(y, -y, y, samples=200, seed=0)  # τ = 1 vs τ = -1 on every resample
+    assert perfect.estimate == pytest.approx(2.0) and perfect.low == pytest.approx(2.0)
+    rng = np.random.default_rng(1)
+    noisy = y + rng.normal(0, 3, size=20)
+    same = kendall_difference(noisy, noisy, y, samples=200, seed=0)
+    assert (same.estimate, same.low, same.high) == (0.0, 0.0, 0.0)  # a score against itself: no spread
+    iv = kendall_difference(y + rng.normal(0, 1, 20), noisy, y, samples=500, seed=2)
+    assert iv.low < iv.estimate < iv.high and iv.estimate > 0

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from edgenas.bench.correlation import kendall, spearman
-from edgenas.bench.stats import kendall_interval
+from edgenas.bench.stats import kendall_difference, kendall_interval
 from edgenas.bench.truth import read_protocol, read_truth, truth_reliability
 from edgenas.core.atomic import atomic_write_text
 from edgenas.core.compute import resolve_device
@@ -101,6 +101,13 @@ def bench_proxies(
     taus = {n: kendall(col, acc) for n, col in columns.items()}
     rhos = {n: spearman(col, acc) for n, col in columns.items()}
     intervals = {n: kendall_interval(col, acc, seed=seed).as_dict() for n, col in columns.items()}
+    az = columns.get("AZ (log-rank sum)")
+    # AZ − each other score, judged on the same resampled archs (paired): does AZ rank better?
+    az_minus = {
+        n: kendall_difference(az, col, acc, seed=seed).as_dict()
+        for n, col in columns.items()
+        if az is not None and n != "AZ (log-rank sum)"
+    }
     reliability = truth_reliability(truth, seed=seed) if protocol["seeds"] >= 2 else None
     per_arch_s = {n: seconds[n] / len(rows) for n in names}
     _write_values(run.file("proxies.csv"), rows, columns)
@@ -116,6 +123,7 @@ def bench_proxies(
         "threads": torch.get_num_threads(),
         "kendall_tau": taus,
         "kendall_tau_interval": intervals,
+        "az_minus_kendall_tau": az_minus,
         "spearman_rho": rhos,
         "truth_reliability": reliability,
         "seconds_per_arch": per_arch_s,

@@ -170,3 +170,32 @@ def split_half_interval(
             taus.append(t)
     lo, hi = _percentiles(taus, confidence)
     return Interval(estimate, lo, hi, n, confidence, "bootstrap archs × halvings")
+
+
+def kendall_difference(
+    x1: Sequence[float],
+    x2: Sequence[float],
+    y: Sequence[float],
+    *,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+) -> Interval:
+    """τ(x1, y) − τ(x2, y) with a paired percentile bootstrap over items: both scores are judged
+    on the same resampled items, so what the two share (the truth's noise, the items drawn)
+    cancels out of the difference. Used for "proxy A vs proxy B on one truth"."""
+    r1, r2, ry = (np.asarray(rank_scores(v), dtype=float) for v in (x1, x2, y))
+    if not r1.size == r2.size == ry.size:
+        raise ValueError(f"τ difference needs three lists of one length, got {r1.size}, {r2.size}, {ry.size}")
+    est = float(sps.kendalltau(r1, ry).statistic - sps.kendalltau(r2, ry).statistic)
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(samples):
+        idx = rng.integers(0, ry.size, size=ry.size)
+        d = sps.kendalltau(r1[idx], ry[idx]).statistic - sps.kendalltau(r2[idx], ry[idx]).statistic
+        if np.isfinite(d):
+            diffs.append(d)
+    if not diffs:
+        return Interval(est, float("nan"), float("nan"), int(ry.size), confidence, "paired bootstrap items")
+    lo, hi = np.quantile(diffs, [0.5 - confidence / 2, 0.5 + confidence / 2])
+    return Interval(est, float(lo), float(hi), int(ry.size), confidence, "paired bootstrap items")
