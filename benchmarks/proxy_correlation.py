@@ -5,7 +5,7 @@ Writes benchmarks/results/NAME.json (default proxy_correlation; + one `edgenas b
 run folder per seed under benchmarks/results/proxies_<truth>-seedN/). Proxy values depend on
 the seed (re-initialisation, noise batch); FLOPs and params do not, so a win is only claimed
 where it holds for every seed. Each τ comes with its 95% bootstrap interval over archs, AZ −
-every other score with a paired one, and a multi-seed truth's split-half τ (its ceiling).
+every other score with a paired one, and a multi-seed truth's split-half τ (its self-agreement).
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def main() -> None:
         )
     rel = summary["truth_reliability"]
     if rel:
-        print(f"truth ceiling (split-half τ over {rel['seeds']} seeds): {rel['split_half_tau']:.3f}")
+        print(f"truth self-agreement (split-half τ over {rel['seeds']} seeds): {rel['split_half_tau']:.3f}")
     print(f"AZ beats every single proxy on every seed: {summary['az_beats_every_single_proxy_every_seed']}")
     print(f"wrote {out}")
 

@@ -93,7 +93,7 @@ def test_bench_commands_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFi
     assert f"run directory: {tmp_path / 'b'}" in printed
     config = (tmp_path / "b" / "config.yaml").read_text()
     assert "bench proxies" in config and "synflow" in config
-    assert "95% interval" in printed and "truth ceiling: unknown (1 seed per arch" in printed
+    assert "95% interval" in printed and "truth self-agreement: unknown (1 seed per arch" in printed
     saved = json.loads((tmp_path / "b" / "results.json").read_text())
     assert set(saved["kendall_tau_interval"]) == set(saved["kendall_tau"]) >= {"synflow", "AZ (log-rank sum)"}
 
@@ -178,7 +178,7 @@ def test_bench_proxies_reports_the_truth_ceiling(tmp_path: Path, capsys: pytest.
     assert run([*argv, "--run-dir", str(tmp_path / "b"), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "proxies vs trained accuracy on 4 archs" in printed
-    assert "truth ceiling: split-half τ 0.667 [" in printed and "over 2 seeds" in printed
+    assert "truth self-agreement: split-half τ 0.667 [" in printed and "over 2 seeds" in printed
     saved = json.loads((tmp_path / "b" / "results.json").read_text())
     assert saved["truth_reliability"]["split_half_tau"] == pytest.approx(4 / 6)
     iv = saved["kendall_tau_interval"]["synflow"]

@@ -2,7 +2,8 @@
 
 Each τ comes with its 95% bootstrap interval over archs (fixed seed), since on 100-odd archs a
 τ difference of a few hundredths is noise; when the truth has >= 2 seeds per arch its own
-split-half τ is reported beside them, the ceiling a proxy cannot be expected to pass.
+split-half τ is reported beside them (two half-truths' agreement; a noiseless score judged
+against the mean of all seeds can exceed it).
 
 Every arch of the ground-truth file is built at the ground truth's own macro shape (width,
 cells, input) and scored with every proxy on the same noise batch (and, for the proxies

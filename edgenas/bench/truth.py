@@ -10,7 +10,7 @@ the missing runs, and raising `--seeds` on a finished file trains only the new s
 file built before seeds existed is seed 0. The protocol lives in a sidecar
 `<file>.protocol.json`; resuming with a different protocol is refused, because mixing
 protocols would make the accuracies incomparable. `truth_reliability` measures how well
-the truth agrees with itself across seeds, the ceiling for any proxy's τ.
+the truth agrees with itself across seeds: how much of a proxy's τ its noise can hide.
 `bench_truth` is the command (`edgenas bench truth`); `build_truth` takes a ready `TruthProtocol`.
 """
 
@@ -352,7 +352,7 @@ def _run_jobs(
 
 
 def truth_reliability(truth: str | Path, *, samples: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """How well a multi-seed truth agrees with itself: the ceiling for any proxy's τ against it.
+    """How well a multi-seed truth agrees with itself across seeds (its noise, in τ and in points).
 
     `split_half_tau`: Kendall τ between the means of two disjoint halves of the seeds (seed 0 vs
     seed 1 for 2 seeds), with a bootstrap interval over archs (`samples` resamples, fixed

@@ -110,7 +110,7 @@ def handle_proxies(args: argparse.Namespace) -> int:
 
 
 def print_proxies(res: dict[str, Any]) -> None:
-    """Kendall τ with its interval and Spearman ρ of every proxy, best first; the truth's ceiling."""
+    """Kendall τ with its interval and Spearman ρ of every proxy, best first; the truth's self-agreement."""
     from edgenas.report.tables import rows_table, stdout
 
     order = sorted(res["kendall_tau"], key=lambda n: -res["kendall_tau"][n])
@@ -136,11 +136,12 @@ def print_proxies(res: dict[str, Any]) -> None:
     if rel:
         iv = rel["split_half_interval"]
         stdout.print(
-            f"truth ceiling: split-half τ {rel['split_half_tau']:.3f} [{iv['low']:.3f}, {iv['high']:.3f}] "
-            f"over {rel['seeds']} seeds (per-arch std {rel['std_points_mean']:.2f} points)"
+            f"truth self-agreement: split-half τ {rel['split_half_tau']:.3f} [{iv['low']:.3f}, {iv['high']:.3f}] "
+            f"over {rel['seeds']} seeds (per-arch std {rel['std_points_mean']:.2f} points); a noiseless score "
+            "judged against the mean of all seeds can exceed it"
         )
     else:
-        stdout.print("truth ceiling: unknown (1 seed per arch; build the truth with --seeds 2 to measure it)")
+        stdout.print("truth self-agreement: unknown (1 seed per arch; build the truth with --seeds 2 to measure it)")
     stdout.print(f"run directory: {res['run_dir']}  (results.json, proxies.csv, correlations.png)")
 
 
