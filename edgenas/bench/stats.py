@@ -9,7 +9,7 @@ reproducible. Kendall τ is scipy's tau-b on ranks (ties allowed).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -97,6 +97,20 @@ def _percentiles(values: list[float], confidence: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _bootstrap(
+    statistic: Callable[[np.ndarray], float], n: int, samples: int, seed: int, confidence: float
+) -> tuple[float, float]:
+    """Percentile interval of `statistic(indices)` over `samples` resamples of n items with
+    replacement from a fixed `seed` (resamples where it is undefined are skipped)."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(samples):
+        v = statistic(rng.integers(0, n, size=n))
+        if np.isfinite(v):
+            values.append(v)
+    return _percentiles(values, confidence)
+
+
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
     """Kendall tau-b between two score lists (NaN/-inf rank at the bottom)."""
     return float(sps.kendalltau(rank_scores(x), rank_scores(y)).statistic)
@@ -115,14 +129,7 @@ def kendall_interval(
     if rx.shape != ry.shape:
         raise ValueError(f"τ needs two lists of the same length, got {rx.size} and {ry.size}")
     tau = float(sps.kendalltau(rx, ry).statistic)
-    rng = np.random.default_rng(seed)
-    taus = []
-    for _ in range(samples):
-        idx = rng.integers(0, rx.size, size=rx.size)
-        t = sps.kendalltau(rx[idx], ry[idx]).statistic
-        if np.isfinite(t):
-            taus.append(t)
-    lo, hi = _percentiles(taus, confidence)
+    lo, hi = _bootstrap(lambda i: sps.kendalltau(rx[i], ry[i]).statistic, rx.size, samples, seed, confidence)
     return Interval(tau, lo, hi, int(rx.size), confidence, "bootstrap items")
 
 
@@ -188,14 +195,9 @@ def kendall_difference(
     if not r1.size == r2.size == ry.size:
         raise ValueError(f"τ difference needs three lists of one length, got {r1.size}, {r2.size}, {ry.size}")
     est = float(sps.kendalltau(r1, ry).statistic - sps.kendalltau(r2, ry).statistic)
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(samples):
-        idx = rng.integers(0, ry.size, size=ry.size)
-        d = sps.kendalltau(r1[idx], ry[idx]).statistic - sps.kendalltau(r2[idx], ry[idx]).statistic
-        if np.isfinite(d):
-            diffs.append(d)
-    if not diffs:
-        return Interval(est, float("nan"), float("nan"), int(ry.size), confidence, "paired bootstrap items")
-    lo, hi = np.quantile(diffs, [0.5 - confidence / 2, 0.5 + confidence / 2])
-    return Interval(est, float(lo), float(hi), int(ry.size), confidence, "paired bootstrap items")
+
+    def diff(i: np.ndarray) -> float:
+        return sps.kendalltau(r1[i], ry[i]).statistic - sps.kendalltau(r2[i], ry[i]).statistic
+
+    lo, hi = _bootstrap(diff, ry.size, samples, seed, confidence)
+    return Interval(est, lo, hi, int(ry.size), confidence, "paired bootstrap items")
