@@ -17,6 +17,7 @@ as command lines, run configs and run folders made before the sub-model give the
 from __future__ import annotations
 
 import itertools
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar, TypeVar
 
@@ -115,7 +116,7 @@ class SearchOptions(BaseModel):
         return flat_options(self.model_dump())
 
 
-class BilevelSearch:
+class BilevelSearch(ABC):
     """Epoch loop, progress bar and checkpoint of a warm-up-then-search bilevel search.
 
     A subclass sets the attributes declared below in its `__init__` and implements
@@ -144,21 +145,21 @@ class BilevelSearch:
     seconds: float
 
     # -- what each method provides -------------------------------------------------------
+    @abstractmethod
     def train_epoch(self, bar: Progress, task: TaskID) -> dict[str, Any]:
         """One epoch of steps; returns its statistics, `seconds` among them."""
-        raise NotImplementedError
 
+    @abstractmethod
     def record(self, stats: dict[str, Any]) -> dict[str, Any]:
         """The history entry of the epoch just finished."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _own_state(self) -> dict[str, Any]:
         """The method's own checkpoint fields (architecture parameters, multipliers, ...)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _restore_own_state(self, state: dict[str, Any]) -> None:
         """Put back what `_own_state` saved."""
-        raise NotImplementedError
 
     def _count_epoch(self, stats: dict[str, Any]) -> None:
         """Add a finished epoch's time to the totals (a method may keep more than wall seconds)."""
