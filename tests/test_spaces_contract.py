@@ -104,3 +104,24 @@ def test_the_cheapest_network_is_a_floor(space) -> None:
         assert count_params(net) >= floor[0]
         assert count_flops(net, SHAPE.input_shape) >= floor[1]
         assert peak_activation_bytes(net, SHAPE.input_shape) >= floor[2]
+
+
+def test_supernet_description_encodes_every_arch(space) -> None:
+    points = space.choice_points()
+    assert len(points) == len({p.name for p in points}) and space.choice_ops
+    for arch in space.sample_distinct(20, np.random.default_rng(5)):
+        index = space.encode(arch)
+        assert index.shape == (len(points),) and space.decode(index) == arch
+        assert space.onehot(arch).shape == (len(points), len(space.choice_ops))
+        assert space.top_weighted(space.onehot(arch).numpy()) == arch  # the paper derivation of a one-hot
+
+
+def test_position_costs_are_the_exact_cost_of_the_live_points(space) -> None:
+    costs = {kind: space.position_costs(kind, SHAPE) for kind in ("params", "flops")}
+    for arch in space.sample_distinct(25, np.random.default_rng(6)):
+        net = space.build(arch, SHAPE)
+        index, live = space.encode(arch), space.live_points(arch)
+        exact = {"params": count_params(net), "flops": count_flops(net, SHAPE.input_shape)}
+        for kind, (fixed, weights) in costs.items():
+            model = fixed + weights[np.arange(len(index)), index][live].sum()
+            assert model == pytest.approx(exact[kind], rel=1e-9), (kind, str(arch))

@@ -63,10 +63,34 @@ class NetShape:
         return (self.in_channels, self.resolution, self.resolution)
 
 
+@dataclass(frozen=True)
+class ChoicePoint:
+    """One row of a supernet's decision weights: a place where one candidate op is chosen.
+
+    `node` names the node the point feeds. Derivation and edge normalisation group the
+    points by node: NB201 keeps every point (one op per edge), DARTS keeps the top
+    `SearchSpace.keep_per_node` = 2 inputs of every node.
+    """
+
+    name: str  # e.g. "1<-0" (NB201), "normal 2<-0" (DARTS)
+    node: str  # e.g. "1" (NB201), "normal 2" (DARTS)
+
+
 class SearchSpace(ABC):
-    """A family of architectures: sample, mutate, enumerate, parse, build."""
+    """A family of architectures: sample, mutate, enumerate, parse, build.
+
+    Differentiable searches (DCA-NAS, DNAD), the expected-cost terms, the derivation and the
+    latency tables see a space only through its *supernet description*: `choice_ops` (the
+    columns of the decision weights), `choice_points()` (the rows), `keep_per_node`,
+    `encode`/`decode` (an arch as one op index per point), `supernet`, `position_costs`
+    (exact additive cost of every (point, op)) and `live_points`.
+    """
 
     name: str
+    # -- supernet description (class attributes) --
+    choice_ops: tuple[str, ...] = ()  # candidate ops, the columns of the decision weights
+    none_op: str | None = "none"  # the op that means "no edge" (never computed), if the space has one
+    keep_per_node: int | None = None  # None: every point keeps its own op (NB201); k: top-k inputs per node
 
     @abstractmethod
     def parse(self, text: str) -> Arch:
@@ -101,18 +125,69 @@ class SearchSpace(ABC):
         """
 
     @abstractmethod
-    def supernet(self, shape: NetShape) -> nn.Module:
-        """The weight-sharing supernet at full channels: `forward(x, weights)` with `weights` a
-        tensor of decision weights such as `onehot(arch)`."""
+    def supernet(self, shape: NetShape, k: int = 1) -> nn.Module:
+        """The weight-sharing supernet: `forward(x, op_weights, edge_weights=None)` with `op_weights`
+        a (points, ops) tensor such as `onehot(arch)` and `edge_weights` an optional (points,)
+        scale per point; `forward_features` returns (logits, block outputs); an `alive` bool
+        buffer (points, ops) switches ops off for good (DNAD). `k` > 1: partial channels
+        (PC-DARTS), only 1/k of each point's channels go through the mixed op."""
+
+    @abstractmethod
+    def choice_points(self) -> tuple[ChoicePoint, ...]:
+        """The rows of the decision weights, in a fixed order."""
+
+    @abstractmethod
+    def encode(self, arch: Arch) -> np.ndarray:
+        """One op index (into `choice_ops`) per choice point; `none_op` where the arch does not use the point."""
+
+    @abstractmethod
+    def decode(self, index: np.ndarray) -> Arch:
+        """The arch with op `index[p]` at every point (inverse of `encode`); `ArchError` if not an arch of the space."""
+
+    @abstractmethod
+    def live_points(self, arch: Arch) -> np.ndarray:
+        """(points,) bool: the points whose op is built in `build(arch)` (a point on a dead path is not)."""
+
+    @abstractmethod
+    def position_costs(self, kind: str, shape: NetShape) -> tuple[float, np.ndarray]:
+        """Exact additive cost of `kind` ("params" or "flops") at the deployed `shape`:
+        (fixed, (points, ops)) with cost(arch) = fixed + Σ over live points of weights[p, op_p]."""
 
     @abstractmethod
     def cost_terms(self, budgets: Budgets, shape: NetShape, table: Any = None, seed: int = 0) -> dict[str, Any]:
         """Expected-cost terms for every budget that is set, differentiable in the supernet's decision
         weights (`terms[name].expected(weights)`); latency needs the device's lookup `table`."""
 
-    @abstractmethod
     def onehot(self, arch: Arch) -> torch.Tensor:
-        """The supernet's decision weights that select exactly `arch`."""
+        """The supernet's decision weights that select exactly `arch`: (points, ops), one 1 per point."""
+        index = self.encode(arch)
+        weights = torch.zeros(len(index), len(self.choice_ops))
+        weights[torch.arange(len(index)), torch.as_tensor(index, dtype=torch.long)] = 1.0
+        return weights
+
+    def top_weighted(self, weights: np.ndarray) -> Arch:
+        """The paper derivation of DARTS-style searches from (points, ops) weights.
+
+        `keep_per_node` None: the top op of every point (`none` included). Otherwise every
+        node keeps the `keep_per_node` points whose best non-`none` weight is highest, each
+        with that op; the other points of the node get `none`.
+        """
+        w = np.asarray(weights, dtype=float)
+        if self.keep_per_node is None:
+            return self.decode(w.argmax(axis=1))
+        none = self.choice_ops.index(self.none_op) if self.none_op in self.choice_ops else None
+        real = w.copy()
+        if none is not None:
+            real[:, none] = -np.inf
+        index = np.full(len(w), none if none is not None else 0, dtype=int)
+        nodes: dict[str, list[int]] = {}
+        for p, point in enumerate(self.choice_points()):
+            nodes.setdefault(point.node, []).append(p)
+        for rows in nodes.values():
+            best = sorted(rows, key=lambda p: (-real[p].max(), p))[: self.keep_per_node]
+            for p in best:
+                index[p] = int(real[p].argmax())
+        return self.decode(index)
 
     @abstractmethod
     def subnet(self, supernet: nn.Module, arch: Arch) -> nn.Module:

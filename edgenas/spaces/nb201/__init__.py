@@ -18,7 +18,7 @@ import torch
 
 if TYPE_CHECKING:
     from edgenas.core.device import Budgets
-from edgenas.core.space import Arch, NetShape, SearchSpace
+from edgenas.core.space import Arch, ChoicePoint, NetShape, SearchSpace
 from edgenas.spaces.nb201.arch import EDGES, EXAMPLE, NUM_NODES, OPS, NB201Arch
 from edgenas.spaces.nb201.network import NB201Cell, NB201Network, ResNetBasicBlock, build_tiny_layout, make_op
 from edgenas.spaces.ops import ReLUConvBN
@@ -45,6 +45,9 @@ class NB201Space(SearchSpace):
     name = "nb201"
     ops = OPS
     edges = EDGES
+    choice_ops = OPS
+    none_op = "none"
+    keep_per_node = None  # one op per edge, every edge kept
 
     def parse(self, text: str) -> NB201Arch:
         return NB201Arch.parse(text)
@@ -74,20 +77,36 @@ class NB201Space(SearchSpace):
         """Every edge `none`: the other ops only add params and FLOPs; no arch measured has a lower peak."""
         return NB201Arch(("none",) * len(EDGES))
 
-    def supernet(self, shape: NetShape) -> torch.nn.Module:
+    def supernet(self, shape: NetShape, k: int = 1) -> torch.nn.Module:
         from edgenas.spaces.nb201.supernet import NB201SuperNet
 
-        return NB201SuperNet(shape, k=1)
+        return NB201SuperNet(shape, k=k)
+
+    def choice_points(self) -> tuple[ChoicePoint, ...]:
+        """The 6 edges `to<-from`, in `EDGES` order (the cell is shared by every stage)."""
+        return tuple(ChoicePoint(f"{to}<-{frm}", str(to)) for to, frm in EDGES)
+
+    def encode(self, arch: Arch) -> np.ndarray:
+        return np.array([OPS.index(op) for op in _nb201(arch).ops], dtype=int)
+
+    def decode(self, index: np.ndarray) -> NB201Arch:
+        return NB201Arch(tuple(OPS[int(i)] for i in index))
+
+    def live_points(self, arch: Arch) -> np.ndarray:
+        live = np.zeros(len(EDGES), dtype=bool)
+        live[_nb201(arch).live_edges()] = True
+        return live
+
+    def position_costs(self, kind: str, shape: NetShape) -> tuple[float, np.ndarray]:
+        from edgenas.spaces.nb201.cost_terms import flops_terms, params_terms
+
+        terms = {"params": params_terms, "flops": flops_terms}[kind](shape)
+        return terms.fixed, terms.weights
 
     def cost_terms(self, budgets: Budgets, shape: NetShape, table: Any = None, seed: int = 0) -> dict[str, Any]:
         from edgenas.spaces.nb201.cost_terms import terms_for_budgets
 
         return terms_for_budgets(budgets, shape, table, seed)
-
-    def onehot(self, arch: Arch) -> torch.Tensor:
-        weights = torch.zeros(len(EDGES), len(OPS))
-        weights[torch.arange(len(EDGES)), [OPS.index(op) for op in _nb201(arch).ops]] = 1.0
-        return weights
 
     def subnet(self, supernet: torch.nn.Module, arch: Arch) -> NB201Network:
         from edgenas.spaces.nb201.supernet import extract_subnet
