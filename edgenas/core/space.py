@@ -83,7 +83,10 @@ class SearchSpace(ABC):
     latency tables see a space only through its *supernet description*: `choice_ops` (the
     columns of the decision weights), `choice_points()` (the rows), `keep_per_node`,
     `encode`/`decode` (an arch as one op index per point), `supernet`, `position_costs`
-    (exact additive cost of every (point, op)) and `live_points`.
+    (exact additive cost of every (point, op)) and `live_points`. The methods with a body
+    here (`node_points`, `none_index`, `mask_live_points`, `supernet_gaps`, `cost_terms`,
+    `onehot`, `top_weighted`) are derived from those; a space overrides them only where its
+    graph needs it.
     """
 
     name: str
@@ -153,10 +156,69 @@ class SearchSpace(ABC):
         """Exact additive cost of `kind` ("params" or "flops") at the deployed `shape`:
         (fixed, (points, ops)) with cost(arch) = fixed + Σ over live points of weights[p, op_p]."""
 
-    @abstractmethod
     def cost_terms(self, budgets: Budgets, shape: NetShape, table: Any = None, seed: int = 0) -> dict[str, Any]:
         """Expected-cost terms for every budget that is set, differentiable in the supernet's decision
-        weights (`terms[name].expected(weights)`); latency needs the device's lookup `table`."""
+        weights (`terms[name].expected(weights)`); latency needs the device's lookup `table`.
+
+        Default: `edgenas.cost.terms.terms_for_budgets` (params/FLOPs from `position_costs`, peak
+        memory fitted on sampled archs, latency from the table's per-position terms).
+        """
+        from edgenas.cost.terms import terms_for_budgets
+
+        return terms_for_budgets(self, budgets, shape, table, seed)
+
+    @property
+    def none_index(self) -> int | None:
+        """Column of `none_op` in the decision weights, or None if the space has no such op."""
+        return self.choice_ops.index(self.none_op) if self.none_op in self.choice_ops else None
+
+    def node_points(self) -> dict[str, list[int]]:
+        """The choice points (row indices) feeding each node, nodes in order of first appearance.
+
+        Edge normalisation (a softmax of β over each node's points) and the top-k derivation
+        (`keep_per_node`) work per node.
+        """
+        nodes: dict[str, list[int]] = {}
+        for p, point in enumerate(self.choice_points()):
+            nodes.setdefault(point.node, []).append(p)
+        return nodes
+
+    def mask_live_points(self, alive: np.ndarray) -> np.ndarray:
+        """(points,) bool: the points whose ops are built when the supernet runs only the `alive`
+        (points, ops) ops (DNAD's shrinking multi-op cell), i.e. that carry a live op other than
+        `none_op` and lie on a path the space builds.
+
+        Default: with `keep_per_node` None, the live points of the arch that puts a computing op
+        on every point with one (a point's liveness then depends only on none-or-not); otherwise
+        every point with a live computing op.
+        """
+        on = np.asarray(alive, dtype=bool).copy()
+        if self.none_index is not None:
+            on[:, self.none_index] = False
+        carries = on.any(axis=1)
+        if self.keep_per_node is not None:
+            return carries
+        index = np.where(carries, on.argmax(axis=1), self.none_index if self.none_index is not None else 0)
+        return self.live_points(self.decode(index)) & carries
+
+    def supernet_gaps(self) -> list[str]:
+        """What the supernet description lacks (empty: DCA-NAS and DNAD can search this space)."""
+        gaps: list[str] = []
+        if not self.choice_ops:
+            gaps.append("choice_ops")
+        if self.keep_per_node is not None and (self.keep_per_node < 1 or self.none_index is None):
+            gaps.append("keep_per_node needs none_op among choice_ops")
+        try:
+            points = self.choice_points()
+            arch = self.sample(np.random.default_rng(0))
+            if self.decode(self.encode(arch)) != arch or len(self.live_points(arch)) != len(points):
+                gaps.append("encode/decode/live_points round trip")
+        except NotImplementedError as e:
+            gaps.append(str(e) or "choice_points/encode/decode/live_points")
+            points = ()
+        if not points:
+            gaps.append("choice_points")
+        return gaps
 
     def onehot(self, arch: Arch) -> torch.Tensor:
         """The supernet's decision weights that select exactly `arch`: (points, ops), one 1 per point."""
@@ -175,15 +237,12 @@ class SearchSpace(ABC):
         w = np.asarray(weights, dtype=float)
         if self.keep_per_node is None:
             return self.decode(w.argmax(axis=1))
-        none = self.choice_ops.index(self.none_op) if self.none_op in self.choice_ops else None
+        none = self.none_index
         real = w.copy()
         if none is not None:
             real[:, none] = -np.inf
         index = np.full(len(w), none if none is not None else 0, dtype=int)
-        nodes: dict[str, list[int]] = {}
-        for p, point in enumerate(self.choice_points()):
-            nodes.setdefault(point.node, []).append(p)
-        for rows in nodes.values():
+        for rows in self.node_points().values():
             best = sorted(rows, key=lambda p: (-real[p].max(), p))[: self.keep_per_node]
             for p in best:
                 index[p] = int(real[p].argmax())

@@ -62,6 +62,11 @@ class LatencyKernels(Protocol):
         """`(fixed_ms, per-edge terms)` for a differentiable expected latency."""
         ...
 
+    def position_terms(self, table: LatencyTable, shape: NetShape) -> tuple[float, np.ndarray]:
+        """`(fixed_ms, (points, ops) terms)` over the space's choice points, for the expected latency
+        of its supernet (`edgenas.cost.terms`). Optional: a space without it has no latency search."""
+        ...
+
     def profile(self, resolution: int, **options: Any) -> LatencyTable:
         """Profile this machine: time every kernel, record its fusions."""
         ...
@@ -275,6 +280,21 @@ class LatencyTable:
         """
         self._require(shape)
         return self.kernels.predict_ms(self, arch, shape)
+
+    def position_terms(self, shape: NetShape) -> tuple[float, np.ndarray]:
+        """`(fixed_ms, (points, ops) terms)` for a differentiable expected latency of the space's supernet.
+
+        The space's kernels' `position_terms` (rows in `choice_points()` order, columns in
+        `choice_ops` order); a space whose kernels have none is a `ConfigError`.
+        """
+        self._require(shape)
+        kernels = self.kernels
+        if not hasattr(kernels, "position_terms"):
+            raise ConfigError(
+                f"{self._source()}: the {self.space!r} space's latency kernels give no per-position terms, "
+                "so a search cannot hold a latency budget in it yet"
+            )
+        return kernels.position_terms(self, shape)
 
     def nb201_terms(self, shape: NetShape) -> tuple[float, np.ndarray]:
         """Per-edge latency terms `(fixed_ms, terms)` for a differentiable expected latency.

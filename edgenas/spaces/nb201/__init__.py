@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from edgenas.core.device import Budgets
 from edgenas.core.space import Arch, ChoicePoint, NetShape, SearchSpace
 from edgenas.spaces.nb201.arch import EDGES, EXAMPLE, NUM_NODES, OPS, NB201Arch
 from edgenas.spaces.nb201.network import NB201Cell, NB201Network, ResNetBasicBlock, build_tiny_layout, make_op
@@ -98,15 +95,9 @@ class NB201Space(SearchSpace):
         return live
 
     def position_costs(self, kind: str, shape: NetShape) -> tuple[float, np.ndarray]:
-        from edgenas.spaces.nb201.cost_terms import flops_terms, params_terms
+        from edgenas.spaces.nb201.cost_terms import position_costs
 
-        terms = {"params": params_terms, "flops": flops_terms}[kind](shape)
-        return terms.fixed, terms.weights
-
-    def cost_terms(self, budgets: Budgets, shape: NetShape, table: Any = None, seed: int = 0) -> dict[str, Any]:
-        from edgenas.spaces.nb201.cost_terms import terms_for_budgets
-
-        return terms_for_budgets(budgets, shape, table, seed)
+        return position_costs(kind, shape)
 
     def subnet(self, supernet: torch.nn.Module, arch: Arch) -> NB201Network:
         from edgenas.spaces.nb201.supernet import extract_subnet

@@ -465,6 +465,13 @@ def edge_terms(table: LatencyTable, shape: NetShape) -> tuple[float, np.ndarray]
     return frame_ms(table, shape), terms
 
 
+def position_terms(table: LatencyTable, shape: NetShape) -> tuple[float, np.ndarray]:
+    """`edge_terms` over the choice points: an op costs the same on every edge, summed over the
+    stages and times the cells per stage, so `(fixed_ms, (edges, ops))`."""
+    fixed, per_stage = edge_terms(table, shape)
+    return fixed, np.tile(shape.cells * np.asarray(per_stage).sum(axis=0), (len(EDGES), 1))
+
+
 # --------------------------------------------------------------------------- graphs
 def chain_model(chain: str, c: int, h: int, w: int, copies: int, seed: int = 0) -> onnx.ModelProto:
     """A graph of `copies` copies of one cell-level kernel (a `CHAINS` name) at (C, H, W), each feeding the next.
