@@ -100,7 +100,7 @@ def test_connect_repairs_a_disconnected_argmax() -> None:
     probs[:, 0] = 0.6  # "none" wins everywhere
     probs[3, OPS.index("nor_conv_3x3")] = 0.3  # edge 3->0 has the likeliest non-zero op
     repairs: list[dict] = []
-    arch = connect(argmax_arch(probs), probs, repairs)
+    arch = connect(argmax_arch(probs, NB201Space()), probs, repairs, NB201Space())
     assert arch.is_connected and arch.ops[3] == "nor_conv_3x3"
     assert repairs == [{"reason": "disconnected cell", "edge": 3, "from": "none", "to": "nor_conv_3x3"}]
 

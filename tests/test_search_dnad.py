@@ -15,7 +15,6 @@ from edgenas.core.errors import ConfigError, Interrupted, UserError
 from edgenas.core.space import NetShape
 from edgenas.cost import count_flops, count_params
 from edgenas.search.methods.dnad import (
-    NONE,
     SNPSConfig,
     SNPSSearch,
     adapt_coefficient,
@@ -24,8 +23,8 @@ from edgenas.search.methods.dnad import (
     costliest_arch,
     deletion_step,
     flops_pressure,
-    live_edges,
     live_flops,
+    live_points,
     metered_coefficient,
     reading_tolerance,
     sparsity_entropy,
@@ -35,12 +34,14 @@ from edgenas.search.methods.dnad import (
 )
 from edgenas.search.pareto import hypervolume_2d, pareto_front
 from edgenas.search.run import resume_search, search
-from edgenas.spaces.nb201 import EDGES, OPS, NB201Arch, NB201Network
+from edgenas.spaces.nb201 import EDGES, OPS, NB201Arch, NB201Network, NB201Space
 from edgenas.spaces.nb201.cost_terms import flops_terms
 from edgenas.spaces.nb201.supernet import NB201SuperNet
 
 SHAPE = NetShape(width=8, cells=1, in_channels=1, resolution=12, num_classes=10)
 CONV3, CONV1, SKIP, POOL = (OPS.index(o) for o in ("nor_conv_3x3", "nor_conv_1x1", "skip_connect", "avg_pool_3x3"))
+NONE = OPS.index("none")
+NB201 = NB201Space()
 # A short search that does shrink: a fast θ optimiser, an early threshold, a short patience.
 FAST = {"epochs": 4, "warmup_epochs": 1, "batch_size": 64, "search_width": 4, "k": 2, "alpha_lr": 0.3,
         "lambda_init": 5.0, "delete_threshold": 0.2, "delete_patience": 2, "bn_batches": 2, "auto_levels": 6,
@@ -137,14 +138,14 @@ def test_flops_schedule_meters_deletions_one_level_at_a_time() -> None:
         f_now, f_after = live_flops(now, terms), live_flops(after, terms)
         return f_after >= f_now or f_now > target["now"]
 
-    deletion_step(att, alive, under, 0.05, 2, True, allow)
-    assert deletion_step(att, alive, under, 0.05, 2, True, allow) == [(4, POOL)]  # free: not held back
+    deletion_step(att, alive, under, 0.05, 2, True, allow, space=NB201)
+    assert deletion_step(att, alive, under, 0.05, 2, True, allow, space=NB201) == [(4, POOL)]  # free: not held back
     target["now"] -= 1.0  # the schedule moves a little below the supernet: one conv may go
-    assert deletion_step(att, alive, under, 0.05, 2, True, allow) == [(1, CONV3)]
+    assert deletion_step(att, alive, under, 0.05, 2, True, allow, space=NB201) == [(1, CONV3)]
     assert alive[3, CONV3] and under[3, CONV3] == 3  # held, still counting
-    assert deletion_step(att, alive, under, 0.05, 2, True, allow) == []
+    assert deletion_step(att, alive, under, 0.05, 2, True, allow, space=NB201) == []
     target["now"] = 0.0
-    assert deletion_step(att, alive, under, 0.05, 2, True, allow) == [(3, CONV3)]
+    assert deletion_step(att, alive, under, 0.05, 2, True, allow, space=NB201) == [(3, CONV3)]
 
 
 # -- deletion ---------------------------------------------------------------------------------
@@ -152,18 +153,18 @@ def test_deletion_needs_patience_and_a_deleted_op_never_returns() -> None:
     alive, under = all_alive(), torch.zeros(len(EDGES), len(OPS), dtype=torch.long)
     att = torch.full((len(EDGES), len(OPS)), 0.8) * alive
     att[2, POOL] = 0.01
-    assert deletion_step(att, alive, under, 0.05, 3, True) == []
-    assert deletion_step(att, alive, under, 0.05, 3, True) == []
+    assert deletion_step(att, alive, under, 0.05, 3, True, space=NB201) == []
+    assert deletion_step(att, alive, under, 0.05, 3, True, space=NB201) == []
     att[2, POOL] = 0.5  # back above the threshold: the count restarts
-    assert deletion_step(att, alive, under, 0.05, 3, True) == [] and under[2, POOL] == 0
+    assert deletion_step(att, alive, under, 0.05, 3, True, space=NB201) == [] and under[2, POOL] == 0
     att[2, POOL] = 0.01
     for _ in range(2):
-        assert deletion_step(att, alive, under, 0.05, 3, True) == []
-    assert deletion_step(att, alive, under, 0.05, 3, True) == [(2, POOL)]
+        assert deletion_step(att, alive, under, 0.05, 3, True, space=NB201) == []
+    assert deletion_step(att, alive, under, 0.05, 3, True, space=NB201) == [(2, POOL)]
     assert not alive[2, POOL]
     att[2, POOL] = 0.99  # whatever the weight does now, the op stays deleted
     for _ in range(5):
-        deletion_step(att, alive, under, 0.05, 3, True)
+        deletion_step(att, alive, under, 0.05, 3, True, space=NB201)
     assert not alive[2, POOL] and int(alive.sum()) == 23
 
 
@@ -173,10 +174,10 @@ def test_deletion_keeps_the_cell_connected() -> None:
     alive[1, CONV1] = True  # 0 -> 2 leads nowhere (2 -> 3 is dead)
     under = torch.zeros(len(EDGES), len(OPS), dtype=torch.long)
     att = alive.float() * 0.01
-    deleted = deletion_step(att, alive, under, 0.05, 1, keep_connected=True)
+    deleted = deletion_step(att, alive, under, 0.05, 1, keep_connected=True, space=NB201)
     assert deleted == [(1, CONV1)]  # the dangling op goes, the last path stays
-    assert alive[3, SKIP] and live_edges(alive) == [3]
-    assert deletion_step(att, alive, under, 0.05, 1, keep_connected=False) == [(3, SKIP)]
+    assert alive[3, SKIP] and live_points(alive, NB201) == [3]
+    assert deletion_step(att, alive, under, 0.05, 1, keep_connected=False, space=NB201) == [(3, SKIP)]
 
 
 def test_metered_coefficient_holds_while_refused_ops_wait_ahead_of_the_schedule() -> None:
@@ -221,7 +222,7 @@ def test_live_flops_is_the_exact_flops_of_the_live_multi_op_cell() -> None:
     # only edge 3 (0 -> 3) live, plus ops on 2 -> 1 ... 3 <- 1 that no path reaches: they cost nothing
     alive = torch.zeros(len(EDGES), len(OPS), dtype=torch.bool)
     alive[3, CONV3] = alive[2, CONV1] = True  # edge 2 (2 <- 1) reads node 1, which nothing feeds
-    assert live_edges(alive) == [3]
+    assert live_points(alive, NB201) == [3]
     only = NB201Network(NB201Arch(("none", "none", "none", "nor_conv_3x3", "none", "none")), SHAPE)
     assert live_flops(alive, terms) == count_flops(only, SHAPE.input_shape)
 
@@ -242,7 +243,7 @@ def test_strongest_arch_and_auto_levels() -> None:
     alive[5] = False  # edge 5 fully deleted -> "none"
     att = torch.rand(len(EDGES), len(OPS), generator=torch.Generator().manual_seed(0)) * alive
     att[0, POOL] = 2.0
-    arch = strongest_arch(att, alive)
+    arch = strongest_arch(att, alive, NB201)
     assert arch.ops[0] == "avg_pool_3x3" and arch.ops[5] == "none" and "none" not in arch.ops[:5]
     levels = auto_levels(100.0, 10.0, 3)
     assert levels == pytest.approx([10 * 10**0.75, 10 * 10**0.5, 10 * 10**0.25])
@@ -251,17 +252,17 @@ def test_strongest_arch_and_auto_levels() -> None:
 def test_costliest_arch_follows_the_deletions_down_in_flops() -> None:
     weights = flops_terms(SHAPE).weights
     alive = all_alive()
-    assert costliest_arch(alive, weights).ops == ("nor_conv_3x3",) * len(EDGES)
-    last = count_flops(NB201Network(costliest_arch(alive, weights), SHAPE), SHAPE.input_shape)
+    assert costliest_arch(alive, weights, NB201).ops == ("nor_conv_3x3",) * len(EDGES)
+    last = count_flops(NB201Network(costliest_arch(alive, weights, NB201), SHAPE), SHAPE.input_shape)
     for op in (CONV3, CONV1, POOL, SKIP):  # delete op by op on edge 2: 3×3 → 1×1 → a free op → none
         alive[2, op] = False
-        arch = costliest_arch(alive, weights)
+        arch = costliest_arch(alive, weights, NB201)
         flops = count_flops(NB201Network(arch, SHAPE), SHAPE.input_shape)
         assert flops <= last
         last = flops
     assert arch.ops[2] == "none" and arch.ops[0] == "nor_conv_3x3"
     alive[0, CONV3] = False
-    assert costliest_arch(alive, weights).ops[0] == "nor_conv_1x1"
+    assert costliest_arch(alive, weights, NB201).ops[0] == "nor_conv_1x1"
 
 
 # -- Pareto and hypervolume ---------------------------------------------------------------------

@@ -84,7 +84,7 @@ class SearchSpace(ABC):
     columns of the decision weights), `choice_points()` (the rows), `keep_per_node`,
     `encode`/`decode` (an arch as one op index per point), `supernet`, `position_costs`
     (exact additive cost of every (point, op)) and `live_points`. The methods with a body
-    here (`node_points`, `none_index`, `mask_live_points`, `supernet_gaps`, `cost_terms`,
+    here (`node_points`, `none_index`, `mask_live_points`, `mask_admits_arch`, `supernet_gaps`, `cost_terms`,
     `onehot`, `top_weighted`) are derived from those; a space overrides them only where its
     graph needs it.
     """
@@ -200,6 +200,18 @@ class SearchSpace(ABC):
             return carries
         index = np.where(carries, on.argmax(axis=1), self.none_index if self.none_index is not None else 0)
         return self.live_points(self.decode(index)) & carries
+
+    def mask_admits_arch(self, alive: np.ndarray) -> bool:
+        """True while the supernet restricted to the `alive` (points, ops) ops still holds a usable arch
+        (DNAD never deletes an op that breaks this): with `keep_per_node` None some point is live
+        (`mask_live_points`), else every node has `keep_per_node` points with a live computing op."""
+        if self.keep_per_node is None:
+            return bool(self.mask_live_points(alive).any())
+        on = np.asarray(alive, dtype=bool).copy()
+        if self.none_index is not None:
+            on[:, self.none_index] = False
+        carries = on.any(axis=1)
+        return all(int(carries[rows].sum()) >= self.keep_per_node for rows in self.node_points().values())
 
     def supernet_gaps(self) -> list[str]:
         """What the supernet description lacks (empty: DCA-NAS and DNAD can search this space)."""

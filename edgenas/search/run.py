@@ -15,7 +15,7 @@ from edgenas.core.device import DeviceProfile, load_device
 from edgenas.core.errors import ConfigError
 from edgenas.core.rundir import RunDir
 from edgenas.core.seeding import seed_everything
-from edgenas.core.space import NetShape
+from edgenas.core.space import NetShape, SearchSpace
 from edgenas.cost.floor import check_reachable
 from edgenas.data import load_dataset
 from edgenas.search.bilevel import LEGACY
@@ -51,8 +51,7 @@ def search(
     """
     if method not in METHODS:
         raise ConfigError(f"--method {method!r}: choose one of {', '.join(METHODS.names())}")
-    if space != "nb201":
-        raise ConfigError(f"--space {space!r}: differentiable search supports nb201 only so far")
+    searchable(space)
     common = {
         "dataset": dataset,
         "data_dir": str(data_dir) if data_dir else None,
@@ -79,6 +78,18 @@ def search(
     run = RunDir.create("search", run_dir)
     run.write_config({"command": "search", "options": opts})
     return _search(run, opts, compute=compute, quiet=quiet, data=data)
+
+
+def searchable(name: str) -> SearchSpace:
+    """The space called `name`, if its supernet description is complete (else a one-line `ConfigError`)."""
+    sp = get_space(name)
+    gaps = sp.supernet_gaps()
+    if gaps:
+        raise ConfigError(
+            f"--space {name!r}: a differentiable search needs the space's supernet description, "
+            f"which lacks {', '.join(gaps)}"
+        )
+    return sp
 
 
 def resume_search(run_dir: str | Path, *, compute: str = "auto", quiet: bool = False) -> dict[str, Any]:
@@ -137,6 +148,7 @@ def _search(run: RunDir, opts: dict[str, Any], *, compute: str, quiet: bool, dat
     seed_everything(cfg.seed)
     result = spec.run(
         **specific,
+        space=searchable(opts.get("space", "nb201")),  # runs made before --space was recorded are nb201
         data=data,
         target=NetShape.for_data(data.info, opts["width"], opts["cells"]),
         cfg=cfg,

@@ -2,9 +2,11 @@
 
 Dutta, Kanvar, Agarwal, "Search-time Efficient Device Constraints-Aware Neural Architecture
 Search", PReMI 2023 (arXiv 2307.04443). A user names a device's budgets (params, FLOPs,
-peak memory, latency) and gets one NB201 cell that fits them, from one short search.
+peak memory, latency) and gets one arch that fits them, from one short search, in any space
+with a supernet description (`edgenas.core.space.SearchSpace`: NB201 cells, DARTS genotypes).
 
 Each step (first-order bilevel, on the partial-channel supernet of PC-DARTS):
+α is (choice points × ops), β one weight per point, normalised over the points of each node.
 1. α-step on a val batch: L_val + Σ_budgets λ_k · penalty(E_k[cost](α) / B_k − 1), E_k the
    expected cost of the *deployed* network under softmax(α) (`CostTerms.expected`), then
    dual ascent λ_k ← max(0, λ_k + η_λ (E_k/B_k − 1)). With `lower` > 0 a second multiplier
@@ -35,7 +37,8 @@ from edgenas.core.device import Budgets, DeviceProfile, check_budgets
 from edgenas.core.errors import ConfigError
 from edgenas.core.rundir import RunDir
 from edgenas.core.seeding import derive_seed, torch_generator
-from edgenas.core.space import NetShape
+from edgenas.core.space import Arch, NetShape, SearchSpace
+from edgenas.cost.terms import CostTerms
 from edgenas.data import BatchLoader, DataSplits
 from edgenas.search.bilevel import CHECKPOINT as CHECKPOINT
 from edgenas.search.bilevel import (  # the run's checkpoint file, named here too
@@ -45,9 +48,6 @@ from edgenas.search.bilevel import (  # the run's checkpoint file, named here to
 )
 from edgenas.search.derive import derive
 from edgenas.search.methods import SearchMethod
-from edgenas.spaces.nb201 import EDGES, OPS, NB201Arch
-from edgenas.spaces.nb201.cost_terms import CostTerms, terms_for_budgets
-from edgenas.spaces.nb201.supernet import NB201SuperNet, node_edge_weights
 
 # Options added after the first runs, with the values that reproduce those runs (for resume).
 LEGACY_OPTIONS = {"entropy_weight": 0.0, "derive": "greedy"}
@@ -63,7 +63,7 @@ class DCAExperimental(ExperimentalOptions):
         "map", description="the most probable arch inside the budget band, or greedy repair/fill of the argmax"
     )
     entropy_weight: float = Field(
-        0.0, ge=0, description="final weight of the mean per-edge entropy of softmax(α), ramped up over the α epochs"
+        0.0, ge=0, description="final weight of the mean per-point entropy of softmax(α), ramped up over the α epochs"
     )
     edge_norm: bool = Field(True, description="PC-DARTS edge normalisation β (off: every edge weighs 1)")
 
@@ -113,17 +113,21 @@ class DCASearch(BilevelSearch):
         device: torch.device,
         run: RunDir | None = None,
         quiet: bool = False,
+        space: SearchSpace | None = None,
     ) -> None:
         if len(data.val) < cfg.batch_size:
             raise ConfigError(f"the α split has {len(data.val)} images, fewer than one batch of {cfg.batch_size}")
         self.cfg, self.data, self.target, self.budgets, self.terms = cfg, data, target, budgets, terms
         self.device, self.run, self.quiet = device, run, quiet
+        self.space = space if space is not None else terms_space(terms)
+        self.nodes = list(self.space.node_points().values())
+        points, ops = len(self.space.choice_points()), len(self.space.choice_ops)
         with torch.random.fork_rng():
             torch.manual_seed(derive_seed(cfg.seed, "supernet-init"))
-            self.net = NB201SuperNet(replace(target, width=cfg.search_width), cfg.k).to(device)
+            self.net = self.space.supernet(replace(target, width=cfg.search_width), cfg.k).to(device)
         gen = torch_generator(cfg.seed, "alpha-init")
-        self.alpha = nn.Parameter((1e-3 * torch.randn(len(EDGES), len(OPS), generator=gen)).to(device))
-        self.beta = nn.Parameter((1e-3 * torch.randn(len(EDGES), generator=gen)).to(device))
+        self.alpha = nn.Parameter((1e-3 * torch.randn(points, ops, generator=gen)).to(device))
+        self.beta = nn.Parameter((1e-3 * torch.randn(points, generator=gen)).to(device))
         self.train_batches = BatchLoader(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=True)
         self.val_batches = BatchLoader(
             data.val, cfg.batch_size, shuffle=True, seed=derive_seed(cfg.seed, "alpha-batches"), drop_last=True
@@ -152,8 +156,8 @@ class DCASearch(BilevelSearch):
 
     def edge_weights(self) -> torch.Tensor:
         if not self.cfg.experimental.edge_norm:
-            return torch.ones(len(EDGES), device=self.alpha.device)
-        return node_edge_weights(self.beta)
+            return torch.ones(len(self.beta), device=self.alpha.device)
+        return node_normalised(self.beta, self.nodes)
 
     def expected_ratios(self, probs: torch.Tensor) -> dict[str, torch.Tensor]:
         """E[cost]/budget for every budget, differentiable in `probs`."""
@@ -251,7 +255,7 @@ class DCASearch(BilevelSearch):
         with torch.no_grad():
             probs = self.op_probs().cpu()
             ratios = {n: float(r) for n, r in self.expected_ratios(probs).items()}
-        argmax = NB201Arch(tuple(OPS[int(i)] for i in probs.argmax(1)))
+        argmax = self.space.top_weighted(probs.numpy())
         return {
             "epoch": self.epoch,
             "searching_alpha": stats["alpha_loss"] is not None,
@@ -275,13 +279,41 @@ class DCASearch(BilevelSearch):
         return f"loss {rec['train_loss']:.3f} {ratio_txt}"
 
 
-def op_histogram(arch: NB201Arch) -> dict[str, int]:
-    """How often each op appears in the derived cell (collapse to skip/none shows here)."""
-    counts = Counter(arch.ops)
-    return {op: counts.get(op, 0) for op in OPS}
+def terms_space(terms: dict[str, CostTerms]) -> SearchSpace:
+    """The space cost terms were made for (`edgenas.cost.terms`)."""
+    for t in terms.values():
+        if t.space is not None:
+            return t.space
+    raise ConfigError("DCA-NAS needs the search space: its cost terms name none")
 
 
-def finish_search(search: DCASearch, exact_cost: Callable[[NB201Arch], Cost]) -> dict[str, Any]:
+def node_normalised(beta: torch.Tensor, nodes: list[list[int]]) -> torch.Tensor:
+    """Edge normalisation (PC-DARTS): softmax of β over the choice points of each node, in point order."""
+    parts = []
+    for rows in nodes:
+        block = beta[rows[0] : rows[-1] + 1] if rows == list(range(rows[0], rows[-1] + 1)) else beta[rows]
+        parts.append(torch.softmax(block, dim=0))
+    out = torch.cat(parts)
+    order = [p for rows in nodes for p in rows]
+    if order == list(range(len(order))):
+        return out
+    return out[torch.as_tensor(np.argsort(order), device=beta.device)]
+
+
+def op_histogram(arch: Arch, space: SearchSpace) -> dict[str, int]:
+    """How often each op appears in the derived arch (collapse to skip/none shows here).
+
+    Every point counts where each point keeps its op (NB201); with `keep_per_node` only the
+    kept inputs (a `none` there means "not an input").
+    """
+    index = space.encode(arch)
+    if space.keep_per_node is not None:
+        index = index[index != space.none_index]
+    counts = Counter(space.choice_ops[int(i)] for i in index)
+    return {op: counts.get(op, 0) for op in space.choice_ops}
+
+
+def finish_search(search: DCASearch, exact_cost: Callable[[Arch], Cost]) -> dict[str, Any]:
     """Derive, repair and check the final arch: the method-specific part of a DCA result."""
     probs = search.op_probs().detach().cpu().numpy()
     d = derive(
@@ -291,6 +323,7 @@ def finish_search(search: DCASearch, exact_cost: Callable[[NB201Arch], Cost]) ->
         lambda a: exact_cost(a).to_dict(),
         lower=search.cfg.lower,
         method=search.cfg.experimental.derive,
+        space=search.space,
     )
     checks = check_budgets(search.budgets, Cost(**d.costs))
     return {
@@ -308,7 +341,7 @@ def finish_search(search: DCASearch, exact_cost: Callable[[NB201Arch], Cost]) ->
             n: {"kind": t.kind, "note": t.note, "fit": t.fit, "estimate_of_arch": t.of_arch(d.arch)}
             for n, t in search.terms.items()
         },
-        "op_histogram": op_histogram(d.arch),
+        "op_histogram": op_histogram(d.arch, search.space),
         "final_probs": np.round(probs, 5).tolist(),
         "search_shape": asdict(search.net.shape),
         "target_shape": asdict(search.target),
@@ -318,10 +351,11 @@ def finish_search(search: DCASearch, exact_cost: Callable[[NB201Arch], Cost]) ->
     }
 
 
-def search_latency_table(profile: DeviceProfile, shape: NetShape, run: RunDir, quiet: bool):
-    """The profile's lookup table, or one profiled here for `shape` (kept in the run for resume)."""
+def search_latency_table(profile: DeviceProfile, shape: NetShape, run: RunDir, quiet: bool, space: SearchSpace):
+    """The profile's lookup table, or one profiled here for `shape` with the space's LUT kernels
+    (kept in the run for resume); a space without kernels is a `ConfigError`."""
     from edgenas.cost.budget_check import latency_table_for
-    from edgenas.cost.lut import LatencyTable, profile_nb201
+    from edgenas.cost.lut import LatencyTable, latency_kernels
 
     table = latency_table_for(profile)
     if table is not None:
@@ -330,7 +364,7 @@ def search_latency_table(profile: DeviceProfile, shape: NetShape, run: RunDir, q
     if path.exists():
         return LatencyTable.load(path)
     spec = profile.latency
-    table = profile_nb201(
+    table = latency_kernels(space.name).profile(
         shape.resolution,
         in_channels=shape.in_channels,
         num_classes=shape.num_classes,
@@ -353,25 +387,24 @@ def run_dca(
     cfg: DCAConfig,
     device: torch.device,
     run: RunDir,
+    space: SearchSpace,
     quiet: bool = False,
     resume_hint: str = "",
 ) -> dict[str, Any]:
     """A whole DCA-NAS search in `run`: cost terms, search (resumable), derivation, checks, plots."""
     from edgenas.cost.budget_check import measure_for_device
     from edgenas.report.plots import alpha_history, op_histogram_plot
-    from edgenas.spaces import get_space
 
     if not profile.budgets.items():
         raise ConfigError(f"device {profile.name!r} sets no budget; DCA-NAS needs at least one to search under")
     table = None
     if profile.budgets.max_latency_ms is not None:
-        table = search_latency_table(profile, target, run, quiet)
-    terms = terms_for_budgets(profile.budgets, target, table=table, seed=cfg.seed)
-    search = DCASearch(cfg, data, target, profile.budgets, terms, device, run=run, quiet=quiet)
+        table = search_latency_table(profile, target, run, quiet, space)
+    terms = space.cost_terms(profile.budgets, target, table=table, seed=cfg.seed)
+    search = DCASearch(cfg, data, target, profile.budgets, terms, device, run=run, quiet=quiet, space=space)
     resumed_from = search.resume_and_fit(resume_hint)
-    space = get_space("nb201")
 
-    def exact_cost(arch: NB201Arch) -> Cost:
+    def exact_cost(arch: Arch) -> Cost:
         return measure_for_device(space.build(arch, target), target.input_shape, profile)
 
     result = {
@@ -383,8 +416,8 @@ def run_dca(
         "config": cfg.model_dump(),
         **finish_search(search, exact_cost),
     }
-    alpha_history(run.file("alpha.png"), search.history, OPS, [f"{t}<-{f}" for t, f in EDGES])
-    op_histogram_plot(run.file("ops.png"), result["op_histogram"], f"DCA-NAS cell for {profile.name}")
+    alpha_history(run.file("alpha.png"), search.history, space.choice_ops, [p.name for p in space.choice_points()])
+    op_histogram_plot(run.file("ops.png"), result["op_histogram"], f"DCA-NAS {space.name} arch for {profile.name}")
     run.write_results(result)
     run.event("done", arch=result["arch"], fits=result["fits"], repaired=result["repaired"])
     return result

@@ -1,20 +1,23 @@
 """DNAD: super-network progressive shrinking (SNPS) while imitating a teacher.
 
 Rao, Zhao, Liu, "DNAD: Differentiable Neural Architecture Distillation", arXiv 2504.20080
-(authors' code: github RaoXuan-1998/NADD). Instead of one cell per device, one search
-shrinks the NB201 supernet (the one DCA-NAS trains) from dense to sparse and harvests a
-Pareto set of cells along the way, for every device at once.
+(authors' code: github RaoXuan-1998/NADD). Instead of one arch per device, one search
+shrinks a space's supernet (the one DCA-NAS trains; any space with a supernet description,
+`edgenas.core.space.SearchSpace`) from dense to sparse and harvests a Pareto set of archs
+along the way, for every device at once.
 
-- Attention: every op has its own weight a = sigmoid(θ), so any number of ops per edge may
-  survive; "none" is dead from the start (an edge whose ops all die *is* "none").
+- Attention: every op has its own weight a = sigmoid(θ) (choice points × ops), so any number
+  of ops per point may survive; "none" is dead from the start (a point whose ops all die
+  *is* "none").
 - α-step: task loss (CE + Hinton KD + last-stage feature KD against the frozen teacher,
   whose outputs are cached once) + λ·(sparsity entropy of the live ops + c·their FLOPs
   share). λ rises while the live FLOPs lag a linear schedule and falls while ahead.
 - Deletion: an op under `delete_threshold` for `delete_patience` α-steps is removed for
   good; deletions that cost FLOPs are metered by the schedule.
-- Harvest: the costliest live op per edge, taken when the live FLOPs cross a level and at
-  every deletion that changes it; each snapshot's accuracy is read from the final supernet
-  after a short fine-tune; the Pareto set tolerates a lead under the reading's error.
+- Harvest: the costliest live op per point (with `keep_per_node`, of the costliest inputs
+  per node), taken when the live FLOPs cross a level and at every deletion that changes it;
+  each snapshot's accuracy is read from the final supernet after a short fine-tune; the
+  Pareto set tolerates a lead under the reading's error.
 The run directory holds a per-epoch checkpoint (alive mask, θ, λ, deletions, snapshots), so
 `--resume` gives the same result as an uninterrupted run.
 
@@ -41,8 +44,9 @@ from torch import nn
 from edgenas.core.errors import ConfigError
 from edgenas.core.rundir import RunDir
 from edgenas.core.seeding import derive_seed, torch_generator
-from edgenas.core.space import NetShape
+from edgenas.core.space import Arch, NetShape, SearchSpace
 from edgenas.cost import count_flops, count_params
+from edgenas.cost.terms import CostTerms, additive_terms
 from edgenas.data import BatchLoader, DataSplits, Split
 from edgenas.distill.losses import FeatureKD, hinton_kd
 from edgenas.search.bilevel import CHECKPOINT as CHECKPOINT
@@ -53,11 +57,6 @@ from edgenas.search.bilevel import (  # the run's checkpoint file, named here to
 )
 from edgenas.search.methods import SearchMethod
 from edgenas.search.pareto import pareto_front
-from edgenas.spaces.nb201 import EDGES, NUM_NODES, OPS, NB201Arch, NB201Network
-from edgenas.spaces.nb201.cost_terms import CostTerms, flops_terms
-from edgenas.spaces.nb201.supernet import NB201SuperNet
-
-NONE = OPS.index("none")
 
 
 class SNPSExperimental(ExperimentalOptions):
@@ -99,7 +98,7 @@ class SNPSExperimental(ExperimentalOptions):
         "sigmoid", description="op weights of a restricted supernet read at its snapshot: sigmoid(θ) or 1"
     )
     pareto_on: Literal["live", "arch"] = Field(
-        "arch", description="Pareto set by the NB201 arch's (FLOPs, val acc), or by the live multi-op cell's"
+        "arch", description="Pareto set by the single-op arch's (FLOPs, val acc), or by the live multi-op cell's"
     )
     pareto_tolerance: Literal["se", "none"] = Field(
         "se", description="a lead under the standard error of two readings, √(2p(1−p)/n), does not dominate (none: any)"
@@ -127,7 +126,7 @@ class SNPSConfig(SearchOptions):
     lambda_min: float = Field(1e-3, gt=0)
     lambda_max: float = Field(100.0, gt=0)
     final_flops: float | None = Field(
-        None, gt=0, description="live FLOPs the schedule ends at (None: the fixed part + the cheapest conv op)"
+        None, gt=0, description="live FLOPs the schedule ends at (None: the fixed part + the cheapest op with weights)"
     )
     schedule_lag: int | None = Field(
         None,
@@ -253,70 +252,63 @@ def metered_coefficient(
     return adapt_coefficient(lam, live, target, rate, lo, hi)
 
 
-def live_edges(alive: torch.Tensor | np.ndarray) -> list[int]:
-    """Edges that carry a live computing op and lie on an input→output path of such edges."""
-    on = np.asarray(alive, dtype=bool).copy()
-    on[:, NONE] = False
-    nonzero = on.any(axis=1)
-    forward = {0}
-    for k, (to, frm) in enumerate(EDGES):
-        if nonzero[k] and frm in forward:
-            forward.add(to)
-    backward = {NUM_NODES - 1}
-    for k in reversed(range(len(EDGES))):
-        to, frm = EDGES[k]
-        if nonzero[k] and to in backward:
-            backward.add(frm)
-    return [k for k, (to, frm) in enumerate(EDGES) if nonzero[k] and frm in forward and to in backward]
+def live_points(alive: torch.Tensor | np.ndarray, space: SearchSpace) -> list[int]:
+    """Points that carry a live computing op and are built (NB201: on an input→output path of such edges)."""
+    return [int(p) for p in np.flatnonzero(space.mask_live_points(np.asarray(alive, dtype=bool)))]
 
 
 def live_flops(alive: torch.Tensor | np.ndarray, terms: CostTerms) -> float:
-    """Exact FLOPs of the live multi-op cell network at the terms' shape.
+    """Exact FLOPs of the live multi-op network at the terms' shape (`terms.space`'s FLOPs terms).
 
-    Ops on edges off every input→output path are dropped (as a deployed graph would);
-    node sums cost no FLOPs in the counting convention, so the cost is additive per op.
+    Ops on points the space does not build are dropped (as a deployed graph would); node
+    sums cost no FLOPs in the counting convention, so the cost is additive per op.
     """
     on = np.asarray(alive, dtype=bool)
     total = terms.fixed
-    for e in live_edges(on):
+    for e in live_points(on, terms.space):
         total += float(terms.weights[e][on[e]].sum())
     return float(total)
 
 
-def strongest_arch(att: torch.Tensor, alive: torch.Tensor) -> NB201Arch:
-    """NB201 cell: the live op with the highest attention on every edge, "none" where none is live."""
-    ops = []
-    for e in range(len(EDGES)):
-        m = alive[e].clone()
-        m[NONE] = False
-        if not bool(m.any()):
-            ops.append("none")
-            continue
-        scores = torch.where(m, att[e], torch.full_like(att[e], -1.0))
-        ops.append(OPS[int(scores.argmax())])
-    return NB201Arch(tuple(ops))
+def _computing(alive: torch.Tensor | np.ndarray, space: SearchSpace) -> np.ndarray:
+    """(points, ops) bool: the live ops other than `none_op`."""
+    on = np.asarray(alive, dtype=bool).copy()
+    if space.none_index is not None:
+        on[:, space.none_index] = False
+    return on
 
 
-def costliest_arch(alive: torch.Tensor, weights: torch.Tensor | np.ndarray) -> NB201Arch:
-    """NB201 cell: the costliest live op on every edge (ties to the lower op index), "none" where none is live.
+def strongest_arch(att: torch.Tensor, alive: torch.Tensor, space: SearchSpace) -> Arch:
+    """The arch of the live ops of highest attention (`top_weighted`: NB201 one per edge, "none" where
+    no op is live)."""
+    on = _computing(alive, space)
+    scores = np.where(on, np.asarray(att.detach().cpu(), dtype=float), -1.0)
+    if space.none_index is not None:  # "none" only where no computing op is live
+        scores[:, space.none_index] = np.where(on.any(axis=1), -2.0, 0.0)
+    return space.top_weighted(scores)
 
-    The single-op cell nearest the live cell's cost: every deletion can only lower it, so the
+
+def costliest_arch(alive: torch.Tensor, weights: torch.Tensor | np.ndarray, space: SearchSpace) -> Arch:
+    """The arch of the costliest live ops (ties to the lower op index; `top_weighted`: NB201 one per
+    edge, "none" where no op is live).
+
+    The single-op arch nearest the live cell's cost: every deletion can only lower it, so the
     snapshots fall in FLOPs as the supernet does. Which op is costliest is fixed by the space;
     which ops are still live is what the search (CE, KD, entropy, cost pressure) decided.
     """
-    w = np.asarray(weights, dtype=float)
-    ops = []
-    for e in range(len(EDGES)):
-        live = [o for o in range(len(OPS)) if o != NONE and bool(alive[e, o])]
-        ops.append(OPS[max(live, key=lambda o: (w[e, o], -o))] if live else "none")
-    return NB201Arch(tuple(ops))
+    on = _computing(alive, space)
+    scores = np.where(on, np.asarray(weights, dtype=float), -np.inf)
+    if space.none_index is not None:
+        scores[:, space.none_index] = np.where(on.any(axis=1), -np.inf, 0.0)
+    return space.top_weighted(scores)
 
 
-def arch_mask(arch: NB201Arch) -> torch.Tensor:
-    """The alive mask that restricts the supernet to exactly the cell's live ops."""
-    mask = torch.zeros(len(EDGES), len(OPS), dtype=torch.bool)
-    for e in arch.live_edges():
-        mask[e, OPS.index(arch.ops[e])] = True
+def arch_mask(arch: Arch, space: SearchSpace) -> torch.Tensor:
+    """The alive mask that restricts the supernet to exactly the arch's live ops."""
+    mask = torch.zeros(len(space.choice_points()), len(space.choice_ops), dtype=torch.bool)
+    index = space.encode(arch)
+    for e in np.flatnonzero(space.live_points(arch)):
+        mask[int(e), int(index[e])] = True
     return mask
 
 
@@ -328,11 +320,14 @@ def deletion_step(
     patience: int,
     keep_connected: bool,
     allow: Callable[[torch.Tensor, torch.Tensor], bool] | None = None,
+    *,
+    space: SearchSpace,
 ) -> list[tuple[int, int]]:
     """Count steps under the threshold and delete ops that stayed there `patience` steps (in place).
 
     Weakest first (the longest under the threshold among equals); with `keep_connected` a
-    deletion that would leave no input→output path is refused (the op stays, its count
+    deletion after which the mask holds no usable arch (`space.mask_admits_arch`; NB201: no
+    input→output path) is refused (the op stays, its count
     keeps growing). `allow(alive now, alive after)` can refuse a deletion too: the FLOPs
     schedule meters deletions with it so that ops sinking together die one level at a time.
     Returns the deleted (edge, op).
@@ -347,7 +342,7 @@ def deletion_step(
     for _a, _u, e, o in sorted(due):
         trial = alive.clone()
         trial[e, o] = False
-        if keep_connected and not live_edges(trial):
+        if keep_connected and not space.mask_admits_arch(np.asarray(trial)):
             continue
         if allow is not None and not allow(alive, trial):
             continue
@@ -435,21 +430,26 @@ class SNPSSearch(BilevelSearch):
         run: RunDir | None = None,
         quiet: bool = False,
         teacher_convert: tuple[torch.Tensor, torch.Tensor] | None = None,
+        *,
+        space: SearchSpace,
     ) -> None:
         if len(data.val) < cfg.batch_size:
             raise ConfigError(f"the α split has {len(data.val)} images, fewer than one batch of {cfg.batch_size}")
         if len(data.train) < cfg.batch_size:
             raise ConfigError(f"the w split has {len(data.train)} images, fewer than one batch of {cfg.batch_size}")
         self.cfg, self.data, self.target, self.device, self.run, self.quiet = cfg, data, target, device, run, quiet
+        self.space = space
+        points, ops = len(space.choice_points()), len(space.choice_ops)
         with torch.random.fork_rng():
             torch.manual_seed(derive_seed(cfg.seed, "supernet-init"))
-            self.net = NB201SuperNet(replace(target, width=cfg.search_width), cfg.k).to(device)
-            self.net.alive[:, NONE] = False
+            self.net = space.supernet(replace(target, width=cfg.search_width), cfg.k).to(device)
+            if space.none_index is not None:
+                self.net.alive[:, space.none_index] = False
             t_channels = int(teacher.net.classifier.in_features) if hasattr(teacher, "net") else None
             t_channels = t_channels or int(teacher.classifier.in_features)
             self.feature_kd = FeatureKD(self.net.classifier.in_features, t_channels).to(device)
         gen = torch_generator(cfg.seed, "theta-init")
-        theta = cfg.alpha_init + 1e-3 * torch.randn(len(EDGES), len(OPS), generator=gen)
+        theta = cfg.alpha_init + 1e-3 * torch.randn(points, ops, generator=gen)
         self.theta = nn.Parameter(theta.to(device))
         self.t_train = teacher_outputs(teacher, data.train, device, teacher_convert)
         self.t_val = teacher_outputs(teacher, data.val, device, teacher_convert)
@@ -461,18 +461,20 @@ class SNPSSearch(BilevelSearch):
             self.w_opt, T_max=cfg.epochs * len(self.train_batches), eta_min=cfg.w_lr * 0.02
         )
         self.a_opt = torch.optim.Adam([self.theta], lr=cfg.alpha_lr, betas=(0.5, 0.999))
-        self.terms = flops_terms(target)
+        self.terms = additive_terms(space, "flops", target)
         self.op_flops = torch.as_tensor(self.terms.weights, dtype=torch.float32, device=device)
         self.full_flops = live_flops(self.net.alive.cpu(), self.terms)
         auto = auto_levels(self.full_flops, self.terms.fixed, cfg.auto_levels)
         self.levels = list(cfg.levels) if cfg.levels else auto
         self.start_live = int(self.net.alive.sum())
-        convs = [OPS.index("nor_conv_1x1"), OPS.index("nor_conv_3x3")]
-        self.final_flops = cfg.final_flops or self.terms.fixed + float(self.terms.weights[:, convs].min())
+        with torch.random.fork_rng():  # the params terms build modules: leave the global RNG as it was
+            weighted = additive_terms(space, "params", target).weights > 0  # the ops with weights (NB201: convs)
+        cheapest = float(self.terms.weights[weighted].min()) if weighted.any() else 0.0
+        self.final_flops = cfg.final_flops or self.terms.fixed + cheapest
         self.op_step = float(self.terms.weights.max())  # the costliest single op
         self.start_measure: float | None = None  # live measure at the first α-step (schedule start)
         self.lam = cfg.lambda_init
-        self.under = torch.zeros(len(EDGES), len(OPS), dtype=torch.long)
+        self.under = torch.zeros(points, ops, dtype=torch.long)
         self.epoch = 0
         self.step = 0  # α-steps taken
         self.taken: list[float] = []
@@ -571,7 +573,14 @@ class SNPSSearch(BilevelSearch):
                 self.start_measure = measure
             target = target_live(progress, self.start_measure, x_cfg.final_live)
         deleted = deletion_step(
-            att, mask, self.under, cfg.delete_threshold, cfg.delete_patience, x_cfg.keep_connected, allow
+            att,
+            mask,
+            self.under,
+            cfg.delete_threshold,
+            cfg.delete_patience,
+            x_cfg.keep_connected,
+            allow,
+            space=self.space,
         )
         live = int(mask.sum())
         waiting = allow is not None and bool(((self.under >= cfg.delete_patience) & mask).any())
@@ -584,7 +593,8 @@ class SNPSSearch(BilevelSearch):
         alive.copy_(mask.to(alive.device))
         flops = live_flops(mask, self.terms)
         for e, o in deleted:
-            rec = {"epoch": self.epoch + 1, "step": self.step, "edge": e, "op": OPS[o], "attention": float(att[e, o])}
+            rec = {"epoch": self.epoch + 1, "step": self.step, "edge": e, "op": self.space.choice_ops[o]}
+            rec |= {"attention": float(att[e, o])}
             rec |= {"live_ops": live, "live_flops": flops}
             self.deletions.append(rec)
             if self.run is not None:
@@ -607,7 +617,7 @@ class SNPSSearch(BilevelSearch):
         return loss.item(), int((logits.argmax(1) == y).sum())
 
     # -- snapshots ----------------------------------------------------------------------------
-    def restricted(self, mask: torch.Tensor, ones: bool = False) -> tuple[NB201SuperNet, torch.Tensor]:
+    def restricted(self, mask: torch.Tensor, ones: bool = False) -> tuple[nn.Module, torch.Tensor]:
         """A copy of the supernet with only `mask`'s ops alive, and the op weights it runs with."""
         net = copy.deepcopy(self.net)
         net.alive.copy_(mask.to(net.alive.device))
@@ -615,7 +625,7 @@ class SNPSSearch(BilevelSearch):
         weights = self.attention().detach() if sigmoid else torch.ones_like(self.theta).detach()
         return net, weights * mask.to(weights.device)
 
-    def finetune(self, net: NB201SuperNet, weights: torch.Tensor, steps: int) -> None:
+    def finetune(self, net: nn.Module, weights: torch.Tensor, steps: int) -> None:
         """`steps` w-steps of CE + KD on the restricted copy (same batches for every snapshot)."""
         cfg = self.cfg
         opt = torch.optim.SGD(net.parameters(), lr=cfg.w_lr, momentum=cfg.w_momentum, weight_decay=cfg.w_weight_decay)
@@ -639,7 +649,7 @@ class SNPSSearch(BilevelSearch):
         return self._evaluate(net, weights)
 
     @torch.no_grad()
-    def _evaluate(self, net: NB201SuperNet, weights: torch.Tensor) -> float:
+    def _evaluate(self, net: nn.Module, weights: torch.Tensor) -> float:
         """Re-estimate BN for this sub-network on train batches, then count hits on the fixed val images."""
         for m in net.modules():
             if isinstance(m, nn.BatchNorm2d):
@@ -656,17 +666,17 @@ class SNPSSearch(BilevelSearch):
             correct += int((net(x.to(self.device), weights).argmax(1).cpu() == y).sum())
         return correct / n
 
-    def snapshot_arch(self, att: torch.Tensor, alive: torch.Tensor) -> NB201Arch:
+    def snapshot_arch(self, att: torch.Tensor, alive: torch.Tensor) -> Arch:
         if self.cfg.experimental.snapshot_arch == "strongest":
-            return strongest_arch(att, alive)
-        return costliest_arch(alive, self.terms.weights)
+            return strongest_arch(att, alive, self.space)
+        return costliest_arch(alive, self.terms.weights, self.space)
 
     def take_snapshot(self, reason: str, levels: list[float] | None = None) -> dict[str, Any]:
         alive = self.net.alive.cpu().clone()
         with torch.no_grad():
             att = self.attention().cpu()
         arch = self.snapshot_arch(att, alive)
-        model = NB201Network(arch, self.target)
+        model = self.space.build(arch, self.target)
         # read again from the final supernet when snapshot_eval is "end": then no fine-tune here
         finetune = self.cfg.snapshot_finetune if self.cfg.experimental.snapshot_eval == "snapshot" else 0
         snap = {
@@ -677,9 +687,9 @@ class SNPSSearch(BilevelSearch):
             "arch": str(arch),
             "flops": count_flops(model, self.target.input_shape),
             "params": count_params(model),
-            "val_accuracy": self.evaluate_restricted(arch_mask(arch), finetune),
+            "val_accuracy": self.evaluate_restricted(arch_mask(arch, self.space), finetune),
             "val_accuracy_from": "snapshot",
-            "live_ops": [[OPS[o] for o in range(len(OPS)) if alive[e, o]] for e in range(len(EDGES))],
+            "live_ops": [[op for o, op in enumerate(self.space.choice_ops) if alive[e, o]] for e in range(len(alive))],
             "live_op_count": int(alive.sum()),
             "live_flops": live_flops(alive, self.terms),
             "live_val_accuracy": self.evaluate_restricted(alive),
@@ -701,8 +711,8 @@ class SNPSSearch(BilevelSearch):
         read: dict[str, float] = {}  # one fine-tune per distinct arch: it starts from the same weights
         for snap in self.snapshots:
             if snap["arch"] not in read:
-                # each op at weight 1, as the NB201 network runs it (a deleted op's attention is gone)
-                mask = arch_mask(NB201Arch.parse(snap["arch"]))
+                # each op at weight 1, as the built network runs it (a deleted op's attention is gone)
+                mask = arch_mask(self.space.parse(snap["arch"]), self.space)
                 read[snap["arch"]] = self.evaluate_restricted(mask, self.cfg.snapshot_finetune, ones=True)
             acc = read[snap["arch"]]
             snap["val_accuracy_at_snapshot"] = snap["val_accuracy"]
@@ -811,7 +821,7 @@ def pareto_set(snapshots: list[dict[str, Any]], on: str = "live", tolerance: flo
     """Non-dominated snapshots (val accuracy ↑, FLOPs ↓), one per distinct cell (its latest evaluation).
 
     `on="live"`: the live multi-op cell (`live_flops`, `live_val_accuracy`), what the supernet
-    is at that moment; `on="arch"`: its NB201 arch (`flops`, `val_accuracy`). A snapshot is
+    is at that moment; `on="arch"`: its single-op arch (`flops`, `val_accuracy`). A snapshot is
     dominated only by a lead of more than `tolerance` (see `reading_tolerance`).
     """
     key, f, a = ("live_ops", "live_flops", "live_val_accuracy") if on == "live" else ("arch", "flops", "val_accuracy")
@@ -831,6 +841,7 @@ def run_dnad(
     cfg: SNPSConfig,
     device: torch.device,
     run: RunDir,
+    space: SearchSpace,
     quiet: bool = False,
     resume_hint: str = "",
 ) -> dict[str, Any]:
@@ -843,7 +854,9 @@ def run_dnad(
     teacher, info = teacher_for(teacher_path, target)
     _net, blob = load_model_file(teacher_path)
     convert = normalisation_bridge(data, blob.get("meta", {}))
-    search = SNPSSearch(cfg, data, target, teacher.to(device), device, run=run, quiet=quiet, teacher_convert=convert)
+    search = SNPSSearch(
+        cfg, data, target, teacher.to(device), device, run=run, quiet=quiet, teacher_convert=convert, space=space
+    )
     resumed_from = search.resume_and_fit(resume_hint)
     t0, cpu0 = time.perf_counter(), time.process_time()
     if not search.snapshots or search.snapshots[-1]["reason"] != "end":
@@ -898,7 +911,7 @@ def run_dnad(
         run.file("pareto.png"),
         {
             "snapshots: live cell": [(s["live_flops"], s["live_val_accuracy"]) for s in search.snapshots],
-            "snapshots: NB201 arch": [(s["flops"], s["val_accuracy"]) for s in search.snapshots],
+            f"snapshots: {space.name} arch": [(s["flops"], s["val_accuracy"]) for s in search.snapshots],
         },
         {f"Pareto set ({x_cfg.pareto_on})": [(s[f_key], s[a_key]) for s in front]},
         "DNAD harvest: supernet-evaluated val accuracy vs FLOPs",
