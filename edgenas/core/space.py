@@ -222,14 +222,13 @@ class SearchSpace(ABC):
             gaps.append("keep_per_node needs none_op among choice_ops")
         try:
             points = self.choice_points()
+            if not points:
+                gaps.append("choice_points")
             arch = self.sample(np.random.default_rng(0))
             if self.decode(self.encode(arch)) != arch or len(self.live_points(arch)) != len(points):
-                gaps.append("encode/decode/live_points round trip")
+                gaps.append("an encode/decode/live_points round trip")
         except NotImplementedError as e:
             gaps.append(str(e) or "choice_points/encode/decode/live_points")
-            points = ()
-        if not points:
-            gaps.append("choice_points")
         return gaps
 
     def onehot(self, arch: Arch) -> torch.Tensor:

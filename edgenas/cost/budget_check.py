@@ -15,10 +15,9 @@ from torch import nn
 from edgenas.core.cost import Cost
 from edgenas.core.device import BudgetCheck, DeviceProfile, check_budgets, fits, load_device
 from edgenas.core.errors import ConfigError
-from edgenas.core.space import NetShape, SearchSpace
+from edgenas.core.space import Arch, NetShape, SearchSpace
 from edgenas.cost.lut import latency_table_for
 from edgenas.cost.measure import measure_cost
-from edgenas.spaces.nb201 import NB201Arch
 
 
 def measure_for_device(
@@ -29,16 +28,17 @@ def measure_for_device(
     `source: measured`: the model is exported and timed with onnxruntime here, with the
     profile's threads/warm-up/repeats. `source: table`: the latency is predicted from the
     profile's latency table (`LatencyTable.predict_ms` of the model's arch and shape), so
-    the model must be an NB201 network (`.arch`, `.shape`) of a shape the table covers.
+    the model must be a network of the table's space (`.arch`, `.shape`) of a shape the table covers.
     """
     spec = profile.latency
     want_latency = latency and profile.budgets.max_latency_ms is not None
     table = latency_table_for(profile) if want_latency else None
     if table is not None:
         arch, shape = getattr(model, "arch", None), getattr(model, "shape", None)
-        if not isinstance(arch, NB201Arch) or not isinstance(shape, NetShape):
+        space = getattr(arch, "space_name", None)
+        if not isinstance(arch, Arch) or not isinstance(shape, NetShape) or space != table.space:
             raise ConfigError(
-                f"device {profile.name!r} predicts latency from the table {spec.table}, which covers NB201 "
+                f"device {profile.name!r} predicts latency from the table {spec.table}, which covers {table.space} "
                 f"networks; {type(model).__name__} is not one (use `source: measured` for other models)"
             )
         if tuple(input_shape) != shape.input_shape:

@@ -33,12 +33,12 @@ def profile_device(
 ) -> lut.LatencyTable:
     """Time every op of `space`'s networks at this input here; save the table (`out`, else `NAME.lut.json`).
 
-    `warmup` / `repeats` left None keep `profile_nb201`'s defaults. Returns the table (its
+    `warmup` / `repeats` left None keep the space's kernels' defaults. Returns the table (its
     `path` is the file written).
     """
     if space not in lut.SPACES:
         raise ConfigError(f"--space {space!r}: latency tables exist for {', '.join(lut.SPACES)} only")
-    table = lut.profile_nb201(
+    table = lut.latency_kernels(space).profile(
         resolution,
         in_channels=in_channels,
         num_classes=classes,

@@ -348,10 +348,12 @@ def derive_lagrangian(
     `top_weighted(log p − μ c)` (made usable by `connect`): per point the best penalised op,
     per node its best `keep_per_node` points, so it needs no enumeration. μ = 0 is the
     paper's arch; otherwise μ is doubled from 1 until the model puts the arch inside every
-    budget, then bisected `steps` times towards the smallest such μ. Every arch met is a
-    candidate; those inside the band (model, as in `derive_map`) are checked on their exact
-    cost, most probable first. None when none of the first `max_exact` fits (or no μ up to
-    2^40 gets inside the budgets).
+    budget, then bisected `steps` times towards the smallest such μ. The relaxation leaves a
+    duality gap, so the most probable arch met inside the budgets is then improved by a
+    best-improvement ascent of Σ log p over single moves (`_moves_from`) that keep the model
+    inside them. Every arch met is a candidate; those inside the band (model, as in
+    `derive_map`) are checked on their exact cost, most probable first. None when none of
+    the first `max_exact` fits (or no μ up to 2^40 gets inside the budgets).
     """
     space = _space_of(terms, space)
     limits = dict(budgets.items())
@@ -381,12 +383,21 @@ def derive_lagrangian(
             else:
                 hi = mid
     archs = list(seen.values())
-    index = np.stack([a[1] for a in archs])
-    live = np.stack([a[2] for a in archs])
-    top = _model_ratios(index, live, terms, limits).max(axis=1)
-    top[~live.any(axis=1)] = np.inf
-    rows = np.arange(index.shape[1])[None, :]
-    lp = logp[rows, index].sum(axis=1)
+
+    def table() -> tuple[np.ndarray, np.ndarray]:
+        """(model's worst ratio, Σ log p) of every candidate."""
+        index = np.stack([a[1] for a in archs])
+        live = np.stack([a[2] for a in archs])
+        top = _model_ratios(index, live, terms, limits).max(axis=1)
+        top[~live.any(axis=1)] = np.inf
+        return top, logp[np.arange(index.shape[1])[None, :], index].sum(axis=1)
+
+    top, lp = table()
+    if (top <= 1.0).any():  # the most probable arch inside the budgets, improved by local ascent
+        climbed = _ascend(space, archs[int(np.argmax(np.where(top <= 1.0, lp, -np.inf)))][0], logp, terms, limits)
+        if str(climbed) not in seen:
+            archs.append((climbed, space.encode(climbed), space.live_points(climbed)))
+            top, lp = table()
     inside = top <= 1.0
     band = inside & (top >= lower) if lower > 0 else inside
     if not band.any():
@@ -399,6 +410,35 @@ def derive_lagrangian(
             steps_taken = _map_steps(space, first, arch, probs, limits, exact_cost, lower)
             return Derivation(arch, first, steps_taken, costs, True, "lagrangian")
     return None
+
+
+def _ascend(
+    space: SearchSpace, arch: Arch, logp: np.ndarray, terms: dict[str, CostTerms], limits: dict[str, float]
+) -> Arch:
+    """Best-improvement ascent of Σ log p over single (point, op) moves that keep the model inside every budget."""
+    nodes = _node_of(space)
+    rows = np.arange(len(logp))
+    index = space.encode(arch)
+    current = float(logp[rows, index].sum())
+    for _ in range(len(rows) * len(space.choice_ops)):
+        best: tuple[float, np.ndarray, Arch] | None = None
+        for p in range(len(rows)):
+            for move in _moves_from(space, index, p, nodes):
+                trial_index = _apply(index, move, space.none_index)
+                gain = float(logp[rows, trial_index].sum()) - current
+                if gain <= 1e-12 or (best is not None and gain <= best[0]):
+                    continue
+                trial = _usable(space, trial_index)
+                if trial is None:
+                    continue
+                live = space.live_points(trial)
+                if _model_ratios(trial_index[None, :], live[None, :], terms, limits).max() > 1.0:
+                    continue
+                best = (gain, trial_index, trial)
+        if best is None:
+            break
+        current, index, arch = current + best[0], best[1], best[2]
+    return arch
 
 
 def _map_steps(
