@@ -84,9 +84,9 @@ class SearchSpace(ABC):
     columns of the decision weights), `choice_points()` (the rows), `keep_per_node`,
     `encode`/`decode` (an arch as one op index per point), `supernet`, `position_costs`
     (exact additive cost of every (point, op)) and `live_points`. The methods with a body
-    here (`node_points`, `none_index`, `mask_live_points`, `mask_admits_arch`, `supernet_gaps`, `cost_terms`,
-    `onehot`, `top_weighted`) are derived from those; a space overrides them only where its
-    graph needs it.
+    here (`none_index`, `node_points`, `mask_live_points`, `mask_admits_arch`,
+    `supernet_gaps`, `cost_terms`, `onehot`, `top_weighted`) are derived from those; a space
+    overrides them only where its graph needs it.
     """
 
     name: str
