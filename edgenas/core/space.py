@@ -94,6 +94,8 @@ class SearchSpace(ABC):
     choice_ops: tuple[str, ...] = ()  # candidate ops, the columns of the decision weights
     none_op: str | None = "none"  # the op that means "no edge" (never computed), if the space has one
     keep_per_node: int | None = None  # None: every point keeps its own op (NB201); k: top-k inputs per node
+    supernet_options: frozenset[str] = frozenset()
+    """Options of `supernet(...)` beyond `k` that this space implements (none by default, see `supernet`)."""
 
     @abstractmethod
     def parse(self, text: str) -> Arch:
@@ -128,12 +130,41 @@ class SearchSpace(ABC):
         """
 
     @abstractmethod
-    def supernet(self, shape: NetShape, k: int = 1) -> nn.Module:
+    def supernet(self, shape: NetShape, k: int = 1, **options: Any) -> nn.Module:
         """The weight-sharing supernet: `forward(x, op_weights, edge_weights=None)` with `op_weights`
         a (points, ops) tensor such as `onehot(arch)` and `edge_weights` an optional (points,)
         scale per point; `forward_features` returns (logits, block outputs); an `alive` bool
         buffer (points, ops) switches ops off for good (DNAD). `k` > 1: partial channels
-        (PC-DARTS), only 1/k of each point's channels go through the mixed op."""
+        (PC-DARTS), only 1/k of each point's channels go through the mixed op.
+
+        `options`, only those named in `supernet_options` (searches ask through `build_supernet`):
+        `bottleneck` b > 1: a 1×1 conv takes each mixed op's input to C/b channels, the ops run
+        there and a 1×1 conv per point takes their weighted sum back to C (DCA-NAS's channel
+        bottleneck); `share_sources`: one module per (source node, op), computed once and mixed
+        into every point leaving that node with the point's own weights (DCA-NAS Eq. 5)."""
+
+    def build_supernet(
+        self, shape: NetShape, k: int = 1, *, bottleneck: int = 1, share_sources: bool = False
+    ) -> nn.Module:
+        """`supernet` with the options a search asks for; one this space does not implement is a `ConfigError`.
+
+        Options at their defaults are not passed, so a space without `supernet_options` serves every
+        search that does not ask for them.
+        """
+        from edgenas.core.errors import ConfigError
+
+        asked: dict[str, Any] = {}
+        if bottleneck != 1:
+            asked["bottleneck"] = bottleneck
+        if share_sources:
+            asked["share_sources"] = True
+        missing = sorted(set(asked) - self.supernet_options)
+        if missing:
+            raise ConfigError(
+                f"the {self.name} space's supernet has no {' or '.join(missing)} option "
+                f"(SearchSpace.supernet_options); leave it off for this space"
+            )
+        return self.supernet(shape, k, **asked)
 
     @abstractmethod
     def choice_points(self) -> tuple[ChoicePoint, ...]:

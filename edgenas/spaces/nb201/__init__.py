@@ -45,6 +45,7 @@ class NB201Space(SearchSpace):
     choice_ops = OPS
     none_op = "none"
     keep_per_node = None  # one op per edge, every edge kept
+    supernet_options = frozenset({"bottleneck", "share_sources"})
 
     def parse(self, text: str) -> NB201Arch:
         return NB201Arch.parse(text)
@@ -74,10 +75,12 @@ class NB201Space(SearchSpace):
         """Every edge `none`: the other ops only add params and FLOPs; no arch measured has a lower peak."""
         return NB201Arch(("none",) * len(EDGES))
 
-    def supernet(self, shape: NetShape, k: int = 1) -> torch.nn.Module:
+    def supernet(
+        self, shape: NetShape, k: int = 1, bottleneck: int = 1, share_sources: bool = False
+    ) -> torch.nn.Module:
         from edgenas.spaces.nb201.supernet import NB201SuperNet
 
-        return NB201SuperNet(shape, k=k)
+        return NB201SuperNet(shape, k=k, bottleneck=bottleneck, share_sources=share_sources)
 
     def choice_points(self) -> tuple[ChoicePoint, ...]:
         """The 6 edges `to<-from`, in `EDGES` order (the cell is shared by every stage)."""

@@ -13,6 +13,13 @@ before the node sums its inputs (PC-DARTS's β, which steadies the op choice und
 sampling noise of partial channels). The cell is NAS-Bench-201's (Dong & Yang, ICLR 2020).
 
 Ops can be switched off for good (`alive` mask, DNAD's deletion); a dead op is not run.
+
+DCA-NAS's forms (Dutta et al., PReMI 2023, Sec. 3.3), options of `NB201Space.supernet`:
+`bottleneck` b — a 1×1 conv-BN takes an edge's input to C/b channels, the ops run there, and a
+1×1 conv-BN per edge takes their weighted sum back to C; `share_sources` (Eq. 5) — the ops on
+the output of node i are one set of modules, run once and mixed into every edge i -> j with
+that edge's weights. Either one builds `BankedCell`s; without them the cell and its
+parameter names are the PC-DARTS ones above.
 """
 
 from __future__ import annotations
@@ -83,22 +90,103 @@ class SuperCell(nn.Module):
         return nodes[-1]
 
 
+class OpBank(nn.Module):
+    """Every candidate op on one input's searched channels: the first C/K (partial channels), taken
+    to C/K/b by a 1×1 conv-BN when `bottleneck` b > 1. One bank per edge, or per source node (Eq. 5)."""
+
+    def __init__(self, channels: int, k: int, bottleneck: int) -> None:
+        super().__init__()
+        self.k, self.part = k, channels // k
+        inner = self.part // bottleneck
+        self.reduce = (
+            nn.Sequential(nn.Conv2d(self.part, inner, 1, bias=False), nn.BatchNorm2d(inner)) if bottleneck > 1 else None
+        )
+        self.ops = nn.ModuleList([make_op(name, inner) or nn.Identity() for name in OPS])
+        self.computes = [name != "none" for name in OPS]
+
+    def forward(self, x: torch.Tensor, run: torch.Tensor) -> tuple[list[torch.Tensor | None], torch.Tensor]:
+        """The output of every op that `run` (ops,) asks for (None for the others), and the op input."""
+        xa = x[:, : self.part] if self.k > 1 else x
+        if self.reduce is not None:
+            xa = self.reduce(xa)
+        outs = [op(xa) if self.computes[i] and bool(run[i]) else None for i, op in enumerate(self.ops)]
+        return outs, xa
+
+
+class BankedCell(nn.Module):
+    """An NB201 cell whose edges mix the outputs of op banks: one bank per edge, or with `share_sources`
+    one per source node, shared by every edge leaving it (DCA-NAS Eq. 5). With a bottleneck each
+    edge takes its weighted sum back to the searched width with its own 1×1 conv-BN."""
+
+    def __init__(self, channels: int, k: int, bottleneck: int, share_sources: bool) -> None:
+        super().__init__()
+        self.k, self.part, self.share = k, channels // k, share_sources
+        banks = NUM_NODES - 1 if share_sources else len(EDGES)
+        self.banks = nn.ModuleList([OpBank(channels, k, bottleneck) for _ in range(banks)])
+        inner = self.part // bottleneck
+        self.expand = (
+            nn.ModuleList(
+                [nn.Sequential(nn.Conv2d(inner, self.part, 1, bias=False), nn.BatchNorm2d(self.part)) for _ in EDGES]
+            )
+            if bottleneck > 1
+            else None
+        )
+
+    def forward(
+        self, x: torch.Tensor, op_weights: torch.Tensor, edge_weights: torch.Tensor, alive: torch.Tensor
+    ) -> torch.Tensor:
+        nodes: list[torch.Tensor] = [x]
+        cache: dict[int, tuple[list[torch.Tensor | None], torch.Tensor]] = {}
+        k = 0
+        for node in range(1, NUM_NODES):
+            total: torch.Tensor | None = None
+            for frm in range(node):
+                bank = frm if self.share else k
+                if bank not in cache:  # a shared bank runs the ops that some edge leaving `frm` keeps alive
+                    rows = [e for e, (_to, f) in enumerate(EDGES) if f == frm] if self.share else [k]
+                    cache[bank] = self.banks[bank](nodes[frm], alive[rows].any(dim=0))
+                outs, xa = cache[bank]
+                mix: torch.Tensor | None = None
+                for i, out in enumerate(outs):
+                    if out is not None and bool(alive[k, i]):
+                        y = op_weights[k, i] * out
+                        mix = y if mix is None else mix + y
+                if mix is None:  # every computing op of this edge deleted: zeros
+                    mix = xa * 0.0
+                if self.expand is not None:
+                    mix = self.expand[k](mix)
+                if self.k > 1:
+                    mix = channel_shuffle(torch.cat([mix, nodes[frm][:, self.part :]], dim=1), self.k)
+                y = edge_weights[k] * mix
+                total = y if total is None else total + y
+                k += 1
+            assert total is not None
+            nodes.append(total)
+        return nodes[-1]
+
+
 class NB201SuperNet(nn.Module):
     """TinyNetwork layout (stem, 3 stages of N cells, residual reductions, head) with super cells.
 
     All cells share one set of op weights (an NB201 arch is one cell repeated), passed to
     `forward` as an `(edges, ops)` tensor; `edge_weights` `(edges,)` defaults to ones.
+    `bottleneck` and `share_sources`: DCA-NAS's forms (`BankedCell`, module docstring).
     """
 
-    def __init__(self, shape: NetShape, k: int = 4) -> None:
+    def __init__(self, shape: NetShape, k: int = 4, bottleneck: int = 1, share_sources: bool = False) -> None:
         super().__init__()
-        if k < 1:
-            raise ConfigError(f"partial-channel K must be >= 1, got {k}")
-        if shape.width % k:
-            raise ConfigError(f"search width {shape.width} is not divisible by partial-channel K={k}")
+        if k < 1 or bottleneck < 1:
+            raise ConfigError(f"partial-channel K and the bottleneck must be >= 1, got K={k}, bottleneck={bottleneck}")
+        if shape.width % (k * bottleneck):
+            raise ConfigError(
+                f"search width {shape.width} is not divisible by partial-channel K={k} × bottleneck {bottleneck}"
+            )
         self.shape = shape
-        self.k = k
-        build_tiny_layout(self, shape, lambda channels: SuperCell(channels, k))
+        self.k, self.bottleneck, self.share_sources = k, bottleneck, share_sources
+        if bottleneck == 1 and not share_sources:
+            build_tiny_layout(self, shape, lambda channels: SuperCell(channels, k))
+        else:
+            build_tiny_layout(self, shape, lambda channels: BankedCell(channels, k, bottleneck, share_sources))
         self.register_buffer("alive", torch.ones(len(EDGES), len(OPS), dtype=torch.bool))
 
     def forward_features(
@@ -109,7 +197,7 @@ class NB201SuperNet(nn.Module):
             edge_weights = torch.ones(len(EDGES), device=x.device, dtype=x.dtype)
         feats = [self.stem(x)]
         for block in self.blocks:
-            if isinstance(block, SuperCell):
+            if isinstance(block, SuperCell | BankedCell):
                 feats.append(block(feats[-1], op_weights, edge_weights, self.alive))
             else:
                 feats.append(block(feats[-1]))
@@ -140,6 +228,8 @@ def extract_subnet(supernet: NB201SuperNet, arch: NB201Arch) -> NB201Network:
     """
     if supernet.k != 1:
         raise ConfigError(f"a subnet can only be taken from a full-channel supernet (K=1), not K={supernet.k}")
+    if supernet.bottleneck != 1 or supernet.share_sources:
+        raise ConfigError("a subnet cannot be taken from a supernet with a channel bottleneck or shared source ops")
     net = NB201Network(arch, supernet.shape)
     state = {}
     for name, tensor in supernet.state_dict().items():
