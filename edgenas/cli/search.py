@@ -27,22 +27,29 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--levels", type=levels, help="dnad: live-FLOPs levels to snapshot at, e.g. 4M,8M,12M (auto)")
     p.add_argument("--device", dest="device_file", type=Path, help="device profile YAML (budgets to search under)")
     p.add_argument("--search-width", type=positive_int, help="proxy width of the supernet (8)")
-    p.add_argument("--k", type=positive_int, help="partial channels: 1/K of each edge's channels are searched (2)")
+    p.add_argument("--k", type=positive_int, help="partial channels: 1/K of each edge's channels searched (2; paper 1)")
     p.add_argument("--epochs", type=positive_int, help="search epochs, warm-up included (10)")
-    p.add_argument("--warmup-epochs", type=int, help="epochs training weights only, before α moves (3)")
+    p.add_argument("--warmup-epochs", type=int, help="weights-only epochs first (dca 3; dnad 2, paper 0)")
     p.add_argument("--batch-size", type=positive_int, help="(96)")
-    p.add_argument("--alpha-lr", type=float, help="Adam step on α (0.05)")
-    p.add_argument("--w-lr", type=float, help="SGD step on the weights (0.05)")
-    p.add_argument("--penalty", choices=("hinge", "signed"), help="budget penalty form (hinge)")
-    p.add_argument("--lower", type=fraction, help="keep the expected cost above this share of the budget (0.85)")
-    p.add_argument("--eta-lambda", type=float, help="dual-ascent step of the multipliers (0.05)")
+    p.add_argument("--alpha-lr", type=float, help="step on α/θ (dca 0.05; dnad 0.1, variant=paper 0.2)")
+    p.add_argument("--w-lr", type=float, help="step on the weights (0.05; dnad variant=paper: Adam 5e-4)")
+    p.add_argument("--penalty", choices=("hinge", "signed"), help="budget penalty form (hinge; variant=paper: signed)")
+    p.add_argument("--lower", type=fraction, help="hold the expected cost above this share of budget (0.85; paper 0)")
+    p.add_argument("--eta-lambda", type=float, help="gradient-ascent step of the multipliers (0.05)")
     p.add_argument(
         "--entropy-weight", type=float, help="final weight of the α-entropy term, ramped over the α epochs (0 = off)"
     )
     p.add_argument(
         "--derive",
-        choices=("greedy", "map"),
-        help="map: most probable arch inside the budget band (default); greedy: argmax, then repair/fill",
+        choices=("greedy", "map", "top"),
+        help="map: most probable arch inside the budget band (default); greedy: argmax, then repair/fill; "
+        "top: the top-weighted arch as it is (variant=paper)",
+    )
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="dca: search at several search budgets and write the lookup graph (lookup_graph.json) that later "
+        "searches name with --option lookup_graph=FILE or the profile's lookup_graph",
     )
     p.add_argument(
         "--option",
@@ -50,7 +57,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         metavar="KEY=VALUE",
         help="any other search option by its name in the run's config.yaml, repeatable "
-        "(e.g. --option cost_weight=0 --option snapshot_arch=strongest for dnad)",
+        "(e.g. --option variant=paper; --option cost_weight=0 --option snapshot_arch=strongest for dnad)",
     )
     compute_run_args(p, compute_help="torch device (auto)", resume_help="continue an interrupted search")
     net_args(p)
@@ -70,6 +77,7 @@ def handle(args: argparse.Namespace) -> int:
             )
         options = _options(args, (*_SHARED, "levels"))
         dca_only = [f"--{k.replace('_', '-')}" for k in _DCA_ONLY if getattr(args, k) is not None]
+        dca_only += ["--calibrate"] if args.calibrate else []
         if dca_only:
             raise UserError(f"{', '.join(dca_only)}: DCA-NAS options; --method dnad does not take them")
         res = search(method="dnad", teacher=args.teacher, **_search_kwargs(args, options))
@@ -77,8 +85,12 @@ def handle(args: argparse.Namespace) -> int:
         if args.device_file is None:
             raise UserError("edgenas search needs --device FILE (or --resume RUN_DIR)")
         options = _options(args, (*_SHARED, *_DCA_ONLY))
-        res = search(method=args.method, device_file=args.device_file, **_search_kwargs(args, options))
-    if res["method"] == "dnad":
+        res = search(
+            method=args.method, device_file=args.device_file, calibrate=args.calibrate, **_search_kwargs(args, options)
+        )
+    if res.get("calibrate"):
+        print_calibration(res)
+    elif res["method"] == "dnad":
         print_dnad(res)
     else:
         print_dca(res)
@@ -127,6 +139,22 @@ def print_dca(res: dict[str, Any]) -> None:
     stdout.print(f"ops: {hist}")
     stdout.print(f"run directory: {res['run_dir']}  (results.json, alpha.png, ops.png)")
     stdout.print(f"train it: edgenas train --arch '{res['arch']}' --width {res['target_shape']['width']}")
+
+
+def print_calibration(res: dict[str, Any]) -> None:
+    """The lookup graph's points and the search budgets it gives this device."""
+    from edgenas.report.tables import rows_table, stdout
+
+    rows = [
+        (f"{r['share']:.2f}", r["arch"], ", ".join(f"{n}: {r['costs'][n[4:]]:.4g}" for n in r["search_budgets"]))
+        for r in res["searches"]
+    ]
+    stdout.print(rows_table("DCA-NAS lookup graph", ("search budget share", "top-weighted arch", "exact cost"), rows))
+    picked = ", ".join(
+        f"{n} {v:.4g} (device {res['budgets'][n]:.4g})" for n, v in res["search_budgets_for_device"].items()
+    )
+    stdout.print(f"search budgets for {res['device']}: {picked}; {res['search_seconds']:.0f}s of searches")
+    stdout.print(f"lookup graph: {res['lookup_graph']}  (--option lookup_graph=FILE, or a profile's lookup_graph)")
 
 
 def print_dnad(res: dict[str, Any]) -> None:

@@ -4,16 +4,26 @@ A profile is a small YAML file (see `examples/devices/`). Budgets left out are n
 checked. Latency is either measured on this machine with onnxruntime (`source: measured`,
 with the profile's threads, warm-up and repeats) or predicted from a per-op lookup table
 made on the real device by `edgenas profile-device` (`source: table`, `table: FILE`, a
-path relative to the profile's folder); see `edgenas.cost.lut`.
+path relative to the profile's folder); see `edgenas.cost.lut`. `lookup_graph: FILE` names a
+DCA-NAS lookup graph (`edgenas.search.lookup`) that searches for this device read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from edgenas.core.cost import Cost
 from edgenas.core.errors import ConfigError
@@ -60,6 +70,17 @@ class DeviceProfile(BaseModel):
     description: str = ""
     budgets: Budgets = Field(default_factory=Budgets)
     latency: LatencySpec = Field(default_factory=LatencySpec)
+    # DCA-NAS lookup graph (`edgenas search --method dca --calibrate`): searches for this device run
+    # at the search budgets it gives; load_device resolves it against the profile's folder
+    lookup_graph: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_graph(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without a lookup graph the profile dumps as before it existed (stored runs compare equal)."""
+        data = handler(self)
+        if data.get("lookup_graph") is None:
+            data.pop("lookup_graph", None)
+        return data
 
 
 def load_device(path: str | Path) -> DeviceProfile:
@@ -81,6 +102,15 @@ def load_device(path: str | Path) -> DeviceProfile:
         if not table.is_file():
             raise ConfigError(f"{path}: latency.table {table}: no such file; {make}")
         profile = profile.model_copy(update={"latency": spec.model_copy(update={"table": str(table)})})
+    if profile.lookup_graph:
+        graph = Path(profile.lookup_graph).expanduser()
+        if not graph.is_absolute():
+            graph = Path(path).parent / graph
+        if not graph.is_file():
+            raise ConfigError(
+                f"{path}: lookup_graph {graph}: no such file; make one with `edgenas search --method dca --calibrate`"
+            )
+        profile = profile.model_copy(update={"lookup_graph": str(graph)})
     return profile
 
 

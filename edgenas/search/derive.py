@@ -17,6 +17,8 @@ not). So, through the space's supernet description only:
   inside every budget, the archs met on the way are checked on their exact cost, most
   probable first, and the pick is then filled towards `lower` as below. If none of the
   first `max_exact` candidates fits, the greedy repair runs.
+- `method="top"`: the top-weighted arch as it is, no repair (the paper; a lookup graph's
+  search budget is what makes it fit), its exact cost checked.
 - `method="greedy"`: the top-weighted arch, then *repair* (while a budget is missed, on
   the live point whose op costs the most under the most violated budget, take the next
   cheaper op by probability; with `keep_per_node` the node may instead keep another input)
@@ -151,7 +153,7 @@ def derive(
     exact_cost: Callable[[Arch], dict[str, float]],
     max_steps: int = 30,
     lower: float = 0.0,
-    method: Literal["greedy", "map"] = "greedy",
+    method: Literal["greedy", "map", "top"] = "greedy",
     max_exact: int = 20,
     space: SearchSpace | None = None,
 ) -> Derivation:
@@ -173,10 +175,15 @@ def derive(
                 )
             return found
         how = "greedy (map fallback)"
+    elif method == "top":
+        top = argmax_arch(probs, space)
+        costs = exact_cost(top)
+        ok = all(costs[COST_FIELD[n]] <= limit for n, limit in limits.items())
+        return Derivation(top, top, [], costs, ok, "top")
     elif method == "greedy":
         how = "greedy"
     else:
-        raise ValueError(f"unknown derivation method {method!r} (greedy or map)")
+        raise ValueError(f"unknown derivation method {method!r} (greedy, map or top)")
     repairs: list[dict] = []
     first = argmax_arch(probs, space)
     arch = connect(first, probs, repairs, space)

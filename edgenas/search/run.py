@@ -41,8 +41,12 @@ def search(
     run_dir: str | Path | None = None,
     quiet: bool = False,
     teacher: str | Path | None = None,
+    calibrate: bool = False,
 ) -> dict[str, Any]:
     """Start a search; returns the results dict also written to `results.json`.
+
+    `calibrate`: run the method's calibration instead (DCA-NAS: searches at several search
+    budgets, whose lookup graph later searches read; `edgenas.search.methods.dca.calibrate_dca`).
 
     `profile` (a `DeviceProfile`) or `device_file` names the target; `options` are the
     method's settings (for DCA: `DCAConfig` fields; for DNAD: `SNPSConfig` fields, and
@@ -63,6 +67,8 @@ def search(
         "cells": cells,
     }
     spec = METHODS.get(method)
+    if calibrate and spec.calibrate is None:
+        raise ConfigError(f"--calibrate: the {method} search has no calibration (only dca has a lookup graph)")
     if spec.aims_at == "teacher":
         return _start_from_teacher(spec, common, teacher, options, compute, run_dir, quiet)
     if profile is None:
@@ -73,6 +79,8 @@ def search(
         raise ConfigError(f"device {profile.name!r} sets no budget; a constrained search needs at least one")
     cfg = spec.config.from_options(options)
     opts = {"method": method, "profile": profile.model_dump(), **common, "options": cfg.model_dump()}
+    if calibrate:
+        opts["calibrate"] = True
     data = _load(opts)  # bad data fails before a run folder exists
     check_reachable(profile, get_space(space), NetShape.for_data(data.info, width, cells))
     run = RunDir.create("search", run_dir)
@@ -146,7 +154,8 @@ def _search(run: RunDir, opts: dict[str, Any], *, compute: str, quiet: bool, dat
     cfg = spec.config(**{LEGACY: dict(spec.legacy_options), **opts["options"]})  # fills options an old run lacks
     data = data if data is not None else _load(opts)
     seed_everything(cfg.seed)
-    result = spec.run(
+    run_method = spec.calibrate if opts.get("calibrate") and spec.calibrate is not None else spec.run
+    result = run_method(
         **specific,
         space=searchable(opts.get("space", "nb201")),  # runs made before --space was recorded are nb201
         data=data,

@@ -20,7 +20,8 @@ class SearchMethod:
     `aims_at`: "device" (searches under one device profile's budgets) or "teacher" (one
     search for all devices, distilling from a teacher). `legacy_options`: values that
     options added later take when a run made before them resumes. `candidates(result)`: the
-    archs a finished search proposes, best first; `summary(result)`: what a run report says of it.
+    archs a finished search proposes, best first; `summary(result)`: what a run report says of it;
+    `calibrate`: the method's calibration run, if it has one (same keywords as `run`).
     """
 
     name: str
@@ -30,6 +31,7 @@ class SearchMethod:
     candidates: Callable[[dict[str, Any]], list[str]]
     summary: Callable[[dict[str, Any]], dict[str, Any]]
     legacy_options: Mapping[str, Any] = field(default_factory=dict)
+    calibrate: Callable[..., dict[str, Any]] | None = None  # `edgenas search --calibrate` (DCA-NAS's lookup graph)
 
 
 def aimed_at(aim: str, names: Iterable[str]) -> list[str]:

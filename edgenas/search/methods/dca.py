@@ -15,8 +15,15 @@ Each step (first-order bilevel, on the partial-channel supernet of PC-DARTS):
 The first `warmup_epochs` train w only. The final cell is the most probable one inside the
 budget band (`edgenas.search.derive`), checked on its exact cost.
 
-How this differs from the paper (hinge vs signed penalty, per-op latency tables, the
-derivation), the options under `experimental`, and what was measured: docs/methods/dca.md.
+Variants (`variant`, one implementation whose parts are named options, `VARIANTS`):
+`edgenas` (default) is the above; `paper` is the paper's form: no partial channels but a 1×1
+channel bottleneck and Eq. 5 source sharing in the supernet, the signed Lagrangian
+λ·(E/K_d' − 1) with projected gradient ascent on λ, no lower band, no β, the top-weighted
+arch without repair, and K_d' read from a lookup graph (`edgenas.search.lookup`, made by
+`edgenas search --method dca --calibrate`) when one is named.
+
+How each part differs, the options under `experimental`, and what was measured:
+docs/methods/dca.md.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from edgenas.core.cost import Cost
-from edgenas.core.device import Budgets, DeviceProfile, check_budgets
+from edgenas.core.device import COST_FIELD, Budgets, DeviceProfile, check_budgets
 from edgenas.core.errors import ConfigError
 from edgenas.core.rundir import RunDir
 from edgenas.core.seeding import derive_seed, torch_generator
@@ -49,51 +56,108 @@ from edgenas.search.bilevel import (  # the run's checkpoint file, named here to
 from edgenas.search.derive import derive
 from edgenas.search.methods import SearchMethod
 
+# The parts of each variant: an option left unset takes its variant's value (`DCAConfig`).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "edgenas": {"k": 2, "bottleneck": 1, "share_sources": False, "lower": 0.85,
+                "penalty": "hinge", "derive": "map", "edge_norm": True},
+    "paper": {"k": 1, "bottleneck": 2, "share_sources": True, "lower": 0.0,
+              "penalty": "signed", "derive": "top", "edge_norm": False},
+}  # fmt: skip
+_EXPERIMENTAL_PARTS = ("penalty", "derive", "edge_norm")
+CALIBRATION_BUDGETS = (0.5, 0.75, 1.0)
+
 # Options added after the first runs, with the values that reproduce those runs (for resume).
-LEGACY_OPTIONS = {"entropy_weight": 0.0, "derive": "greedy"}
+LEGACY_OPTIONS = {
+    "entropy_weight": 0.0,
+    "derive": "greedy",
+    "variant": "edgenas",
+    "bottleneck": 1,
+    "share_sources": False,
+    "lookup_graph": None,
+    "lug_target": 0.925,
+    "calibration_budgets": list(CALIBRATION_BUDGETS),
+}
 
 
 class DCAExperimental(ExperimentalOptions):
-    """DCA-NAS options for ablations; why each is here: docs/methods/dca.md, "Options"."""
+    """DCA-NAS options for ablations; why each is here: docs/methods/dca.md, "Options".
 
-    penalty: Literal["hinge", "signed"] = Field(
-        "hinge", description="hinge on E/B − 1 (ours), or the paper's signed Lagrangian term"
+    `penalty`, `derive` and `edge_norm` left unset take their variant's value (`VARIANTS`).
+    """
+
+    penalty: Literal["hinge", "signed"] | None = Field(
+        None, description="hinge on E/B − 1 (edgenas), or the paper's signed Lagrangian term (paper)"
     )
-    derive: Literal["greedy", "map"] = Field(
-        "map", description="the most probable arch inside the budget band, or greedy repair/fill of the argmax"
+    derive: Literal["greedy", "map", "top"] | None = Field(
+        None,
+        description="the most probable arch inside the budget band (edgenas), greedy repair/fill of the argmax, "
+        "or the top-weighted arch as it is (paper)",
     )
     entropy_weight: float = Field(
         0.0, ge=0, description="final weight of the mean per-point entropy of softmax(α), ramped up over the α epochs"
     )
-    edge_norm: bool = Field(True, description="PC-DARTS edge normalisation β (off: every edge weighs 1)")
+    edge_norm: bool | None = Field(None, description="PC-DARTS edge normalisation β (off: every edge weighs 1)")
 
 
 class DCAConfig(SearchOptions):
-    """The search protocol; recorded in the run so a resume uses the same one."""
+    """The search protocol; recorded in the run so a resume uses the same one.
 
+    `variant` names the form (`VARIANTS`); its parts (`k`, `bottleneck`, `share_sources`,
+    `lower`, `experimental.penalty/derive/edge_norm`) left unset take the variant's value,
+    and each can be set on its own.
+    """
+
+    variant: Literal["edgenas", "paper"] = Field("edgenas", description="edgenas (ours) or paper (Dutta et al.)")
     epochs: int = Field(10, ge=1)
     warmup_epochs: int = Field(3, ge=0)
     batch_size: int = Field(96, ge=2)
     search_width: int = Field(8, ge=1, description="proxy width C of the supernet")
-    k: int = Field(
-        2, ge=1, description="partial channels: 1/K of each edge's channels go through the mixed op (2 at width 8)"
+    k: int | None = Field(
+        None, ge=1, description="partial channels: 1/K of each edge's channels go through the mixed op (edgenas: 2)"
+    )
+    bottleneck: int | None = Field(
+        None, ge=1, description="1×1 channel bottleneck: the ops run at C/bottleneck channels (paper: 2; 1 = off)"
+    )
+    share_sources: bool | None = Field(
+        None, description="Eq. 5: one op module per (source node, op), shared by every target node (paper)"
     )
     w_lr: float = Field(0.05, gt=0)
     w_momentum: float = Field(0.9, ge=0, lt=1)
     w_weight_decay: float = Field(3e-4, ge=0)
     alpha_lr: float = Field(0.05, gt=0, description="Adam; high because a short search must commit")
     alpha_weight_decay: float = Field(1e-3, ge=0)
-    lower: float = Field(0.85, ge=0, lt=1, description="hold expected cost above lower × budget (0 = off)")
-    eta_lambda: float = Field(0.05, gt=0, description="dual-ascent step of the multipliers")
+    lower: float | None = Field(
+        None, ge=0, lt=1, description="hold expected cost above lower × budget (edgenas: 0.85; 0 = off)"
+    )
+    eta_lambda: float = Field(0.05, gt=0, description="gradient-ascent step of the multipliers")
     lambda_init: float = Field(0.1, ge=0)
+    lookup_graph: str | None = Field(
+        None, description="lookup graph JSON (edgenas search --method dca --calibrate): search at K_d' (default: "
+        "the device profile's lookup_graph, if any)"
+    )  # fmt: skip
+    lug_target: float = Field(
+        0.925, gt=0, le=1, description="share of the device budget the lookup graph aims the derived arch at"
+    )
+    calibration_budgets: list[float] = Field(
+        list(CALIBRATION_BUDGETS), min_length=1, description="--calibrate: search budgets as shares of the device's"
+    )
     grad_clip: float = Field(5.0, gt=0)
     seed: int = 0
     experimental: DCAExperimental = Field(default_factory=DCAExperimental)
 
     @model_validator(mode="after")
-    def _search_epochs_left(self) -> DCAConfig:
+    def _variant_and_epochs(self) -> DCAConfig:
+        for name, value in VARIANTS[self.variant].items():
+            owner = self.experimental if name in _EXPERIMENTAL_PARTS else self
+            if getattr(owner, name) is None:
+                setattr(owner, name, value)
         if self.warmup_epochs >= self.epochs:
             raise ValueError(f"warm-up epochs ({self.warmup_epochs}) must be fewer than epochs ({self.epochs})")
+        if self.k > 1 and self.bottleneck > 1:
+            raise ValueError("choose partial channels (k > 1) or a channel bottleneck (bottleneck > 1), not both")
+        if min(self.calibration_budgets) <= 0:
+            raise ValueError("calibration_budgets must be positive shares of the device budget")
+        self.calibration_budgets = sorted({float(v) for v in self.calibration_budgets})
         return self
 
 
@@ -114,7 +178,9 @@ class DCASearch(BilevelSearch):
         run: RunDir | None = None,
         quiet: bool = False,
         space: SearchSpace | None = None,
+        search_limits: dict[str, float] | None = None,
     ) -> None:
+        """`search_limits`: the budgets searched under (K_d', e.g. from a lookup graph); default `budgets`."""
         if len(data.val) < cfg.batch_size:
             raise ConfigError(f"the α split has {len(data.val)} images, fewer than one batch of {cfg.batch_size}")
         self.cfg, self.data, self.target, self.budgets, self.terms = cfg, data, target, budgets, terms
@@ -124,7 +190,10 @@ class DCASearch(BilevelSearch):
         points, ops = len(self.space.choice_points()), len(self.space.choice_ops)
         with torch.random.fork_rng():
             torch.manual_seed(derive_seed(cfg.seed, "supernet-init"))
-            self.net = self.space.supernet(replace(target, width=cfg.search_width), cfg.k).to(device)
+            shape = replace(target, width=cfg.search_width)
+            self.net = self.space.build_supernet(
+                shape, cfg.k, bottleneck=cfg.bottleneck, share_sources=cfg.share_sources
+            ).to(device)
         gen = torch_generator(cfg.seed, "alpha-init")
         self.alpha = nn.Parameter((1e-3 * torch.randn(points, ops, generator=gen)).to(device))
         self.beta = nn.Parameter((1e-3 * torch.randn(points, generator=gen)).to(device))
@@ -143,7 +212,7 @@ class DCASearch(BilevelSearch):
         self.a_opt = torch.optim.Adam(
             [self.alpha, self.beta], lr=cfg.alpha_lr, betas=(0.5, 0.999), weight_decay=cfg.alpha_weight_decay
         )
-        self.limits = dict(budgets.items())
+        self.limits = dict(search_limits) if search_limits is not None else dict(budgets.items())
         self.lam = dict.fromkeys(self.limits, cfg.lambda_init)
         self.lam_low = dict.fromkeys(self.limits, 0.0)
         self.epoch = 0
@@ -160,21 +229,15 @@ class DCASearch(BilevelSearch):
         return node_normalised(self.beta, self.nodes)
 
     def expected_ratios(self, probs: torch.Tensor) -> dict[str, torch.Tensor]:
-        """E[cost]/budget for every budget, differentiable in `probs`."""
+        """E[cost]/search budget for every budget, differentiable in `probs`."""
         return {name: self.terms[name].expected(probs) / limit for name, limit in self.limits.items()}
 
     # -- steps ---------------------------------------------------------------------------
     def alpha_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         probs = self.op_probs()
         loss = nn.functional.cross_entropy(self.net(x, probs, self.edge_weights()), y)
-        total = loss
         ratios = self.expected_ratios(probs)
-        signed = self.cfg.experimental.penalty == "signed"
-        for name, r in ratios.items():
-            excess = r - 1.0
-            total = total + self.lam[name] * (excess if signed else torch.relu(excess))
-            if self.cfg.lower > 0:
-                total = total + self.lam_low[name] * torch.relu(self.cfg.lower - r)
+        total = lagrangian(loss, ratios, self.lam, self.lam_low, self.cfg.experimental.penalty, self.cfg.lower)
         mu = self.entropy_mu()
         if mu > 0:
             total = total - mu * (probs * torch.log(probs.clamp_min(1e-12))).sum(-1).mean()
@@ -184,12 +247,9 @@ class DCASearch(BilevelSearch):
         for p, g in zip(params, grads, strict=True):
             p.grad = g
         self.a_opt.step()
-        with torch.no_grad():  # dual ascent on the multipliers, with the costs before the step
-            for name, r in ratios.items():
-                v = float(r)
-                self.lam[name] = max(0.0, self.lam[name] + self.cfg.eta_lambda * (v - 1.0))
-                if self.cfg.lower > 0:
-                    self.lam_low[name] = max(0.0, self.lam_low[name] + self.cfg.eta_lambda * (self.cfg.lower - v))
+        # gradient ascent on the multipliers, with the costs before the step
+        values = {n: float(r.detach()) for n, r in ratios.items()}
+        self.lam, self.lam_low = dual_ascent(self.lam, self.lam_low, values, self.cfg.eta_lambda, self.cfg.lower)
         return loss.item()
 
     def entropy_mu(self, epoch: int | None = None) -> float:
@@ -277,6 +337,39 @@ class DCASearch(BilevelSearch):
         """The epoch's loss and expected cost over each budget, shown on its progress bar."""
         ratio_txt = " ".join(f"{n[4:]} {v:.2f}x" for n, v in rec["expected_over_budget"].items())
         return f"loss {rec['train_loss']:.3f} {ratio_txt}"
+
+
+def lagrangian(
+    loss: torch.Tensor,
+    ratios: dict[str, torch.Tensor],
+    lam: dict[str, float],
+    lam_low: dict[str, float],
+    penalty: str,
+    lower: float,
+) -> torch.Tensor:
+    """loss + Σ_k λ_k·g(r_k − 1) + Σ_k λlow_k·relu(lower − r_k), r_k = E_k[cost]/K'_k (differentiable in α).
+
+    g is relu for `penalty="hinge"` and the identity for `"signed"`: the paper's Lagrangian
+    L_val + λ(k_s(α) − K_d') with the cost measured in units of the search budget K_d'.
+    """
+    total = loss
+    for name, r in ratios.items():
+        excess = r - 1.0
+        total = total + lam[name] * (excess if penalty == "signed" else torch.relu(excess))
+        if lower > 0:
+            total = total + lam_low[name] * torch.relu(lower - r)
+    return total
+
+
+def dual_ascent(
+    lam: dict[str, float], lam_low: dict[str, float], ratios: dict[str, float], eta: float, lower: float
+) -> tuple[dict[str, float], dict[str, float]]:
+    """One projected gradient-ascent step of the multipliers: λ_k ← max(0, λ_k + η (r_k − 1)), the
+    derivative of the Lagrangian in λ_k; λlow_k ← max(0, λlow_k + η (lower − r_k)) while `lower` > 0."""
+    lam = {n: max(0.0, lam[n] + eta * (r - 1.0)) for n, r in ratios.items()}
+    if lower > 0:
+        lam_low = {n: max(0.0, lam_low[n] + eta * (lower - r)) for n, r in ratios.items()}
+    return lam, dict(lam_low)
 
 
 def terms_space(terms: dict[str, CostTerms]) -> SearchSpace:
@@ -379,6 +472,55 @@ def search_latency_table(profile: DeviceProfile, shape: NetShape, run: RunDir, q
     return table
 
 
+def search_budgets(
+    cfg: DCAConfig, profile: DeviceProfile, space: SearchSpace, data: DataSplits, target: NetShape, run: RunDir
+) -> dict[str, Any]:
+    """The search budgets K_d' per budget, from the lookup graph the options or the profile name (else K_d).
+
+    Kept in the run (`search_budgets.json`) when first read, so a resume searches under the same
+    ones even if the graph file changed since.
+    """
+    import json
+
+    from edgenas.core.atomic import atomic_write_json
+    from edgenas.search.lookup import LookupGraph
+
+    path = run.file("search_budgets.json")
+    if path.exists():
+        return json.loads(path.read_text())
+    limits = dict(profile.budgets.items())
+    source = cfg.lookup_graph or profile.lookup_graph
+    chosen: dict[str, Any] = {"lookup_graph": source, "device_budgets": limits, "search_budgets": dict(limits)}
+    if source:
+        graph = LookupGraph.load(source)
+        graph.check_matches(space.name, data.info.name, asdict(target), source)
+        for name, limit in limits.items():
+            found = graph.search_budget(name, limit, cfg.lug_target)
+            if found is not None:
+                chosen["search_budgets"][name] = found
+        chosen["not_in_graph"] = [n for n in limits if n not in graph.points]
+    atomic_write_json(path, chosen)
+    return chosen
+
+
+def _exact_cost_fn(space: SearchSpace, target: NetShape, profile: DeviceProfile) -> Callable[[Arch], Cost]:
+    from edgenas.cost.budget_check import measure_for_device
+
+    def exact_cost(arch: Arch) -> Cost:
+        return measure_for_device(space.build(arch, target), target.input_shape, profile)
+
+    return exact_cost
+
+
+def _cost_terms(profile: DeviceProfile, space: SearchSpace, target: NetShape, cfg: DCAConfig, run: RunDir, quiet: bool):
+    if not profile.budgets.items():
+        raise ConfigError(f"device {profile.name!r} sets no budget; DCA-NAS needs at least one to search under")
+    table = None
+    if profile.budgets.max_latency_ms is not None:
+        table = search_latency_table(profile, target, run, quiet, space)
+    return space.cost_terms(profile.budgets, target, table=table, seed=cfg.seed)
+
+
 def run_dca(
     *,
     profile: DeviceProfile,
@@ -392,34 +534,104 @@ def run_dca(
     resume_hint: str = "",
 ) -> dict[str, Any]:
     """A whole DCA-NAS search in `run`: cost terms, search (resumable), derivation, checks, plots."""
-    from edgenas.cost.budget_check import measure_for_device
     from edgenas.report.plots import alpha_history, op_histogram_plot
 
-    if not profile.budgets.items():
-        raise ConfigError(f"device {profile.name!r} sets no budget; DCA-NAS needs at least one to search under")
-    table = None
-    if profile.budgets.max_latency_ms is not None:
-        table = search_latency_table(profile, target, run, quiet, space)
-    terms = space.cost_terms(profile.budgets, target, table=table, seed=cfg.seed)
-    search = DCASearch(cfg, data, target, profile.budgets, terms, device, run=run, quiet=quiet, space=space)
+    terms = _cost_terms(profile, space, target, cfg, run, quiet)
+    budgets = search_budgets(cfg, profile, space, data, target, run)
+    search = DCASearch(
+        cfg, data, target, profile.budgets, terms, device, run=run, quiet=quiet, space=space,
+        search_limits=budgets["search_budgets"],
+    )  # fmt: skip
     resumed_from = search.resume_and_fit(resume_hint)
-
-    def exact_cost(arch: Arch) -> Cost:
-        return measure_for_device(space.build(arch, target), target.input_shape, profile)
-
     result = {
         "command": "search",
         "method": "dca",
         "device": profile.name,
         "budgets": dict(profile.budgets.items()),
+        "search_budgets": budgets["search_budgets"],
+        "lookup_graph": budgets["lookup_graph"],
         "resumed_from_epoch": resumed_from,
         "config": cfg.model_dump(),
-        **finish_search(search, exact_cost),
+        **finish_search(search, _exact_cost_fn(space, target, profile)),
     }
     alpha_history(run.file("alpha.png"), search.history, space.choice_ops, [p.name for p in space.choice_points()])
     op_histogram_plot(run.file("ops.png"), result["op_histogram"], f"DCA-NAS {space.name} arch for {profile.name}")
     run.write_results(result)
     run.event("done", arch=result["arch"], fits=result["fits"], repaired=result["repaired"])
+    return result
+
+
+def calibrate_dca(
+    *,
+    profile: DeviceProfile,
+    data: DataSplits,
+    target: NetShape,
+    cfg: DCAConfig,
+    device: torch.device,
+    run: RunDir,
+    space: SearchSpace,
+    quiet: bool = False,
+    resume_hint: str = "",
+) -> dict[str, Any]:
+    """The lookup graph (`edgenas search --method dca --calibrate`): one search per share f of
+    `cfg.calibration_budgets`, every budget of the profile scaled by f, each recording the exact
+    cost of its top-weighted arch (the paper's derivation) against its search budget.
+
+    Each search is a run of its own under `calibration/`, with its checkpoint; a finished one is
+    not searched again, so an interrupted calibration resumes where it stopped. The graph is
+    `lookup_graph.json` in the run folder.
+    """
+    from edgenas.search.lookup import LookupGraph
+
+    terms = _cost_terms(profile, space, target, cfg, run, quiet)
+    exact_cost = _exact_cost_fn(space, target, profile)
+    limits = dict(profile.budgets.items())
+    searches = []
+    for share in cfg.calibration_budgets:
+        sub = RunDir(run.path / "calibration" / f"budget-{share:.3f}")
+        done = sub.file("results.json")
+        if done.exists():
+            import json
+
+            searches.append(json.loads(done.read_text()))
+            continue
+        scaled = {n: v * share for n, v in limits.items()}
+        search = DCASearch(
+            cfg, data, target, profile.budgets, terms, device, run=sub, quiet=quiet, space=space, search_limits=scaled
+        )
+        search.resume_and_fit(resume_hint)
+        probs = search.op_probs().detach().cpu().numpy()
+        arch = space.top_weighted(probs)
+        costs = exact_cost(arch).to_dict()
+        rec = {
+            "share": share,
+            "search_budgets": scaled,
+            "arch": str(arch),
+            "costs": costs,
+            "expected_costs": {n: float(terms[n].expected(torch.as_tensor(probs))) for n in limits},
+            "search_seconds": round(search.seconds, 2),
+        }
+        sub.write_results(rec)
+        run.event("calibrated", **{k: rec[k] for k in ("share", "arch", "search_seconds")})
+        searches.append(rec)
+    points = {n: [(r["search_budgets"][n], r["costs"][COST_FIELD[n]]) for r in searches] for n in limits}
+    graph = LookupGraph(space.name, data.info.name, asdict(target), points, cfg.model_dump())
+    path = graph.save(run.file("lookup_graph.json"))
+    picked = {n: graph.search_budget(n, v, cfg.lug_target) for n, v in limits.items()}
+    result = {
+        "command": "search",
+        "method": "dca",
+        "calibrate": True,
+        "device": profile.name,
+        "budgets": limits,
+        "config": cfg.model_dump(),
+        "searches": searches,
+        "lookup_graph": str(path),
+        "search_budgets_for_device": picked,
+        "search_seconds": round(sum(r["search_seconds"] for r in searches), 2),
+    }
+    run.write_results(result)
+    run.event("done", lookup_graph=str(path))
     return result
 
 
@@ -431,4 +643,5 @@ METHOD = SearchMethod(
     candidates=lambda result: [result["arch"]],
     summary=lambda result: {k: result[k] for k in ("arch", "fits", "repaired", "filled")},
     legacy_options=LEGACY_OPTIONS,
+    calibrate=calibrate_dca,
 )
