@@ -52,6 +52,48 @@ class FeatureKD(nn.Module):
         return F.mse_loss(s, t)
 
 
+class StageFeatureKD(nn.Module):
+    """Σ_i weight_i · MSE(BN(conv1×1(s_i)), BN(t_i)) over the stage outputs s_i, t_i of student and teacher.
+
+    DNAD's distiller (Rao et al., arXiv 2504.20080; authors' code `Distillartor`): a 1×1 conv
+    (with bias) and a non-affine BN per student stage, a non-affine BN per teacher stage,
+    stage weights [0.2, 0.3, 0.5] for three stages. Maps of different sizes are pooled to the smaller.
+    """
+
+    def __init__(self, student_channels: list[int], teacher_channels: list[int], weights: list[float]) -> None:
+        super().__init__()
+        if not len(student_channels) == len(teacher_channels) == len(weights):
+            raise ValueError("one student stage, one teacher stage and one weight per distilled stage")
+        self.project = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(s, t, 1), nn.BatchNorm2d(t, affine=False))
+            for s, t in zip(student_channels, teacher_channels, strict=True)
+        )
+        self.teacher_bn = nn.ModuleList(nn.BatchNorm2d(t, affine=False) for t in teacher_channels)
+        self.weights = [float(w) for w in weights]
+
+    def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
+        total = student[0].new_zeros(())
+        for proj, bn, w, s_i, t_i in zip(self.project, self.teacher_bn, self.weights, student, teacher, strict=True):
+            s, t = proj(s_i), bn(t_i.detach())
+            if s.shape[-2:] != t.shape[-2:]:
+                size = (min(s.shape[-2], t.shape[-2]), min(s.shape[-1], t.shape[-1]))
+                s, t = F.adaptive_avg_pool2d(s, size), F.adaptive_avg_pool2d(t, size)
+            total = total + w * F.mse_loss(s, t)
+        return total
+
+
+def stage_outputs(feats: list[torch.Tensor], n: int) -> list[torch.Tensor]:
+    """The last `n` stage outputs of a network's block outputs: the last map at each spatial size, in order."""
+    last: dict[tuple[int, int], torch.Tensor] = {}
+    for f in feats:
+        last.pop(tuple(f.shape[-2:]), None)  # a size seen again starts that stage afresh
+        last[tuple(f.shape[-2:])] = f
+    stages = list(last.values())
+    if len(stages) < n:
+        raise ValueError(f"the network has {len(stages)} stages, fewer than the {n} distilled")
+    return stages[-n:]
+
+
 def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1)
 

@@ -165,6 +165,10 @@ class BilevelSearch(ABC):
         """Add a finished epoch's time to the totals (a method may keep more than wall seconds)."""
         self.seconds += stats["seconds"]
 
+    def finished(self) -> bool:
+        """True once the method stops before `cfg.epochs` (DNAD's paper variant: sparsity under S_min)."""
+        return False
+
     def _epoch_status(self, rec: dict[str, Any]) -> str | None:
         """Progress-bar status after an epoch, or None to leave the last step's."""
         return None
@@ -235,10 +239,12 @@ class BilevelSearch(ABC):
 
     # -- loop ------------------------------------------------------------------------------
     def fit(self) -> None:
-        """Search for the remaining epochs, checkpointing after each."""
+        """Search for the remaining epochs, checkpointing after each, until `finished`."""
         warmup, searching = self.PHASES
         with progress_bar(self.quiet) as bar:
             for epoch in range(self.epoch, self.cfg.epochs):
+                if self.finished():
+                    break
                 phase = warmup if epoch < self.cfg.warmup_epochs else searching
                 task = bar.add_task(f"{phase} {epoch + 1}/{self.cfg.epochs}", total=len(self.train_batches), status="")
                 stats = self.train_epoch(bar, task)

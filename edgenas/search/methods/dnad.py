@@ -21,6 +21,14 @@ along the way, for every device at once.
 The run directory holds a per-epoch checkpoint (alive mask, θ, λ, deletions, snapshots), so
 `--resume` gives the same result as an uninterrupted run.
 
+Variants (`variant`, one implementation whose parts are named options, `VARIANTS`):
+`edgenas` (default) is the above; `paper` is the authors' code's form: per-node weights
+w = ReLU(θ)/Σ_node ReLU(θ) from θ0 = 2, sparsity S = Σ log(1 + 50w), the loss
+(CE + κ·KD)(1 + γS) + γμS with one-level steps (w: Adam, θ: SGD on the same batch), deletion
+at w < 0.01, γ and μ driven by the EMA of deletions per step (`DeletionController`), a
+genotype saved at every stall and every epoch, a stop at S < S_min, and feature-only KD at
+the stage outputs (`StageFeatureKD`; `kd_weight` > 0 adds logit KD).
+
 Where this departs from the paper (the choices marked *(inferred)* there), the options
 under `experimental`, and what was measured: docs/methods/dnad.md.
 """
@@ -32,7 +40,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -48,7 +56,7 @@ from edgenas.core.space import Arch, NetShape, SearchSpace
 from edgenas.cost import count_flops, count_params
 from edgenas.cost.terms import CostTerms, additive_terms
 from edgenas.data import BatchLoader, DataSplits, Split
-from edgenas.distill.losses import FeatureKD, hinton_kd
+from edgenas.distill.losses import FeatureKD, StageFeatureKD, hinton_kd, stage_outputs
 from edgenas.search.bilevel import CHECKPOINT as CHECKPOINT
 from edgenas.search.bilevel import (  # the run's checkpoint file, named here too
     BilevelSearch,
@@ -57,6 +65,30 @@ from edgenas.search.bilevel import (  # the run's checkpoint file, named here to
 )
 from edgenas.search.methods import SearchMethod
 from edgenas.search.pareto import pareto_front
+
+# The parts of each variant: an option left unset takes its variant's value (`SNPSConfig`).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "edgenas": {"attention": "sigmoid", "objective": "schedule", "one_level": False, "w_optimizer": "sgd",
+                "theta_optimizer": "adam", "feature_kd": "last", "harvest": "levels", "warmup_epochs": 2, "k": 2,
+                "w_lr": 0.05, "alpha_lr": 0.1, "alpha_init": 0.0, "delete_threshold": 0.05, "delete_patience": 5,
+                "kd_weight": 1.0, "feature_weight": 0.1, "snapshot_arch": "costliest"},
+    "paper": {"attention": "node_relu", "objective": "multiplicative", "one_level": True, "w_optimizer": "adam",
+              "theta_optimizer": "sgd", "feature_kd": "stages", "harvest": "stalls", "warmup_epochs": 0, "k": 1,
+              "w_lr": 5e-4, "alpha_lr": 0.2, "alpha_init": 2.0, "delete_threshold": 0.01, "delete_patience": 1,
+              "kd_weight": 0.0, "feature_weight": 1.0, "snapshot_arch": "strongest"},
+}  # fmt: skip
+_EXPERIMENTAL_PARTS = ("snapshot_arch",)
+SPARSITY_SCALE = 50.0  # S = Σ log(1 + 50 w), the authors' constant
+
+# Options added after the first runs, with the values that reproduce those runs (for resume).
+LEGACY_OPTIONS: dict[str, Any] = {
+    "variant": "edgenas",
+    **{k: v for k, v in VARIANTS["edgenas"].items() if k in ("attention", "objective", "one_level", "w_optimizer",
+       "theta_optimizer", "feature_kd", "harvest")},
+    "stage_weights": [0.2, 0.3, 0.5], "gamma_init": 1e-4, "gamma_max": 0.1, "gamma_up": 1.01, "gamma_down": 0.99,
+    "deletion_rate": 0.005, "deletion_ema": 0.9, "stall_steps": 50, "mu_init": 0.1, "mu_growth": 1.5,
+    "stop_sparsity": 250 / 576,
+}  # fmt: skip
 
 
 class SNPSExperimental(ExperimentalOptions):
@@ -85,8 +117,10 @@ class SNPSExperimental(ExperimentalOptions):
         True, description="flops schedule: hold λ, instead of lowering it, while metered ops wait under the threshold"
     )
     keep_connected: bool = Field(True, description="never delete the last op joining input and output")
-    snapshot_arch: Literal["costliest", "strongest"] = Field(
-        "costliest", description="a snapshot's cell: the costliest live op per edge, or the one of highest attention"
+    snapshot_arch: Literal["costliest", "strongest"] | None = Field(
+        None,
+        description="a snapshot's cell: the costliest live op per edge (edgenas), or the one of highest attention "
+        "(paper)",
     )
     snapshot_on: Literal["levels", "change"] = Field(
         "change", description="snapshot at FLOPs levels only, or also at every deletion that changes the cell"
@@ -106,20 +140,69 @@ class SNPSExperimental(ExperimentalOptions):
 
 
 class SNPSConfig(SearchOptions):
-    """The DNAD search protocol; recorded in the run so a resume uses the same one."""
+    """The DNAD search protocol; recorded in the run so a resume uses the same one.
 
+    `variant` names the form (`VARIANTS`); its parts left unset take the variant's value, and
+    each can be set on its own.
+    """
+
+    variant: Literal["edgenas", "paper"] = Field("edgenas", description="edgenas (ours) or paper (authors' code)")
+    attention: Literal["sigmoid", "node_relu"] | None = Field(
+        None, description="sigmoid(θ) per op (edgenas), or ReLU(θ) normalised over each node's inputs and ops (paper)"
+    )
+    objective: Literal["schedule", "multiplicative"] | None = Field(
+        None,
+        description="task + λ(H + c·F) on a live-FLOPs schedule (edgenas), or (CE + KD)(1 + γS) + γμS with γ/μ "
+        "driven by the deletion rate (paper)",
+    )
+    one_level: bool | None = Field(None, description="w and θ step on the same batch (paper), not alternately")
+    w_optimizer: Literal["sgd", "adam"] | None = Field(
+        None, description="SGD with cosine lr (edgenas) or Adam β (0.5, 0.999) at a constant lr (paper)"
+    )
+    theta_optimizer: Literal["adam", "sgd"] | None = Field(None, description="Adam (edgenas) or plain SGD (paper)")
+    feature_kd: Literal["last", "stages"] | None = Field(
+        None, description="feature KD at the last stage from cached teacher maps (edgenas), or at every stage (paper)"
+    )
+    stage_weights: list[float] = Field(
+        [0.2, 0.3, 0.5], min_length=1, description="feature_kd=stages: last stages' weights"
+    )
+    harvest: Literal["levels", "stalls"] | None = Field(
+        None, description="snapshots at FLOPs levels and cell changes (edgenas), or at γ stalls and epochs (paper)"
+    )
+    gamma_init: float = Field(1e-4, gt=0, description="objective=multiplicative: γ0")
+    gamma_max: float = Field(0.1, gt=0, description="γ at or above which steps without deletions count as a stall")
+    gamma_up: float = Field(1.01, gt=1, description="γ ← γ·gamma_up while the deletion rate is under deletion_rate")
+    gamma_down: float = Field(0.99, gt=0, lt=1, description="γ ← γ·gamma_down while it is not")
+    deletion_rate: float = Field(0.005, gt=0, description="n_max: the wanted EMA of deletions per step")
+    deletion_ema: float = Field(0.9, ge=0, lt=1, description="τ of the deletion-rate EMA")
+    stall_steps: int = Field(50, ge=1, description="steps at γ ≥ gamma_max that save a Pareto genotype")
+    mu_init: float = Field(0.1, ge=0, description="μ0")
+    mu_growth: float = Field(1.5, gt=0, description="μ ← μ·mu_growth at every stall")
+    stop_sparsity: float = Field(
+        250 / 576, gt=0, lt=1, description="stop once S < this share of S at the start (the authors' 250 of 576)"
+    )
     epochs: int = Field(10, ge=1)
-    warmup_epochs: int = Field(2, ge=0, description="epochs training weights only, all ops at sigmoid(alpha_init)")
+    warmup_epochs: int | None = Field(
+        None, ge=0, description="epochs training weights only, all ops at their initial weight (edgenas: 2)"
+    )
     batch_size: int = Field(96, ge=2)
     search_width: int = Field(8, ge=1, description="proxy width C of the supernet")
-    k: int = Field(2, ge=1, description="partial channels: 1/K of each edge's channels go through the mixed op")
-    w_lr: float = Field(0.05, gt=0)
+    k: int | None = Field(
+        None, ge=1, description="partial channels: 1/K of each edge's channels go through the mixed op (edgenas: 2)"
+    )
+    w_lr: float | None = Field(None, gt=0, description="edgenas: 0.05 (SGD); paper: 5e-4 (Adam)")
     w_momentum: float = Field(0.9, ge=0, lt=1)
     w_weight_decay: float = Field(3e-4, ge=0)
-    alpha_lr: float = Field(0.1, gt=0, description="Adam step on θ (an op needs ~2·theta_max/alpha_lr steps to sink)")
-    alpha_init: float = Field(0.0, description="θ at the start: every op begins at sigmoid(alpha_init) (0.5)")
+    alpha_lr: float | None = Field(
+        None,
+        gt=0,
+        description="step on θ: edgenas 0.1 (Adam; an op needs ~2·theta_max/alpha_lr steps to sink), paper 0.2 (SGD)",
+    )
+    alpha_init: float | None = Field(None, description="θ at the start (edgenas: 0, sigmoid 0.5; paper: 2)")
     theta_max: float | None = Field(
-        3.0, gt=0, description="clamp θ to ±theta_max after each step: no sigmoid saturates (None: no clamp)"
+        3.0,
+        gt=0,
+        description="attention=sigmoid: clamp θ to ±theta_max after each step, no sigmoid saturates (None: no clamp)",
     )
     lambda_init: float = Field(0.5, gt=0, description="initial sparsity-pressure coefficient")
     lambda_rate: float = Field(0.02, gt=0, description="log-step of the adaptive coefficient per α-step")
@@ -134,11 +217,22 @@ class SNPSConfig(SearchOptions):
         description="α-steps before the search's end at which the schedule reaches its final value (None: the "
         "steps an op needs to sink and be deleted, 2·theta_max/alpha_lr + delete_patience)",
     )
-    delete_threshold: float = Field(0.05, gt=0, lt=1, description="an op under this attention for long is deleted")
-    delete_patience: int = Field(5, ge=1, description="consecutive α-steps under the threshold before deletion")
-    kd_weight: float = Field(1.0, ge=0, description="a: Hinton KD")
+    delete_threshold: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="an op under this weight for delete_patience steps is deleted (edgenas 0.05, paper 0.01)",
+    )
+    delete_patience: int | None = Field(
+        None, ge=1, description="consecutive α-steps under the threshold before deletion (edgenas 5, paper 1)"
+    )
+    kd_weight: float | None = Field(
+        None, ge=0, description="a: Hinton KD on the logits (edgenas 1; paper 0, > 0 adds it)"
+    )
     temperature: float = Field(4.0, gt=0)
-    feature_weight: float = Field(0.1, ge=0, description="b: feature KD at the last stage (1×1 projector)")
+    feature_weight: float | None = Field(
+        None, ge=0, description="b: feature KD weight (edgenas 0.1 at the last stage; paper κ = 1 over the stages)"
+    )
     levels: list[float] | None = Field(None, description="live-FLOPs levels to snapshot at; None = auto")
     auto_levels: int = Field(10, ge=1, description="number of geometric levels when levels is auto")
     bn_batches: int = Field(10, ge=1, description="train batches to re-estimate BN statistics of a snapshot")
@@ -155,6 +249,10 @@ class SNPSConfig(SearchOptions):
 
     @model_validator(mode="after")
     def _consistent(self) -> SNPSConfig:
+        for name, value in VARIANTS[self.variant].items():
+            owner = self.experimental if name in _EXPERIMENTAL_PARTS else self
+            if getattr(owner, name) is None:
+                setattr(owner, name, value)
         if self.warmup_epochs >= self.epochs:
             raise ValueError(f"warm-up epochs ({self.warmup_epochs}) must be fewer than epochs ({self.epochs})")
         if self.lambda_min > self.lambda_max:
@@ -358,6 +456,66 @@ def auto_levels(full: float, fixed: float, n: int) -> list[float]:
     return [fixed * ratio ** (i / (n + 1)) for i in range(n, 0, -1)]
 
 
+# -- the paper variant's pieces (authors' code: model_search.py Architecture, Pruner) ----------
+def node_relu_weights(theta: torch.Tensor, alive: torch.Tensor, nodes: list[list[int]]) -> torch.Tensor:
+    """w = ReLU(θ)/Σ ReLU(θ) over every (input point, op) of each node, dead ops 0 (differentiable in θ).
+
+    A node whose live θ are all ≤ 0 gets all-zero weights.
+    """
+    r = torch.relu(theta) * alive.to(theta.dtype)
+    node_of = torch.empty(len(theta), dtype=torch.long, device=theta.device)
+    for i, rows in enumerate(nodes):
+        node_of[rows] = i
+    sums = r.new_zeros(len(nodes)).index_add(0, node_of, r.sum(dim=1))
+    return r / sums[node_of].clamp_min(1e-12).unsqueeze(1)
+
+
+def sparsity(weights: torch.Tensor) -> torch.Tensor:
+    """S = Σ log(1 + 50 w) over every op weight (dead ops, w = 0, add nothing)."""
+    return torch.log1p(SPARSITY_SCALE * weights).sum()
+
+
+def multiplicative_loss(task: torch.Tensor, s: torch.Tensor, gamma: float, mu: float) -> torch.Tensor:
+    """The authors' loss (CE + κ·KD)(1 + γS) + γμS, `task` = CE + κ·KD."""
+    return task * (1 + gamma * s) + gamma * mu * s
+
+
+@dataclass
+class DeletionController:
+    """γ and μ of the multiplicative loss, driven by the deletions of each step (the authors' `Pruner`).
+
+    p̄ ← τ p̄ + (1 − τ)·deleted. While p̄ < n_max, γ ← up·γ; a step that began at γ ≥ γ_max
+    counts as stalled, and after `stall_steps` of them the current genotype is a Pareto genotype
+    and μ ← growth·μ (the count restarts). Once p̄ ≥ n_max, γ ← down·γ and the count restarts.
+    """
+
+    gamma: float
+    mu: float
+    rate: float = 0.0  # p̄
+    stalled: int = 0
+
+    def step(
+        self, deleted: int, *, n_max: float, tau: float, up: float, down: float, gamma_max: float,
+        stall_steps: int, growth: float,
+    ) -> bool:  # fmt: skip
+        """Update after a step that deleted `deleted` ops; True when this step saves a Pareto genotype."""
+        self.rate = tau * self.rate + (1 - tau) * deleted
+        if self.rate >= n_max:
+            self.gamma *= down
+            self.stalled = 0
+            return False
+        stall = False
+        if self.gamma >= gamma_max:
+            self.stalled += 1
+            if self.stalled >= stall_steps:
+                stall, self.stalled = True, 0
+                self.mu *= growth
+        else:
+            self.stalled = 0
+        self.gamma *= up
+        return stall
+
+
 # -- teacher outputs ------------------------------------------------------------------------
 @torch.no_grad()
 def teacher_outputs(
@@ -419,6 +577,7 @@ class SNPSSearch(BilevelSearch):
 
     PHASES = ("warm-up", "shrink")
     EVENT_OMITS = ("attention",)
+    LEGACY_OPTIONS = LEGACY_OPTIONS
 
     def __init__(
         self,
@@ -445,22 +604,42 @@ class SNPSSearch(BilevelSearch):
             self.net = space.supernet(replace(target, width=cfg.search_width), cfg.k).to(device)
             if space.none_index is not None:
                 self.net.alive[:, space.none_index] = False
-            t_channels = int(teacher.net.classifier.in_features) if hasattr(teacher, "net") else None
-            t_channels = t_channels or int(teacher.classifier.in_features)
-            self.feature_kd = FeatureKD(self.net.classifier.in_features, t_channels).to(device)
+            if cfg.feature_kd == "stages":
+                s_ch, t_ch = self._stage_channels(teacher, data, teacher_convert)
+                self.feature_kd = StageFeatureKD(s_ch, t_ch, cfg.stage_weights).to(device)
+            else:
+                t_channels = int(teacher.net.classifier.in_features) if hasattr(teacher, "net") else None
+                t_channels = t_channels or int(teacher.classifier.in_features)
+                self.feature_kd = FeatureKD(self.net.classifier.in_features, t_channels).to(device)
+        self.nodes = list(space.node_points().values())
         gen = torch_generator(cfg.seed, "theta-init")
         theta = cfg.alpha_init + 1e-3 * torch.randn(points, ops, generator=gen)
         self.theta = nn.Parameter(theta.to(device))
-        self.t_train = teacher_outputs(teacher, data.train, device, teacher_convert)
-        self.t_val = teacher_outputs(teacher, data.val, device, teacher_convert)
+        self.teacher, self.teacher_convert = teacher, teacher_convert
+        self.t_train: tuple[torch.Tensor, torch.Tensor] | None = None  # cached teacher outputs (feature_kd=last)
+        self.t_val: tuple[torch.Tensor, torch.Tensor] | None = None
+        if cfg.feature_kd == "last":
+            self.t_train = teacher_outputs(teacher, data.train, device, teacher_convert)
+            self.t_val = teacher_outputs(teacher, data.val, device, teacher_convert)
         self.train_batches = _Indexed(data.train, cfg.batch_size, cfg.seed)
         self.val_batches = _Indexed(data.val, cfg.batch_size, derive_seed(cfg.seed, "alpha-batches"))
         params = list(self.net.parameters()) + list(self.feature_kd.parameters())
-        self.w_opt = torch.optim.SGD(params, lr=cfg.w_lr, momentum=cfg.w_momentum, weight_decay=cfg.w_weight_decay)
-        self.w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.w_opt, T_max=cfg.epochs * len(self.train_batches), eta_min=cfg.w_lr * 0.02
-        )
-        self.a_opt = torch.optim.Adam([self.theta], lr=cfg.alpha_lr, betas=(0.5, 0.999))
+        if cfg.w_optimizer == "adam":  # the authors' Adam, its cosine from 5e-4 to 5e-4: a constant lr
+            self.w_opt = torch.optim.Adam(params, lr=cfg.w_lr, betas=(0.5, 0.999), weight_decay=cfg.w_weight_decay)
+            self.w_sched = torch.optim.lr_scheduler.ConstantLR(self.w_opt, factor=1.0, total_iters=0)
+        else:
+            self.w_opt = torch.optim.SGD(params, lr=cfg.w_lr, momentum=cfg.w_momentum, weight_decay=cfg.w_weight_decay)
+            self.w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.w_opt, T_max=cfg.epochs * len(self.train_batches), eta_min=cfg.w_lr * 0.02
+            )
+        if cfg.theta_optimizer == "sgd":
+            self.a_opt = torch.optim.SGD([self.theta], lr=cfg.alpha_lr, momentum=0.0)
+        else:
+            self.a_opt = torch.optim.Adam([self.theta], lr=cfg.alpha_lr, betas=(0.5, 0.999))
+        self.controller = DeletionController(cfg.gamma_init, cfg.mu_init)
+        with torch.no_grad():
+            self.sparsity_start = float(sparsity(self.attention()))
+        self.stopped_at: int | None = None  # epoch after which S fell under S_min (objective=multiplicative)
         self.terms = additive_terms(space, "flops", target)
         self.op_flops = torch.as_tensor(self.terms.weights, dtype=torch.float32, device=device)
         self.full_flops = live_flops(self.net.alive.cpu(), self.terms)
@@ -484,9 +663,35 @@ class SNPSSearch(BilevelSearch):
         self.seconds = 0.0
         self.cpu_seconds = 0.0  # process CPU time: the search's compute even on a shared, busy machine
 
+    @torch.no_grad()
+    def _stage_channels(self, teacher: nn.Module, data: DataSplits, convert) -> tuple[list[int], list[int]]:
+        """Channels of the distilled stage outputs of supernet and teacher (an eval-mode forward of 2 images)."""
+        n = len(self.cfg.stage_weights)
+        x = data.train.images[:2].to(self.device)
+        was = self.net.training, teacher.training
+        self.net.eval()
+        teacher.eval()
+        weights = torch.ones(self.net.alive.shape, device=self.device)
+        try:
+            student = stage_outputs(self.net.forward_features(x, weights)[1], n)
+            tx = x * convert[0].to(self.device) + convert[1].to(self.device) if convert is not None else x
+            taught = stage_outputs(teacher.forward_features(tx)[1], n)
+        except ValueError as exc:
+            raise ConfigError(f"stage_weights: {exc}") from None
+        finally:
+            self.net.train(was[0])
+            teacher.train(was[1])
+        return [int(f.shape[1]) for f in student], [int(f.shape[1]) for f in taught]
+
     # -- attention and losses ------------------------------------------------------------------
     def attention(self) -> torch.Tensor:
+        """Op weights: sigmoid(θ) per op, or ReLU(θ) normalised per node (attention=node_relu); dead ops 0."""
+        if self.cfg.attention == "node_relu":
+            return node_relu_weights(self.theta, self.net.alive, self.nodes)
         return torch.sigmoid(self.theta) * self.net.alive.to(self.theta.dtype)
+
+    def finished(self) -> bool:
+        return self.stopped_at is not None
 
     @property
     def search_steps(self) -> int:
@@ -507,12 +712,29 @@ class SNPSSearch(BilevelSearch):
             lag += cfg.delete_patience
         return max(self.search_steps - lag, max(self.search_steps // 2, 1))
 
+    @torch.no_grad()
+    def teacher_batch(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The frozen teacher's logits and block outputs for images `x` (feature_kd=stages: not cached)."""
+        self.teacher.eval()
+        if self.teacher_convert is not None:
+            x = x * self.teacher_convert[0].to(x.device) + self.teacher_convert[1].to(x.device)
+        return self.teacher.forward_features(x)
+
     def task_loss(
-        self, logits: torch.Tensor, feats: list[torch.Tensor], y: torch.Tensor, idx: torch.Tensor, cache
+        self, logits: torch.Tensor, feats: list[torch.Tensor], y: torch.Tensor, idx: torch.Tensor, cache, x=None
     ) -> torch.Tensor:
-        """CE + a·KD(logits) + b·feature KD, against the cached teacher outputs of these images."""
+        """CE + a·KD(logits) + b·feature KD, against the cached teacher outputs of these images, or (feature_kd
+        =stages) against the teacher run on `x` at every stage."""
         cfg = self.cfg
         loss = F.cross_entropy(logits, y)
+        if cache is None:
+            t_logits, t_feats = self.teacher_batch(x)
+            if cfg.kd_weight:
+                loss = loss + cfg.kd_weight * hinton_kd(logits, t_logits, cfg.temperature)
+            if cfg.feature_weight:
+                n = len(cfg.stage_weights)
+                loss = loss + cfg.feature_weight * self.feature_kd(stage_outputs(feats, n), stage_outputs(t_feats, n))
+            return loss
         if cfg.kd_weight:
             loss = loss + cfg.kd_weight * hinton_kd(logits, cache[0][idx].to(logits.device), cfg.temperature)
         if cfg.feature_weight:
@@ -524,7 +746,17 @@ class SNPSSearch(BilevelSearch):
     def alpha_step(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> tuple[float, float]:
         att = self.attention()
         logits, feats = self.net.forward_features(x, att)
-        loss = self.task_loss(logits, feats, y, idx, self.t_val)
+        loss = self.task_loss(logits, feats, y, idx, self.t_val, x)
+        if self.cfg.objective == "multiplicative":  # bilevel with the authors' loss: θ steps on the α batch
+            s = sparsity(att)
+            (grad,) = torch.autograd.grad(
+                multiplicative_loss(loss, s, self.controller.gamma, self.controller.mu), [self.theta]
+            )
+            self.theta.grad = grad
+            self.a_opt.step()
+            self.step += 1
+            self.after_alpha_step()
+            return loss.item(), s.item()
         x_cfg = self.cfg.experimental
         source = self.theta if x_cfg.entropy_of == "logits" else att
         ent = sparsity_entropy(source, self.net.alive, x_cfg.entropy_scope, x_cfg.entropy_of, x_cfg.entropy_temperature)
@@ -535,7 +767,7 @@ class SNPSSearch(BilevelSearch):
         (grad,) = torch.autograd.grad(loss + self.lam * ent, [self.theta])
         self.theta.grad = grad
         self.a_opt.step()
-        if self.cfg.theta_max is not None:
+        if self.cfg.theta_max is not None and self.cfg.attention == "sigmoid":
             with torch.no_grad():
                 self.theta.clamp_(-self.cfg.theta_max, self.cfg.theta_max)
         self.step += 1
@@ -543,7 +775,11 @@ class SNPSSearch(BilevelSearch):
         return loss.item(), ent.item()
 
     def after_alpha_step(self) -> None:
-        """Deletion, the adaptive coefficient, and a snapshot when the live FLOPs crossed a level."""
+        """Deletion, the adaptive coefficient, and a snapshot when the live FLOPs crossed a level
+        (objective=multiplicative: `after_controlled_step`)."""
+        if self.cfg.objective == "multiplicative":
+            self.after_controlled_step()
+            return
         cfg, x_cfg = self.cfg, self.cfg.experimental
         alive = self.net.alive
         with torch.no_grad():
@@ -612,9 +848,65 @@ class SNPSSearch(BilevelSearch):
         with torch.no_grad():
             att = self.attention()
         logits, feats = self.net.forward_features(x, att)
-        loss = self.task_loss(logits, feats, y, idx, self.t_train)
+        loss = self.task_loss(logits, feats, y, idx, self.t_train, x)
         self._w_update(loss, list(self.net.parameters()) + list(self.feature_kd.parameters()))
         return loss.item(), int((logits.argmax(1) == y).sum())
+
+    def one_level_step(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, search: bool) -> tuple[float, int]:
+        """One step of w and θ on the same batch (the authors' loop): the multiplicative loss while
+        searching (task loss alone in a warm-up epoch, θ then not stepped), each group clipped on its own."""
+        cfg = self.cfg
+        w = self.attention()
+        logits, feats = self.net.forward_features(x, w)
+        task = self.task_loss(logits, feats, y, idx, self.t_train, x)
+        total = task
+        if search:
+            if cfg.objective == "multiplicative":
+                total = multiplicative_loss(task, sparsity(w), self.controller.gamma, self.controller.mu)
+            else:
+                raise ConfigError("one_level needs objective=multiplicative (the schedule objective is bilevel)")
+        if not torch.isfinite(total):
+            raise ConfigError(f"search diverged at epoch {self.epoch + 1} (loss={total.item()}); lower w_lr/alpha_lr")
+        self.w_opt.zero_grad(set_to_none=True)
+        self.a_opt.zero_grad(set_to_none=True)
+        total.backward()
+        nn.utils.clip_grad_norm_(list(self.net.parameters()), cfg.grad_clip)
+        nn.utils.clip_grad_norm_([self.theta], cfg.grad_clip)
+        nn.utils.clip_grad_norm_(list(self.feature_kd.parameters()), cfg.grad_clip)
+        self.w_opt.step()
+        self.w_sched.step()
+        if search:
+            self.a_opt.step()
+            self.step += 1
+            self.after_alpha_step()
+        return task.item(), int((logits.argmax(1) == y).sum())
+
+    def after_controlled_step(self) -> None:
+        """objective=multiplicative: delete ops under the threshold, move γ/μ, save a genotype at a stall."""
+        cfg = self.cfg
+        with torch.no_grad():
+            w = self.attention().cpu()
+        mask = self.net.alive.cpu().clone()
+        deleted = deletion_step(
+            w, mask, self.under, cfg.delete_threshold, cfg.delete_patience, cfg.experimental.keep_connected,
+            space=self.space,
+        )  # fmt: skip
+        stall = self.controller.step(
+            len(deleted), n_max=cfg.deletion_rate, tau=cfg.deletion_ema, up=cfg.gamma_up, down=cfg.gamma_down,
+            gamma_max=cfg.gamma_max, stall_steps=cfg.stall_steps, growth=cfg.mu_growth,
+        )  # fmt: skip
+        if deleted:
+            self.net.alive.copy_(mask.to(self.net.alive.device))
+            live, flops = int(mask.sum()), live_flops(mask, self.terms)
+            for e, o in deleted:
+                rec = {"epoch": self.epoch + 1, "step": self.step, "edge": e, "op": self.space.choice_ops[o]}
+                rec |= {"attention": float(w[e, o]), "live_ops": live, "live_flops": flops}
+                rec |= {"gamma": self.controller.gamma, "mu": self.controller.mu}
+                self.deletions.append(rec)
+                if self.run is not None:
+                    self.run.event("delete", **rec)
+        if stall:
+            self.take_snapshot("stall")
 
     # -- snapshots ----------------------------------------------------------------------------
     def restricted(self, mask: torch.Tensor, ones: bool = False) -> tuple[nn.Module, torch.Tensor]:
@@ -635,7 +927,11 @@ class SNPSSearch(BilevelSearch):
             logits = net(x.to(self.device), weights)
             loss = F.cross_entropy(logits, y.to(self.device))
             if cfg.kd_weight:
-                loss = loss + cfg.kd_weight * hinton_kd(logits, self.t_train[0][idx].to(self.device), cfg.temperature)
+                x_dev = x.to(self.device)
+                t_logits = (
+                    self.t_train[0][idx].to(self.device) if self.t_train is not None else self.teacher_batch(x_dev)[0]
+                )
+                loss = loss + cfg.kd_weight * hinton_kd(logits, t_logits, cfg.temperature)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
@@ -720,6 +1016,54 @@ class SNPSSearch(BilevelSearch):
 
     # -- epochs ---------------------------------------------------------------------------------
     def train_epoch(self, bar, task) -> dict[str, Any]:
+        if self.cfg.one_level:
+            return self.train_epoch_one_level(bar, task)
+        return self._after_epoch(self._train_epoch_bilevel(bar, task))
+
+    def train_epoch_one_level(self, bar, task) -> dict[str, Any]:
+        """An epoch of one-level steps on the w split (the α split only reads snapshots)."""
+        self.net.train()
+        self.feature_kd.train()
+        search = self.epoch >= self.cfg.warmup_epochs
+        self.train_batches.set_epoch(self.epoch)
+        w_loss, correct, seen = 0.0, 0, 0
+        start, cpu = time.perf_counter(), time.process_time()
+        for step, (x, y, idx) in enumerate(self.train_batches):
+            loss, hit = self.one_level_step(x.to(self.device), y.to(self.device), idx, search)
+            w_loss += loss
+            correct += hit
+            seen += y.numel()
+            bar.update(task, advance=1, status=f"loss {w_loss / (step + 1):.3f} live {int(self.net.alive.sum())}")
+        steps = len(self.train_batches)
+        stats = {
+            "train_loss": w_loss / steps,
+            "train_accuracy": correct / max(seen, 1),
+            "alpha_loss": w_loss / steps if search else None,
+            "entropy": None,
+            "seconds": time.perf_counter() - start,
+            "cpu_seconds": time.process_time() - cpu,
+        }
+        return self._after_epoch(stats)
+
+    def _after_epoch(self, stats: dict[str, Any]) -> dict[str, Any]:
+        """harvest=stalls: the epoch's genotype; objective=multiplicative: stop once S < S_min."""
+        if stats["alpha_loss"] is None:
+            return stats
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        if self.cfg.harvest == "stalls":
+            self.take_snapshot("epoch")
+        if self.cfg.objective == "multiplicative":
+            with torch.no_grad():
+                s = float(sparsity(self.attention()))
+            if s < self.cfg.stop_sparsity * self.sparsity_start:
+                self.stopped_at = self.epoch + 1
+                if self.run is not None:
+                    self.run.event("stop", epoch=self.epoch + 1, sparsity=s, sparsity_start=self.sparsity_start)
+        stats["seconds"] += time.perf_counter() - t0
+        stats["cpu_seconds"] += time.process_time() - cpu0
+        return stats
+
+    def _train_epoch_bilevel(self, bar, task) -> dict[str, Any]:
         self.net.train()
         self.feature_kd.train()
         search, batches = self.epoch_batches()
@@ -765,6 +1109,17 @@ class SNPSSearch(BilevelSearch):
             "live_flops": live_flops(alive, self.terms),
             "seconds": round(stats["seconds"], 2),
             "attention": att.numpy().round(5).tolist(),
+        } | (self._controller_record(att) if self.cfg.objective == "multiplicative" else {})
+
+    def _controller_record(self, att: torch.Tensor) -> dict[str, Any]:
+        c = self.controller
+        return {
+            "sparsity": round(float(sparsity(att)), 5),
+            "sparsity_stop": round(self.cfg.stop_sparsity * self.sparsity_start, 5),
+            "gamma": c.gamma,
+            "mu": c.mu,
+            "deletion_rate": round(c.rate, 6),
+            "stalled_steps": c.stalled,
         }
 
     def schedule_target(self, progress: float) -> float:
@@ -787,6 +1142,8 @@ class SNPSSearch(BilevelSearch):
             "snapshots": self.snapshots,
             "deletions": self.deletions,
             "cpu_seconds": self.cpu_seconds,
+            "controller": asdict(self.controller),
+            "stopped_at": self.stopped_at,
         }
 
     def _restore_own_state(self, state: dict[str, Any]) -> None:
@@ -798,6 +1155,9 @@ class SNPSSearch(BilevelSearch):
         self.step, self.taken = state["step"], state["taken"]
         self.snapshots, self.deletions = state["snapshots"], state["deletions"]
         self.cpu_seconds = state["cpu_seconds"]
+        if "controller" in state:  # runs made before the paper variant have none
+            self.controller = DeletionController(**state["controller"])
+            self.stopped_at = state["stopped_at"]
 
     def _count_epoch(self, stats: dict[str, Any]) -> None:
         super()._count_epoch(stats)
@@ -898,6 +1258,10 @@ def run_dnad(
         "pareto_archs": archs,
         "pareto_archs_flops_span": (max(arch_flops) / min(arch_flops)) if arch_flops else None,
         "deletions": search.deletions,
+        "stall_archs": list(dict.fromkeys(s["arch"] for s in search.snapshots if s["reason"] == "stall")),
+        "controller": asdict(search.controller) if cfg.objective == "multiplicative" else None,
+        "sparsity_start": search.sparsity_start if cfg.objective == "multiplicative" else None,
+        "stopped_at_epoch": search.stopped_at,
         "final_live_ops": int(search.net.alive.sum()),
         "schedule_start": search.start_measure,
         "schedule_final": search.final_flops if x_cfg.schedule_on == "flops" else x_cfg.final_live,
@@ -947,4 +1311,5 @@ METHOD = SearchMethod(
     aims_at="teacher",
     candidates=_candidates,
     summary=lambda result: {"snapshots": len(result["snapshots"]), "pareto_count": result["pareto_count"]},
+    legacy_options=LEGACY_OPTIONS,
 )
