@@ -255,6 +255,8 @@ class SNPSConfig(SearchOptions):
                 setattr(owner, name, value)
         if self.warmup_epochs >= self.epochs:
             raise ValueError(f"warm-up epochs ({self.warmup_epochs}) must be fewer than epochs ({self.epochs})")
+        if self.one_level and self.objective != "multiplicative":
+            raise ValueError("one_level steps need objective=multiplicative (the schedule objective is bilevel)")
         if self.lambda_min > self.lambda_max:
             raise ValueError(f"lambda_min ({self.lambda_min}) is above lambda_max ({self.lambda_max})")
         if self.levels is not None:
@@ -835,11 +837,16 @@ class SNPSSearch(BilevelSearch):
             self.deletions.append(rec)
             if self.run is not None:
                 self.run.event("delete", **rec)
+        if cfg.harvest == "levels":
+            self.level_snapshot(att, mask, flops)
+
+    def level_snapshot(self, att: torch.Tensor, mask: torch.Tensor, flops: float) -> None:
+        """harvest=levels, after a deletion: a snapshot when the live FLOPs crossed a level, or the cell changed."""
         crossed = [lv for lv in self.levels if lv not in self.taken and flops <= lv]
         if crossed:
             self.taken.extend(crossed)
             self.take_snapshot("level", crossed)
-        elif x_cfg.snapshot_on == "change":
+        elif self.cfg.experimental.snapshot_on == "change":
             last = self.snapshots[-1]["arch"] if self.snapshots else None
             if str(self.snapshot_arch(att, mask)) != last:
                 self.take_snapshot("change")
@@ -860,11 +867,8 @@ class SNPSSearch(BilevelSearch):
         logits, feats = self.net.forward_features(x, w)
         task = self.task_loss(logits, feats, y, idx, self.t_train, x)
         total = task
-        if search:
-            if cfg.objective == "multiplicative":
-                total = multiplicative_loss(task, sparsity(w), self.controller.gamma, self.controller.mu)
-            else:
-                raise ConfigError("one_level needs objective=multiplicative (the schedule objective is bilevel)")
+        if search:  # one_level implies objective=multiplicative (SNPSConfig)
+            total = multiplicative_loss(task, sparsity(w), self.controller.gamma, self.controller.mu)
         if not torch.isfinite(total):
             raise ConfigError(f"search diverged at epoch {self.epoch + 1} (loss={total.item()}); lower w_lr/alpha_lr")
         self.w_opt.zero_grad(set_to_none=True)
@@ -905,7 +909,9 @@ class SNPSSearch(BilevelSearch):
                 self.deletions.append(rec)
                 if self.run is not None:
                     self.run.event("delete", **rec)
-        if stall:
+            if cfg.harvest == "levels":
+                self.level_snapshot(w, mask, flops)
+        if stall and cfg.harvest == "stalls":
             self.take_snapshot("stall")
 
     # -- snapshots ----------------------------------------------------------------------------
