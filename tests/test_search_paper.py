@@ -130,7 +130,7 @@ def test_lookup_curve_is_made_monotone_then_inverted() -> None:
     assert search_budget_for(pts, 20.0) == pytest.approx(25 + (20 - 14.5) / (30 - 14.5) * 15)
     assert search_budget_for(pts, 14.5) == pytest.approx(25.0)
     assert search_budget_for(pts, 4.0) == pytest.approx(5.0)  # below: the first point scaled
-    assert search_budget_for(pts, 60.0) == pytest.approx(80.0)  # above: the last point scaled
+    assert search_budget_for(pts, 60.0) == pytest.approx(40.0)  # above: the largest calibrated budget
     assert search_budget_for([(10.0, 12.0)], 6.0) == pytest.approx(5.0)
 
 

@@ -10,8 +10,10 @@ by a DCA option or a device profile (`lookup_graph`).
 
 Reading a curve: the derived costs are made non-decreasing in the search budget (isotonic
 regression, `scipy.optimize.isotonic_regression`: a tighter search budget should not give a
-costlier arch, and a single search is noisy), then inverted by linear interpolation; beyond
-the calibrated range the nearest end point is scaled proportionally.
+costlier arch, and a single search is noisy), then inverted by linear interpolation. A goal
+under every calibrated derived cost scales the first point down proportionally (towards a
+fit); a goal over them all takes the largest calibrated search budget, not an extrapolation
+(derived archs that all come out cheap say nothing of how far a looser budget may go).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def search_budget_for(points: list[tuple[float, float]], goal: float) -> float:
     if goal <= levels[0]:
         return float(budgets[0] * goal / levels[0]) if levels[0] > 0 else float(budgets[0])
     if goal >= levels[-1]:
-        return float(budgets[-1] * goal / levels[-1])
+        return float(budgets[-1])
     return float(np.interp(goal, levels, budgets))
 
 
