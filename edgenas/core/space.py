@@ -91,6 +91,7 @@ class SearchSpace(ABC):
     choice_ops: tuple[str, ...] = ()  # candidate ops, the columns of the decision weights
     none_op: str | None = "none"  # the op that means "no edge" (never computed), if the space has one
     keep_per_node: int | None = None  # None: every point keeps its own op (NB201); k: top-k inputs per node
+    teacher_arch: str = ""  # the default teacher of `edgenas teacher` and the pipeline (a strong arch of the space)
 
     @abstractmethod
     def parse(self, text: str) -> Arch:
