@@ -107,6 +107,7 @@ class DartsSpace(SearchSpace):
         return DartsArch(cells["normal"], cells["reduce"])
 
     def size(self) -> int:
+        """(C(2,2)·C(3,2)·C(4,2)·C(5,2) input pairs × 7² ops per node)² ≈ 1.1e18: too many to enumerate."""
         per_cell = 1
         for node in NODES:
             per_cell *= comb(node, INPUTS_PER_NODE) * len(REAL_OPS) ** INPUTS_PER_NODE
@@ -114,9 +115,9 @@ class DartsSpace(SearchSpace):
 
     def enumerate(self) -> Iterator[DartsArch]:
         """Every genotype, lazily (there are about 1.1e18: callers sample instead, see `size`)."""
-        cells = lambda: itertools.product(*(_node_choices(n) for n in NODES))  # noqa: E731
-        for normal in cells():
-            for reduce in cells():
+        choices = [_node_choices(n) for n in NODES]
+        for normal in itertools.product(*choices):
+            for reduce in itertools.product(*choices):
                 yield DartsArch(sum(normal, ()), sum(reduce, ()))
 
     # -- networks ---------------------------------------------------------------------------
@@ -184,7 +185,8 @@ class DartsSpace(SearchSpace):
         return DartsArch(cells[0], cells[1])
 
     def live_points(self, arch: Arch) -> np.ndarray:
-        """Every point a genotype uses is built: all 4 nodes feed the cell's output."""
+        """Every point a genotype uses is built: all 4 nodes feed the cell's output. (A network of 1 or
+        2 cells has no normal cell; its normal points then cost 0 in `position_costs`.)"""
         return self.encode(arch) != NONE
 
     def position_costs(self, kind: str, shape: NetShape) -> tuple[float, np.ndarray]:
