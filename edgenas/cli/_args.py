@@ -130,7 +130,9 @@ def net_args(p: argparse.ArgumentParser, cells: int = 1) -> None:
 
     p.add_argument("--space", default="nb201", choices=SPACES)
     p.add_argument("--width", type=positive_int, default=16, help="channels of the first stage, C (16)")
-    p.add_argument("--cells", type=positive_int, default=cells, help=f"cells per stage, N ({cells})")
+    p.add_argument(
+        "--cells", type=positive_int, default=cells, help=f"cells per stage, N (nb201); all cells (darts) ({cells})"
+    )
 
 
 def train_args(p: argparse.ArgumentParser) -> None:
@@ -151,11 +153,34 @@ def run_dir_args(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
 
 
+def non_negative(text: str) -> float:
+    """A number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
 def trainer_command_args(p: argparse.ArgumentParser, command: str) -> None:
     """What train, distill and teacher share: network, data, training, compute, run folder, resume."""
     net_args(p)
     data_args(p)
     train_args(p)
+    p.add_argument(
+        "--auxiliary-weight",
+        type=non_negative,
+        default=0.0,
+        help="weight of an auxiliary head's loss (DARTS networks; 0.4 in DARTS; default off)",
+    )
+    p.add_argument(
+        "--drop-path",
+        type=fraction,
+        default=0.0,
+        help="drop-path probability, raised linearly over the epochs (DARTS networks; 0.2 in DARTS; default off)",
+    )
     common_args(p)
     run_dir_args(p, command)
 

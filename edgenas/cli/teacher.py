@@ -1,7 +1,8 @@
 """`edgenas teacher [--generic]`: train a teacher; generic: one teacher aware of the whole student pool (GTN).
 
 The library function is `edgenas.train.train_arch.train_arch` (`command="teacher"`, with
-`generic` options for GTN); the default cell is `edgenas.distill.teacher_net.TEACHER_ARCH`.
+`generic` options for GTN); the default arch is the space's `teacher_arch` (NB201: every edge a
+3x3 convolution; DARTS: the DARTS-V2 genotype).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from edgenas.cli.train import print_training, train
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", help="teacher architecture (default: every edge a 3x3 conv)")
+    p.add_argument("--arch", help="teacher architecture (default: nb201 every edge a 3x3 conv; darts DARTS-V2)")
     p.add_argument("--generic", action="store_true", help="generic teacher (GTN): trained with sampled students")
     p.add_argument("--student-width", type=positive_int, default=8, help="--generic: students' width C (8)")
     p.add_argument("--student-cells", type=positive_int, default=1, help="--generic: students' cells N (1)")
@@ -24,7 +25,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from edgenas.distill.teacher_net import TEACHER_ARCH
+    from edgenas.distill.teacher_net import default_teacher_arch
 
     generic = None
     if args.generic:
@@ -34,7 +35,8 @@ def handle(args: argparse.Namespace) -> int:
             "mu": args.mu,
             "temperature": args.temperature,
         }
-    print_training(train(args, args.arch or TEACHER_ARCH, "teacher", generic=generic))
+    arch = args.arch or (None if args.resume else default_teacher_arch(args.space))
+    print_training(train(args, arch, "teacher", generic=generic))
     return 0
 
 

@@ -45,6 +45,8 @@ def train(args: argparse.Namespace, arch: str | None, command: str, **mode: Any)
         run_dir=args.run_dir,
         resume=args.resume,
         quiet=args.quiet,
+        auxiliary_weight=args.auxiliary_weight,
+        drop_path=args.drop_path,
         command=command,
         **mode,
     )

@@ -96,6 +96,7 @@ class SearchSpace(ABC):
     keep_per_node: int | None = None  # None: every point keeps its own op (NB201); k: top-k inputs per node
     supernet_options: frozenset[str] = frozenset()
     """Options of `supernet(...)` beyond `k` that this space implements (none by default, see `supernet`)."""
+    teacher_arch: str = ""  # the default teacher of `edgenas teacher` and the pipeline (a strong arch of the space)
 
     @abstractmethod
     def parse(self, text: str) -> Arch:

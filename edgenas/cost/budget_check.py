@@ -15,7 +15,7 @@ from torch import nn
 from edgenas.core.cost import Cost
 from edgenas.core.device import BudgetCheck, DeviceProfile, check_budgets, fits, load_device
 from edgenas.core.errors import ConfigError
-from edgenas.core.space import Arch, NetShape, SearchSpace
+from edgenas.core.space import NetShape, SearchSpace
 from edgenas.cost.lut import latency_table_for
 from edgenas.cost.measure import measure_cost
 
@@ -28,18 +28,19 @@ def measure_for_device(
     `source: measured`: the model is exported and timed with onnxruntime here, with the
     profile's threads/warm-up/repeats. `source: table`: the latency is predicted from the
     profile's latency table (`LatencyTable.predict_ms` of the model's arch and shape), so
-    the model must be a network of the table's space (`.arch`, `.shape`) of a shape the table covers.
+    the model must be a network of the table's space (`.arch`, `.shape`) of a shape it covers.
     """
     spec = profile.latency
     want_latency = latency and profile.budgets.max_latency_ms is not None
     table = latency_table_for(profile) if want_latency else None
     if table is not None:
         arch, shape = getattr(model, "arch", None), getattr(model, "shape", None)
-        space = getattr(arch, "space_name", None)
-        if not isinstance(arch, Arch) or not isinstance(shape, NetShape) or space != table.space:
+        arch_space = getattr(arch, "space_name", None)
+        if arch_space != table.space or not isinstance(shape, NetShape):
+            what = f"a {arch_space} network" if arch_space else f"a {type(model).__name__}"
             raise ConfigError(
-                f"device {profile.name!r} predicts latency from the table {spec.table}, which covers {table.space} "
-                f"networks; {type(model).__name__} is not one (use `source: measured` for other models)"
+                f"device {profile.name!r} predicts latency from the table {spec.table}, which covers "
+                f"{table.space} networks; {what} is not one (use `latency: {{source: measured}}` for it)"
             )
         if tuple(input_shape) != shape.input_shape:
             raise ConfigError(f"input shape {tuple(input_shape)} differs from the network's {shape.input_shape}")

@@ -72,6 +72,8 @@ def _table_latency(profile: DeviceProfile, space: SearchSpace, shape: NetShape) 
 
     try:
         table = latency_table_for(profile)
-        return None if table is None else float(table.predict_ms(space.cheapest(), shape))
+        if table is None or table.space != space.name:  # another space's table: the budget check says so
+            return None
+        return float(table.predict_ms(space.cheapest(), shape))
     except ConfigError:  # the table does not cover this shape: the run reports that itself
         return None

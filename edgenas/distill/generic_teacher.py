@@ -5,9 +5,9 @@ Across Student Architectures", BMVC 2024 (arXiv 2407.16040). Training one teache
 student is costly; a generic teacher is trained once, then any student of the space
 distils from it with standard KD.
 
-Each training step samples a connected student cell from the weight-sharing student
-supernet (the NB201 supernet at the students' shape, one op per edge, full channels, so a
-sample *is* that student sharing weights with all others), and computes
+Each training step samples a connected student from the weight-sharing student supernet
+(the teacher's space's supernet at the students' shape, full channels, only the sampled
+student's ops alive, so a sample *is* that student sharing weights with all others), and computes
 - teacher:  CE(t, y) + μ · T² KL(p_s ‖ p_t)   — stay easy to imitate by this student,
   with the teacher conditioned (FiLM) on the student's capacity code;
 - students: CE(s, y) + T² KL(p_t ‖ p_s)       — the student branch learns from the teacher.
@@ -22,18 +22,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from edgenas.core.seeding import numpy_rng
-from edgenas.core.space import NetShape
+from edgenas.core.space import Arch, NetShape, SearchSpace
 from edgenas.distill.losses import hinton_kd
 from edgenas.distill.teacher_net import ConditionedTeacher
-from edgenas.spaces.nb201 import EDGES, OPS, NB201Arch, NB201Space
-from edgenas.spaces.nb201.cost_terms import CostTerms, flops_terms, params_terms
-from edgenas.spaces.nb201.supernet import NB201SuperNet
+from edgenas.spaces import get_space
+from edgenas.spaces.nb201 import NB201Arch
 
 
 class GenericConfig(BaseModel):
@@ -57,30 +57,47 @@ def live_only(arch: NB201Arch) -> NB201Arch:
 
 @dataclass
 class CapacityCoder:
-    """Capacity code of a student cell at the student shape: scaled log FLOPs and log params.
+    """Capacity code of a student at the student shape: scaled log FLOPs and log params.
 
-    Each coordinate maps the space's range at that shape (zero cell → all-3×3 cell) onto
-    [-1, 1], so codes mean the same whatever the shape. Exact for the built network, since
-    dead edges are dropped before counting.
+    Each coordinate maps the space's range at that shape (its cheapest arch → the costliest
+    one, e.g. NB201's all-3×3 cell) onto [-1, 1], so codes mean the same whatever the shape.
+    Exact for the built network: the space's per-position costs over the points it builds.
     """
 
     shape: NetShape
-    flops: CostTerms = field(init=False)
-    params: CostTerms = field(init=False)
+    space: str = "nb201"
+    terms: list[tuple[float, np.ndarray]] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.flops, self.params = flops_terms(self.shape), params_terms(self.shape)
-        lo, hi = NB201Arch(("none",) * len(EDGES)), NB201Arch(("nor_conv_3x3",) * len(EDGES))
-        self.bounds = [(max(t.of_arch(lo), 1.0), t.of_arch(hi)) for t in (self.flops, self.params)]
+        self._space: SearchSpace = get_space(self.space)
+        self.terms = [self._space.position_costs(kind, self.shape) for kind in ("flops", "params")]
+        lo = self._space.cheapest()
+        self.bounds = [(max(self._cost(t, lo), 1.0), _max_cost(self._space, *t)) for t in self.terms]
 
-    def code(self, arch: NB201Arch) -> torch.Tensor:
-        arch = live_only(arch)
+    def _cost(self, terms: tuple[float, np.ndarray], arch: Arch) -> float:
+        fixed, weights = terms
+        index, live = self._space.encode(arch), self._space.live_points(arch)
+        return float(fixed + sum(weights[p, index[p]] for p in range(len(index)) if live[p]))
+
+    def code(self, arch: Arch) -> torch.Tensor:
         out = []
-        for t, (lo, hi) in zip((self.flops, self.params), self.bounds, strict=True):
+        for t, (lo, hi) in zip(self.terms, self.bounds, strict=True):
             a, b = torch.log(torch.tensor(lo)), torch.log(torch.tensor(hi))
-            v = torch.log(torch.tensor(max(t.of_arch(arch), lo)))
+            v = torch.log(torch.tensor(max(self._cost(t, arch), lo)))
             out.append(float(2 * (v - a) / (b - a) - 1))
         return torch.tensor(out, dtype=torch.float32)
+
+
+def _max_cost(space: SearchSpace, fixed: float, weights: np.ndarray) -> float:
+    """The largest additive cost an arch of the space can have: the dearest op of every point
+    (NB201), or of the `keep_per_node` dearest points of every node (DARTS)."""
+    best = weights.max(axis=1)
+    if space.keep_per_node is None:
+        return float(fixed + sum(best))
+    nodes: dict[str, list[float]] = {}
+    for p, point in enumerate(space.choice_points()):
+        nodes.setdefault(point.node, []).append(float(best[p]))
+    return float(fixed + sum(sum(sorted(v, reverse=True)[: space.keep_per_node]) for v in nodes.values()))
 
 
 class GenericTeacherPair(nn.Module):
@@ -100,16 +117,17 @@ class GenericTeacherPair(nn.Module):
             teacher.shape.resolution,
             teacher.shape.num_classes,
         )
-        self.students = NB201SuperNet(sshape, k=1)
-        self.coder = CapacityCoder(sshape)
-        self.space = NB201Space()
+        self.space = get_space(teacher.arch.space_name)
+        self.students = self.space.supernet(sshape, k=1)
+        self.coder = CapacityCoder(sshape, self.space.name)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
-    def sample_student(self, step: int) -> NB201Arch:
+    def sample_student(self, step: int) -> Arch:
+        """The student of training step `step` (a function of seed and step), one with a live op."""
         rng = numpy_rng(self.seed, "generic-teacher-student", step)
         while True:
             arch = self.space.sample(rng)
-            if arch.is_connected:
+            if self.space.live_points(arch).any():
                 return arch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,11 +137,12 @@ class GenericTeacherPair(nn.Module):
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         arch = self.sample_student(int(self.step))
         self.step += 1
-        weights = torch.zeros(len(EDGES), len(OPS), device=x.device)
-        weights[torch.arange(len(EDGES)), [OPS.index(o) for o in arch.ops]] = 1.0
+        weights = self.space.onehot(arch).to(x.device)
+        index, live = self.space.encode(arch), self.space.live_points(arch)
         alive = torch.zeros_like(self.students.alive)
-        for e in arch.live_edges():
-            alive[e, OPS.index(arch.ops[e])] = True
+        for p in range(len(index)):
+            if live[p]:
+                alive[p, int(index[p])] = True
         self.students.alive.copy_(alive)
         t = self.teacher(x, self.coder.code(arch).to(x.device))
         s = self.students(x, weights)

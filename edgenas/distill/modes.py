@@ -1,6 +1,6 @@
 """How `train_arch` trains in each mode: plain, as a generic teacher, or distilling from a teacher.
 
-A teacher file is an ordinary model file (`model.pt`: the NB201 teacher's weights, so it
+A teacher file is an ordinary model file (`model.pt`: the teacher network's weights, so it
 exports and evaluates like any model) whose meta holds a `teacher` entry: its kind
 (plain / generic), the conditioning option, the FiLM weights and the student shape whose
 capacity codes it was trained on.
@@ -21,18 +21,20 @@ from edgenas.core.space import NetShape
 from edgenas.distill.generic_teacher import CapacityCoder, GenericConfig, GenericTeacherPair, generic_loss_fn
 from edgenas.distill.kd import Distiller, KDConfig, kd_loss_fn
 from edgenas.distill.teacher_net import CONDITIONING, ConditionedTeacher
-from edgenas.spaces.nb201 import NB201Network
 from edgenas.train.model_file import load_model_file
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def load_teacher(path: str | Path) -> tuple[ConditionedTeacher, dict[str, Any]]:
-    """A teacher from a model file: any trained NB201 model, or a generic teacher with its FiLM."""
+    """A teacher from a model file: any trained network of a space, or a generic teacher with its FiLM.
+
+    The returned info holds the teacher's `space` (a generic teacher teaches students of that space).
+    """
     net, blob = load_model_file(path)
-    if not isinstance(net, NB201Network):
-        raise ConfigError(f"{path}: teachers are NB201 networks; this file holds a {type(net).__name__}")
-    info = blob["meta"].get("teacher") or {"kind": "plain"}
+    if not hasattr(net, "arch") or not hasattr(net, "features") or not hasattr(net, "head"):
+        raise ConfigError(f"{path}: teachers are networks of a search space; this file holds a {type(net).__name__}")
+    info = {**(blob["meta"].get("teacher") or {"kind": "plain"}), "space": blob["space"]}
     generic = info["kind"] == "generic"
     teacher = ConditionedTeacher(net.arch, net.shape, film=generic)
     teacher.net.load_state_dict(net.state_dict())
@@ -52,12 +54,20 @@ def teacher_for(path: str | Path, shape: NetShape) -> tuple[ConditionedTeacher, 
     return teacher, info
 
 
+def check_student_space(path: str | Path, info: dict[str, Any], space: str) -> None:
+    """A generic teacher knows the capacity of its own space's students only: refuse another space's."""
+    if info["kind"] == "generic" and info["space"] != space:
+        raise ConfigError(
+            f"teacher {path} is a generic teacher of {info['space']} students; this student is of the "
+            f"{space} space (distil from a plain teacher, or train a generic one with --space {space})"
+        )
+
+
 def build_for_mode(
     model: nn.Module, opts: dict[str, Any], shape: NetShape, seed: int
 ) -> tuple[nn.Module, LossFn | None, dict[str, Any]]:
     """(module the trainer trains, its loss hook or None for plain CE, meta for the model file)."""
     if opts.get("generic") is not None:
-        assert isinstance(model, NB201Network)
         teacher = ConditionedTeacher(model.arch, shape, film=True)
         teacher.net.load_state_dict(model.state_dict())
         return GenericTeacherPair(teacher, GenericConfig(**opts["generic"]), seed), generic_loss_fn, {}
@@ -65,8 +75,8 @@ def build_for_mode(
         teacher, info = teacher_for(opts["teacher"], shape)
         code = None
         if info["kind"] == "generic":
-            assert isinstance(model, NB201Network)
-            code = CapacityCoder(NetShape(**info["student_shape"])).code(model.arch)
+            check_student_space(opts["teacher"], info, opts["space"])
+            code = CapacityCoder(NetShape(**info["student_shape"]), info["space"]).code(model.arch)
         meta = {"distilled_from": str(opts["teacher"]), "teacher_kind": info["kind"], "kd": opts["kd"]}
         if code is not None:
             meta["capacity_code"] = code.tolist()

@@ -172,8 +172,9 @@ def train_job(
     teacher: str | None = None,
     kd: dict[str, Any] | None = None,
     generic: dict[str, Any] | None = None,
+    space: str = "nb201",
 ) -> dict[str, Any]:
-    """Train one network (a teacher, a student with KD, or a plain one), resumed if interrupted."""
+    """Train one network (a teacher, a student with KD, or a plain one) of `space`, resumed if interrupted."""
     from edgenas.train.train_arch import train_arch
     from edgenas.train.trainer import TrainConfig
 
@@ -185,6 +186,7 @@ def train_job(
         return train_arch(arch, resume=out, command=command, device=compute, quiet=True)
     return train_arch(
         arch,
+        space=space,
         dataset=dataset["name"],
         data_dir=dataset["data_dir"],
         subset=dataset["subset"],

@@ -25,7 +25,7 @@ from edgenas.core.errors import Interrupted, ResumeError, UserError
 from edgenas.core.progress import progress_bar
 from edgenas.core.rundir import RunDir
 from edgenas.core.space import NetShape
-from edgenas.distill.teacher_net import TEACHER_ARCH
+from edgenas.distill.teacher_net import default_teacher_arch
 from edgenas.exec.executor import Executor, Job, make_executor, run_all, threads_per_job
 from edgenas.pipeline.config import RunConfig, load_run_config
 from edgenas.search.methods import METHODS, SearchMethod, aimed_at, search_job_key
@@ -362,6 +362,7 @@ class Pipeline:
         t = self.cfg.teacher
         if t.kind == "none":
             return
+        arch = t.arch or default_teacher_arch(self.cfg.space.name)
         generic = None
         if t.kind == "generic":
             generic = {"student_width": self.cfg.space.width, "student_cells": self.cfg.space.cells, "mu": t.mu}
@@ -373,7 +374,7 @@ class Pipeline:
                     "edgenas.pipeline.jobs:train_job",
                     {
                         "folder": self._folder("teacher"),
-                        "arch": t.arch or TEACHER_ARCH,
+                        "arch": arch,
                         "command": "teacher",
                         "dataset": self.dataset,
                         "width": t.width,
@@ -381,12 +382,13 @@ class Pipeline:
                         "train": {**self._train_options(), "epochs": t.epochs},
                         "compute": self.compute,
                         "generic": generic,
+                        "space": self.cfg.space.name,
                     },
                     threads=self.solo_threads,
                 )
             ],
         )
-        self._in_parent("teacher", "teacher/cost", lambda: self._teacher_cost(t.arch or TEACHER_ARCH))
+        self._in_parent("teacher", "teacher/cost", lambda: self._teacher_cost(arch))
 
     def _teacher_cost(self, arch: str) -> dict[str, Any]:
         """Params and FLOPs of the teacher's network (the FiLM of a generic teacher is a few hundred params)."""
@@ -432,6 +434,7 @@ class Pipeline:
                 "compute": self.compute,
                 "teacher": teacher,
                 "kd": kd if teacher else None,
+                "space": self.cfg.space.name,
             },
             threads=self.threads,
         )

@@ -1,12 +1,20 @@
-"""Building blocks shared by the spaces' networks and supernets."""
+"""Building blocks shared by the spaces' networks and supernets.
+
+The DARTS operations (Liu, Simonyan, Yang, "DARTS: Differentiable Architecture Search",
+ICLR 2019, `operations.py`): ReLU-conv-BN, separable and dilated depthwise convolutions,
+and the factorized reduction; plus the channel shuffle of partial-channel supernets
+(PC-DARTS, Xu et al., ICLR 2020).
+"""
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 
 class ReLUConvBN(nn.Sequential):
-    """ReLU -> Conv -> BN, the conv op of NAS-Bench-201."""
+    """ReLU -> Conv -> BN, the conv op of NAS-Bench-201 and the preprocessing of DARTS cells."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> None:
         super().__init__(
@@ -14,3 +22,65 @@ class ReLUConvBN(nn.Sequential):
             nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
             nn.BatchNorm2d(c_out),
         )
+
+
+class DilConv(nn.Sequential):
+    """ReLU -> dilated depthwise conv -> pointwise conv -> BN (DARTS `dil_conv_kxk`)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, dilation: int) -> None:
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_in, kernel, stride, padding, dilation=dilation, groups=c_in, bias=False),
+            nn.Conv2d(c_in, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+
+
+class SepConv(nn.Sequential):
+    """Two ReLU -> depthwise -> pointwise -> BN blocks; only the first strides (DARTS `sep_conv_kxk`)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> None:
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_in, kernel, stride, padding, groups=c_in, bias=False),
+            nn.Conv2d(c_in, c_in, 1, bias=False),
+            nn.BatchNorm2d(c_in),
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_in, kernel, 1, padding, groups=c_in, bias=False),
+            nn.Conv2d(c_in, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the side with two stride-2 1x1 convs, the second shifted by one pixel, concatenated, then BN.
+
+    DARTS' skip connection at stride 2 and the preprocessing after a reduction. An odd side
+    is padded by one pixel on the shifted path, so both halves have ⌈side/2⌉ like the
+    stride-2 ops they are summed with (DARTS' own code meets even sides only).
+    """
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        if c_out % 2:
+            raise ValueError(f"FactorizedReduce needs an even output width, got {c_out}")
+        self.relu = nn.ReLU(inplace=False)
+        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        shifted = x[:, :, 1:, 1:]
+        h, w = x.shape[-2:]
+        if h % 2 or w % 2:
+            shifted = F.pad(shifted, (0, w % 2, 0, h % 2))
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Interleave `groups` channel groups (ShuffleNet): channel g*n+i moves to i*groups+g."""
+    if groups == 1:
+        return x
+    b, c, h, w = x.shape
+    return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)

@@ -17,10 +17,11 @@ from edgenas.core.space import NetShape
 from edgenas.data import load_dataset
 from edgenas.distill.generic_teacher import GenericConfig
 from edgenas.distill.kd import KDConfig
-from edgenas.distill.modes import build_for_mode, model_to_save, teacher_for
+from edgenas.distill.modes import build_for_mode, check_student_space, model_to_save, teacher_for
 from edgenas.spaces import get_space
+from edgenas.train import extras
 from edgenas.train.model_file import save_model_file
-from edgenas.train.trainer import TrainConfig, Trainer
+from edgenas.train.trainer import TrainConfig, Trainer, cross_entropy_loss
 
 
 def train_arch(
@@ -42,15 +43,19 @@ def train_arch(
     teacher: str | Path | None = None,
     kd: dict[str, Any] | None = None,
     generic: dict[str, Any] | None = None,
+    auxiliary_weight: float = 0.0,
+    drop_path: float = 0.0,
     command: str = "train",
 ) -> dict[str, Any]:
     """Train one architecture; returns the results dict also written to `results.json`.
 
     Modes (see `edgenas.distill.modes`): plain; with `teacher` (a model file), distilled
     with the `kd` options (`KDConfig` fields); with `generic` (`GenericConfig` fields),
-    trained as a generic teacher together with its student supernet. `command` names the
-    run ("train", "distill", "teacher"). With `resume`, the options stored in that run's
-    `config.yaml` are used and training continues after the last completed epoch.
+    trained as a generic teacher together with its student supernet. `auxiliary_weight` and
+    `drop_path` switch on DARTS' final-training extras (`edgenas.train.extras`; networks of
+    spaces without them refuse). `command` names the run ("train", "distill", "teacher").
+    With `resume`, the options stored in that run's `config.yaml` are used and training
+    continues after the last completed epoch.
     """
     if resume is not None:
         run = RunDir.open_existing(resume, command)
@@ -74,10 +79,16 @@ def train_arch(
         "kd": KDConfig(**(kd or {})).model_dump() if teacher else None,
         "generic": GenericConfig(**generic).model_dump() if generic is not None else None,
     }
+    extras.check_options(auxiliary_weight, drop_path)
+    if auxiliary_weight or drop_path:  # recorded only when used: other runs' options stay as they were
+        opts.update(auxiliary_weight=auxiliary_weight, drop_path=drop_path)
     # Load data first: a bad dataset must fail before a run folder is created.
     data = load_dataset(dataset, data_dir, seed=cfg.seed, val_fraction=val_fraction, subset=subset, resize=resize)
-    if teacher:  # a teacher that cannot teach this data fails before a run folder is created too
-        teacher_for(teacher, NetShape.for_data(data.info, width, cells))
+    if teacher:  # a teacher that cannot teach this data or space fails before a run folder is created too
+        _, info = teacher_for(teacher, NetShape.for_data(data.info, width, cells))
+        check_student_space(teacher, info, space)
+    if extras.wanted(opts):
+        extras.refuse_unsupported(sp.build(sp.parse(arch_str), NetShape.for_data(data.info, width, cells)), space)
     run = RunDir.create(command, run_dir)
     run.write_config({"command": command, "options": opts})
     return _train(run, opts, device=device, quiet=quiet, data=data, command=command)
@@ -104,7 +115,17 @@ def _train(
         torch.manual_seed(derive_seed(cfg.seed, "init"))
         model = sp.build(sp.parse(opts["arch"]), shape)
     model, loss_fn, mode_meta = build_for_mode(model, opts, shape, cfg.seed)
-    trainer = Trainer(model, data, cfg, dev, run=run, loss_fn=loss_fn, quiet=quiet)
+    hooks = None
+    if extras.wanted(opts):
+        net = extras.target(model)
+        extras.enable(net, opts, cfg.seed)
+        if opts.get("auxiliary_weight"):
+            loss_fn = extras.auxiliary_loss(
+                loss_fn or cross_entropy_loss(cfg.label_smoothing), net, opts["auxiliary_weight"]
+            )
+        if opts.get("drop_path"):
+            hooks = extras.DropPathSchedule(net, opts["drop_path"])
+    trainer = Trainer(model, data, cfg, dev, run=run, loss_fn=loss_fn, quiet=quiet, hooks=hooks)
     resumed_from = trainer.epoch if trainer.load_checkpoint() else None
     run.event("start", resumed_from_epoch=resumed_from, device=str(dev), threads=torch.get_num_threads())
     t0 = time.perf_counter()
@@ -115,6 +136,8 @@ def _train(
         raise Interrupted(
             f"completed epochs are saved in {run.path}; continue with: edgenas {command} --resume {run.path}"
         ) from None
+    if extras.wanted(opts):
+        extras.target(trainer.model).drop_auxiliary()  # never saved, exported or costed
     net, save_meta = model_to_save(trainer.model, opts)
     save_model_file(
         run.file("model.pt"),
@@ -139,6 +162,7 @@ def _train(
         "teacher": opts.get("teacher"),
         "kd": opts.get("kd"),
         "generic": opts.get("generic"),
+        **{k: opts[k] for k in ("auxiliary_weight", "drop_path") if k in opts},
         "device": str(dev),
         "threads": torch.get_num_threads(),
         "resumed_from_epoch": resumed_from,

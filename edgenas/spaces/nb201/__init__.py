@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from edgenas.core.space import Arch, ChoicePoint, NetShape, SearchSpace
-from edgenas.spaces.nb201.arch import EDGES, EXAMPLE, NUM_NODES, OPS, NB201Arch
+from edgenas.spaces.nb201.arch import EDGES, EXAMPLE, NUM_NODES, OPS, TEACHER_ARCH, NB201Arch
 from edgenas.spaces.nb201.network import NB201Cell, NB201Network, ResNetBasicBlock, build_tiny_layout, make_op
 from edgenas.spaces.ops import ReLUConvBN
 
@@ -46,6 +46,7 @@ class NB201Space(SearchSpace):
     none_op = "none"
     keep_per_node = None  # one op per edge, every edge kept
     supernet_options = frozenset({"bottleneck", "share_sources"})
+    teacher_arch = TEACHER_ARCH
 
     def parse(self, text: str) -> NB201Arch:
         return NB201Arch.parse(text)

@@ -114,4 +114,6 @@ class NB201Arch(Arch):
         return cls(tuple(reversed(ops)))
 
 
+# The default teacher cell (`edgenas teacher`, the pipeline's teacher): every edge a 3x3 convolution.
+TEACHER_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 EXAMPLE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"

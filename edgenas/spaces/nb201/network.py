@@ -109,11 +109,25 @@ class NB201Network(nn.Module):
         self.shape = shape
         build_tiny_layout(self, shape, lambda channels: NB201Cell(arch, channels))
 
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Logits and the list of block outputs (stem first)."""
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The stem output and every block output."""
         feats = [self.stem(x)]
         for block in self.blocks:
             feats.append(block(feats[-1]))
+        return feats
+
+    def head(self, h: torch.Tensor, modulate: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits from the last block's output; `modulate` (e.g. a teacher's FiLM) acts between the final BN
+        and its ReLU (placed before the BN, a per-channel scale and shift would be normalised away)."""
+        bn, relu = self.lastact
+        h = bn(h)
+        if modulate is not None:
+            h = modulate(h)
+        return self.classifier(self.pool(relu(h)).flatten(1))
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits and the list of block outputs (stem first)."""
+        feats = self.features(x)
         out = self.pool(self.lastact(feats[-1])).flatten(1)
         return self.classifier(out), feats
 

@@ -31,14 +31,7 @@ from edgenas.core.errors import ConfigError
 from edgenas.core.space import NetShape
 from edgenas.spaces.nb201.arch import EDGES, NUM_NODES, OPS, NB201Arch
 from edgenas.spaces.nb201.network import NB201Cell, NB201Network, build_tiny_layout, make_op
-
-
-def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """Interleave `groups` channel groups (ShuffleNet): channel g*n+i moves to i*groups+g."""
-    if groups == 1:
-        return x
-    b, c, h, w = x.shape
-    return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+from edgenas.spaces.ops import channel_shuffle
 
 
 class PartialMixedOp(nn.Module):

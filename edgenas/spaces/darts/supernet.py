@@ -1,0 +1,165 @@
+"""The DARTS weight-sharing supernet that differentiable searches train (PC-DARTS style).
+
+Every edge node i <- input j (14 per cell) is a mixed op over DARTS' 8 ops, weighted by the
+decision weights the *search method* passes in (one row per choice point: 14 for the normal
+cells, 14 for the reduction cells, shared by every cell of that type, as in DARTS). Partial
+channels (Xu et al., "PC-DARTS", ICLR 2020): only the first C/K channels of an edge go
+through its mixed op, the rest bypass it (2×2 max-pooled on a reducing edge) and a channel
+shuffle mixes the two; `edge_weights` scale each edge before its node sums (PC-DARTS' edge
+normalisation). `none` holds weight but is never computed; the `alive` mask switches ops
+off for good (DNAD's deletion) and a dead op is not run.
+
+Differences from DARTS' search network, so that `extract_subnet` gives *the* deployable
+network (`DartsNetwork`) and it computes exactly what the supernet computes at one-hot
+weights in eval mode: every BN is affine (DARTS searches with affine=False), and pools get
+no BN (DARTS adds an affine-free BN after each pool in the mixed op; the deployed cells have
+none, so the subnet would either lose it and compute something else, or carry BNs that no
+deployed network has).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgenas.core.errors import ConfigError
+from edgenas.core.space import NetShape
+from edgenas.spaces.darts.arch import CELL_TYPES, EDGES, NODES, OPS, DartsArch
+from edgenas.spaces.darts.network import CellSpec, DartsNetwork, cell_layout, make_op, make_preprocess, make_stem
+from edgenas.spaces.ops import channel_shuffle
+
+POINTS_PER_CELL = len(EDGES)
+
+
+class PartialMixedOp(nn.Module):
+    """Σ_o w_o · o(x[:, :C/K]) on the first C/K channels, the rest passed (pooled when reducing), shuffled."""
+
+    def __init__(self, channels: int, stride: int, k: int) -> None:
+        super().__init__()
+        self.k, self.stride = k, stride
+        self.part = channels // k
+        # "none" is all zeros: it holds weight in the mixture but is never computed.
+        self.ops = nn.ModuleList([make_op(name, self.part, stride) or nn.Identity() for name in OPS])
+        self.computes = [name != "none" for name in OPS]
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+        xa = x[:, : self.part] if self.k > 1 else x
+        out: torch.Tensor | None = None
+        for i, op in enumerate(self.ops):
+            if not self.computes[i] or not bool(alive[i]):
+                continue
+            y = weights[i] * op(xa)
+            out = y if out is None else out + y
+        if out is None:  # every computing op deleted: the edge contributes zeros
+            out = (xa[:, :, :: self.stride, :: self.stride] if self.stride > 1 else xa) * 0.0
+        if self.k == 1:
+            return out
+        rest = x[:, self.part :]
+        if self.stride > 1:
+            rest = F.max_pool2d(rest, 2, 2, ceil_mode=True)
+        return channel_shuffle(torch.cat([out, rest], dim=1), self.k)
+
+
+class SuperCell(nn.Module):
+    """A DARTS cell whose 14 edges are partial mixed ops."""
+
+    def __init__(self, spec: CellSpec, k: int) -> None:
+        super().__init__()
+        self.reduction = spec.reduction
+        self.preprocess0, self.preprocess1 = make_preprocess(spec)
+        self.edges = nn.ModuleList([PartialMixedOp(spec.c, spec.stride(j), k) for _, j in EDGES])
+
+    def forward(
+        self,
+        s0: torch.Tensor,
+        s1: torch.Tensor,
+        op_weights: torch.Tensor,
+        edge_weights: torch.Tensor,
+        alive: torch.Tensor,
+    ) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        e = 0
+        for node in NODES:
+            total: torch.Tensor | None = None
+            for j in range(node):
+                y = edge_weights[e] * self.edges[e](states[j], op_weights[e], alive[e])
+                total = y if total is None else total + y
+                e += 1
+            assert total is not None
+            states.append(total)
+        return torch.cat(states[2:], dim=1)
+
+
+class DartsSuperNet(nn.Module):
+    """The DARTS network layout (stem, N super cells, pooling, classifier).
+
+    `forward(x, op_weights, edge_weights=None)`: `op_weights` is (28, 8), the normal cells'
+    14 points then the reduction cells' 14 (`DartsSpace.choice_points` order), `edge_weights`
+    (28,) defaults to ones.
+    """
+
+    def __init__(self, shape: NetShape, k: int = 4) -> None:
+        super().__init__()
+        if k < 1:
+            raise ConfigError(f"partial-channel K must be >= 1, got {k}")
+        if shape.width % k:
+            raise ConfigError(f"search width {shape.width} is not divisible by partial-channel K={k}")
+        self.shape = shape
+        self.k = k
+        self.stem = make_stem(shape)
+        specs = cell_layout(shape)
+        self.cells = nn.ModuleList([SuperCell(s, k) for s in specs])
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(len(NODES) * specs[-1].c, shape.num_classes)
+        points = len(CELL_TYPES) * POINTS_PER_CELL
+        self.register_buffer("alive", torch.ones(points, len(OPS), dtype=torch.bool))
+
+    def forward_features(
+        self, x: torch.Tensor, op_weights: torch.Tensor, edge_weights: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits and the block outputs (stem first), as `DartsNetwork.forward_features`."""
+        if edge_weights is None:
+            edge_weights = torch.ones(len(self.alive), device=x.device, dtype=x.dtype)
+        feats = [self.stem(x)]
+        s0 = s1 = feats[0]
+        for cell in self.cells:
+            rows = slice(POINTS_PER_CELL, None) if cell.reduction else slice(0, POINTS_PER_CELL)
+            s0, s1 = s1, cell(s0, s1, op_weights[rows], edge_weights[rows], self.alive[rows])
+            feats.append(s1)
+        return self.classifier(self.global_pooling(s1).flatten(1)), feats
+
+    def forward(
+        self, x: torch.Tensor, op_weights: torch.Tensor, edge_weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.forward_features(x, op_weights, edge_weights)[0]
+
+
+def extract_subnet(supernet: DartsSuperNet, arch: DartsArch) -> DartsNetwork:
+    """The `DartsNetwork` of `arch` with the supernet's weights (full channels, K = 1, no edge weights).
+
+    Stem, preprocessing and classifier copy over as they are; each op of each cell takes the
+    weights of that op on that edge of the supernet, so in eval mode the two compute the same.
+    """
+    if supernet.k != 1:
+        raise ConfigError(f"a subnet can only be taken from a full-channel supernet (K=1), not K={supernet.k}")
+    net = DartsNetwork(arch, supernet.shape)
+    state = {}
+    # (cell kind, edge index) -> position of the op in the discrete cell, for the ops the arch uses
+    where: dict[tuple[str, int], tuple[int, str]] = {}
+    for kind in CELL_TYPES:
+        for m, (op, j) in enumerate(arch.cell(kind)):
+            node = NODES[m // 2]
+            where[(kind, EDGES.index((node, j)))] = (m, op)
+    for name, tensor in supernet.state_dict().items():
+        parts = name.split(".")
+        if parts[0] == "cells" and parts[2] == "edges":
+            # cells.{b}.edges.{e}.ops.{o}.rest -> cells.{b}.ops.{m}.rest for the op the arch puts there
+            b, e, o, rest = int(parts[1]), int(parts[3]), int(parts[5]), parts[6:]
+            kind = "reduce" if supernet.cells[b].reduction else "normal"
+            if (kind, e) in where and where[(kind, e)][1] == OPS[o]:
+                state[".".join(["cells", str(b), "ops", str(where[(kind, e)][0]), *rest])] = tensor
+        elif name != "alive":
+            state[name] = tensor
+    net.load_state_dict(state)
+    return net.to(next(supernet.parameters()).device)
