@@ -1,7 +1,7 @@
 """DCA-NAS under a tight, medium and loose params budget, and under a latency budget.
 
 Usage:  .venv/bin/python benchmarks/dca_search.py [--truth FILE] [--budgets 25000 40000 60000]
-        [--latency-ms 0.6] [--seeds 0 1] [--runs-dir DIR] [--threads 1] [--extra-train-seeds 1 2]
+        [--latency-ms 0.6] [--seeds 0 1 2] [--runs-dir DIR] [--threads 1] [--extra-train-seeds 1 2]
         [--search-option KEY=VALUE ...] [--only tight medium loose] [--no-latency] [--out FILE]
 
 For each params budget: one DCA search (default options, Fashion-MNIST 10k subset, the
@@ -16,6 +16,12 @@ once with the protocol's seed. That best is the maximum of ~100-150 noisy 2-epoc
 so it is biased upwards (winner's curse). With --extra-train-seeds the derived arch *and*
 that best arch are also trained with other protocol seeds (other data subset, init and
 batch order), and the gap averaged over all training seeds is reported beside the issue's.
+
+Per budget, over the search seeds (issue 15): the gap averaged over training seeds as mean ±
+std over search seeds, and derived − truth-best in points with a 95% interval from
+`edgenas.bench.stats`: a percentile bootstrap over (search seeds × training seeds), both
+resampled, and a t interval over the per-search-seed means; plus the share of derived archs
+inside the budget.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
+from edgenas.bench.stats import bootstrap_difference, mean_std, t_interval
 from edgenas.bench.truth import TruthProtocol, build_truth, read_truth
 from edgenas.core.device import Budgets, DeviceProfile, LatencySpec
 from edgenas.report.tables import rows_table, stdout
@@ -90,12 +99,45 @@ def other_derivations(res: dict, profile: DeviceProfile) -> dict[str, dict]:
     return out
 
 
+def _rounded(d: dict) -> dict:
+    """An Interval's dict with floats to 3 decimals; NaN (no interval from one value) as null."""
+    return {k: ((None if v != v else round(v, 3)) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+def over_search_seeds(rows: list[dict], label: str) -> dict:
+    """One budget's rows (one per search seed): the gap over search seeds and derived − truth-best
+    with intervals, in accuracy points. Accuracies by training seed where there are several."""
+    mine = [r for r in rows if r["budget"] == label]
+    train_seeds = list(mine[0].get("accuracy_by_train_seed", {"0": mine[0]["accuracy"]}))
+    derived = np.array([[r.get("accuracy_by_train_seed", {"0": r["accuracy"]})[k] for k in train_seeds] for r in mine])
+    best = np.array(
+        [
+            [r.get("truth_best_accuracy_by_train_seed", {"0": r["truth_best_accuracy"]})[k] for k in train_seeds]
+            for r in mine
+        ]
+    )
+    derived, best = derived * 100, best * 100
+    gaps = (best - derived).mean(axis=1)  # per search seed, averaged over training seeds
+    gap_mean, gap_std = mean_std(gaps)
+    return {
+        "search_seeds": [r["seed"] for r in mine],
+        "train_seeds": [int(k) for k in train_seeds],
+        "gap_points_by_search_seed": [round(float(g), 3) for g in gaps],
+        "gap_points_mean": round(gap_mean, 3),
+        "gap_points_std": None if gap_std is None else round(gap_std, 3),
+        "derived_minus_best_points_bootstrap": _rounded(bootstrap_difference(derived, best).as_dict()),
+        "derived_minus_best_points_t_over_search_seeds": _rounded(t_interval(-gaps).as_dict()),
+        "inside_budget_share": round(sum(r["params"] <= r["max_params"] for r in mine) / len(mine), 3),
+        "fits_share": round(sum(bool(r["fits"]) for r in mine) / len(mine), 3),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--truth", type=Path, default=RESULTS / "truth_nb201_fashion.jsonl")
     p.add_argument("--budgets", type=int, nargs=3, default=[25000, 40000, 60000])
     p.add_argument("--latency-ms", type=float, default=0.6)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="search seeds per params budget")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds per params budget")
     p.add_argument("--runs-dir", type=Path, default=RESULTS / "dca", help="search run folders (reused when finished)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per training job (default: all cores)")
     p.add_argument(
@@ -231,7 +273,7 @@ def main() -> None:
         }
     standalone = sorted(r["train_seconds"] for r in truth)
     out = {
-        "schema_version": 1,
+        "schema_version": 2,
         "truth_file": str(args.truth.name),
         "protocol": protocol.model_dump(),
         "params_budgets": rows,
@@ -255,6 +297,9 @@ def main() -> None:
         if args.extra_train_seeds
         else None,
         "train_seeds": [protocol.seed, *args.extra_train_seeds],
+        "search_seeds": args.seeds,
+        # Over the search seeds, accuracy points: gap mean ± std, derived − truth-best with 95% intervals.
+        "over_search_seeds": {label: over_search_seeds(rows, label) for label in labels},
         "search_options": {k: v for k, v in flat_options(res["config"]).items() if k != "seed"},
         "search_options_changed": options,
         "derivation_ablation_mean_gap_points": {
@@ -301,7 +346,29 @@ def main() -> None:
             | {"mean_gap_points_over_train_seeds_3dp": out["mean_gap_points_over_train_seeds_3dp"]}
         )
     )
+    stdout.print(
+        rows_table(
+            f"over search seeds {args.seeds} and training seeds {out['train_seeds']} (accuracy points, 95%)",
+            ("budget", "gap mean ± std", "derived − best, bootstrap", "t over search seeds", "inside budget"),
+            [
+                (
+                    label,
+                    f"{o['gap_points_mean']:.3f} ± {o['gap_points_std']}",
+                    _iv(o["derived_minus_best_points_bootstrap"]),
+                    _iv(o["derived_minus_best_points_t_over_search_seeds"]),
+                    f"{o['inside_budget_share'] * 100:.0f}%",
+                )
+                for label, o in out["over_search_seeds"].items()
+            ],
+        )
+    )
     stdout.print(json.dumps(latency, indent=1))
+
+
+def _iv(d: dict) -> str:
+    if d["low"] is None:
+        return f"{d['estimate']:+.3f}"
+    return f"{d['estimate']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
 
 
 if __name__ == "__main__":
