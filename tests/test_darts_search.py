@@ -130,3 +130,75 @@ def test_dca_paper_variant_on_darts(tmp_path: Path) -> None:
     assert (cfg["variant"], cfg["k"], cfg["bottleneck"], cfg["share_sources"]) == ("paper", 1, 2, True)
     assert res["derivation"] == "top" and res["arch"].startswith("Genotype(")
     assert res["costs"]["params"] == count_params(DARTS.build(DARTS.parse(res["arch"]), NetShape(4, 3, 1, 12, 10)))
+
+
+# DNAD: a short search that deletes (fast θ, early threshold, short patience), few images to rate snapshots
+DNAD_FAST = {"epochs": 3, "warmup_epochs": 1, "batch_size": 32, "search_width": 4, "k": 2, "alpha_lr": 0.3,
+             "lambda_init": 5.0, "delete_threshold": 0.2, "delete_patience": 2, "bn_batches": 2, "auto_levels": 4,
+             "eval_images": 100}  # fmt: skip
+DNAD_PAPER = {"variant": "paper", "epochs": 2, "batch_size": 32, "search_width": 4, "bn_batches": 2,
+              "eval_images": 100, "snapshot_finetune": 3, "alpha_lr": 5.0, "gamma_init": 0.06, "gamma_max": 0.06,
+              "deletion_rate": 0.5, "stall_steps": 3, "stop_sparsity": 0.1}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory) -> Path:
+    """`edgenas teacher --space darts` (the DARTS-V2 cell), tiny."""
+    t = tmp_path_factory.mktemp("teacher") / "t"
+    args = ["teacher", *NET, "--subset", "300", "--epochs", "1", "--batch-size", "64", "--run-dir", str(t), "--quiet"]
+    assert run(args) == 0
+    return t / "model.pt"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["edgenas", "paper"])
+def test_dnad_on_darts_then_distill_its_hint(teacher: Path, tmp_path: Path, capsys, variant: str) -> None:
+    """DNAD on DARTS, both variants (about 40 s each here), then the printed distill command runs."""
+    out = tmp_path / "dnad"
+    args = ["search", "--method", "dnad", "--teacher", str(teacher), *NET, "--subset", "300", "--run-dir", str(out)]
+    for k, v in (DNAD_FAST if variant == "edgenas" else DNAD_PAPER).items():
+        args += ["--option", f"{k}={v}"]
+    assert run([*args, "--quiet"]) == 0
+    res = results(out)
+    assert res["config"]["variant"] == variant and res["pareto"] and res["deletions"]
+    assert all(DARTS.parse(s["arch"]) for s in res["pareto"])
+    words = hint(capsys.readouterr().out, "distill one: ")
+    assert words[:2] == ["edgenas", "distill"] and words[words.index("--space") + 1] == "darts"
+    s = tmp_path / "student"
+    assert run([*words[1:], "--subset", "300", "--epochs", "1", "--run-dir", str(s), "--quiet"]) == 0
+    assert results(s)["arch"] == res["pareto"][0]["arch"] and results(s)["space"] == "darts"
+
+
+TINY_RUN = """name: tiny-darts-search
+seed: 0
+dataset: {name: digits, subset: 400, val_fraction: 0.1, resize: 12}
+space: {name: darts, width: 4, cells: 3}
+devices:
+  - name: small
+    budgets: {max_params: 6k}
+    method: dca
+  - name: big
+    budgets: {max_params: 20k}
+    method: dnad
+screen: {n: 6, top: 2, batch: 16, latency_tries: 2}
+search:
+  subset: 300
+  dca: {epochs: 2, warmup_epochs: 1, search_width: 4, batch_size: 32}
+  dnad: DNAD
+teacher: {kind: plain, width: 4, cells: 3, epochs: 1}
+train: {epochs: 1, batch_size: 64}
+executor: {kind: local, workers: 1}
+""".replace("DNAD", json.dumps(DNAD_FAST))
+
+
+@pytest.mark.slow
+def test_run_with_darts_devices_that_search_by_dca_and_dnad(tmp_path: Path) -> None:
+    """`edgenas run` on a DARTS config whose devices search (DCA-NAS, DNAD); about 2 min here."""
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY_RUN)
+    r = tmp_path / "run"
+    assert run(["run", str(cfg), "--run-dir", str(r), "--quiet"]) == 0
+    res = results(r)
+    assert [d["device"] for d in res["devices"]] == ["small", "big"] and res["all_pass"]
+    assert all(d["arch"].startswith("Genotype(") for d in res["devices"])
+    assert (r / "search" / "small" / "results.json").is_file() and (r / "search" / "dnad" / "results.json").is_file()

@@ -268,3 +268,10 @@ def network_flags(opts: dict[str, Any]) -> dict[str, Any]:
         "data_dir": opts.get("data_dir"),
         "resize": opts.get("resize"),
     }
+
+
+def print_hint(label: str, command: str) -> None:
+    """`label: command` on one line, unwrapped and without rich markup, so it pastes into a shell as is."""
+    from edgenas.report.tables import stdout
+
+    stdout.print(f"{label}: {command}", soft_wrap=True, markup=False, highlight=False)

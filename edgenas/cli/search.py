@@ -20,6 +20,7 @@ from edgenas.cli._args import (
     network_flags,
     option,
     positive_int,
+    print_hint,
     shell_command,
 )
 from edgenas.core.errors import UserError
@@ -148,7 +149,7 @@ def print_dca(res: dict[str, Any]) -> None:
     hist = ", ".join(f"{op} {n}" for op, n in res["op_histogram"].items())
     stdout.print(f"ops: {hist}")
     stdout.print(f"run directory: {res['run_dir']}  (results.json, alpha.png, ops.png)")
-    stdout.print(f"train it: {shell_command('edgenas', 'train', arch=res['arch'], **_run_flags(res))}")
+    print_hint("train it", shell_command("edgenas", "train", arch=res["arch"], **_run_flags(res)))
 
 
 def _run_flags(res: dict[str, Any]) -> dict[str, Any]:
@@ -191,7 +192,7 @@ def print_dnad(res: dict[str, Any]) -> None:
         distill = shell_command(
             "edgenas", "distill", student=res["pareto"][0]["arch"], teacher=res["teacher"], **_run_flags(res)
         )
-        stdout.print(f"distill one: {distill}")
+        print_hint("distill one", distill)
 
 
 COMMANDS.register(
