@@ -135,7 +135,7 @@ def test_dca_paper_variant_on_darts(tmp_path: Path) -> None:
 # DNAD: a short search that deletes (fast θ, early threshold, short patience), few images to rate snapshots
 DNAD_FAST = {"epochs": 3, "warmup_epochs": 1, "batch_size": 32, "search_width": 4, "k": 2, "alpha_lr": 0.3,
              "lambda_init": 5.0, "delete_threshold": 0.2, "delete_patience": 2, "bn_batches": 2, "auto_levels": 4,
-             "eval_images": 100}  # fmt: skip
+             "eval_images": 100, "snapshot_finetune": 3}  # fmt: skip
 DNAD_PAPER = {"variant": "paper", "epochs": 2, "batch_size": 32, "search_width": 4, "bn_batches": 2,
               "eval_images": 100, "snapshot_finetune": 3, "alpha_lr": 5.0, "gamma_init": 0.06, "gamma_max": 0.06,
               "deletion_rate": 0.5, "stall_steps": 3, "stop_sparsity": 0.1}  # fmt: skip
