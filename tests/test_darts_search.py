@@ -193,7 +193,7 @@ executor: {kind: local, workers: 1}
 
 @pytest.mark.slow
 def test_run_with_darts_devices_that_search_by_dca_and_dnad(tmp_path: Path) -> None:
-    """`edgenas run` on a DARTS config whose devices search (DCA-NAS, DNAD); about 2 min here."""
+    """`edgenas run` on a DARTS config whose devices search (DCA-NAS, DNAD); 10 min on a loaded 2-core machine."""
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(TINY_RUN)
     r = tmp_path / "run"
