@@ -153,7 +153,7 @@ def teacher(tmp_path_factory) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["edgenas", "paper"])
 def test_dnad_on_darts_then_distill_its_hint(teacher: Path, tmp_path: Path, capsys, variant: str) -> None:
-    """DNAD on DARTS, both variants (about 40 s each here), then the printed distill command runs."""
+    """DNAD on DARTS, both variants (about 20 s each here), then the printed distill command runs."""
     out = tmp_path / "dnad"
     args = ["search", "--method", "dnad", "--teacher", str(teacher), *NET, "--subset", "300", "--run-dir", str(out)]
     for k, v in (DNAD_FAST if variant == "edgenas" else DNAD_PAPER).items():
