@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -123,7 +124,10 @@ def bench_e2e(
         with _Lock(run):
             return _E2E(run, ex, seeds=seeds, sample=sample, threads=threads, compute=compute, quiet=quiet).run()
     except KeyboardInterrupt:
-        again = f"edgenas bench e2e {run.path} --seeds {seeds}" + (f" --sample {sample}" if sample else "")
+        again = shlex.join(
+            ["edgenas", "bench", "e2e", str(run.path), "--seeds", str(seeds)]
+            + (["--sample", str(sample)] if sample else [])
+        )
         raise Interrupted(f"finished work is saved in {run.path / 'e2e'}; continue with: {again}") from None
     finally:
         ex.close()

@@ -243,3 +243,35 @@ def call(fn: Callable[..., Any], args: argparse.Namespace, **overrides: Any) -> 
     params = [n for n, p in inspect.signature(fn).parameters.items() if p.kind in kinds]
     flags = vars(args)
     return fn(**{n: flags[n] for n in params if n in flags and n not in overrides}, **overrides)
+
+
+# --------------------------------------------------------------------------- command hints
+def shell_command(*words: Any, **flags: Any) -> str:
+    """A command line a user can paste: `words`, then `--flag value` for every flag not None
+    (underscores become dashes), each word quoted for the shell (genotype strings hold quotes)."""
+    import shlex
+
+    parts = [str(w) for w in words]
+    for name, value in flags.items():
+        if value is not None:
+            parts += [f"--{name.replace('_', '-')}", str(value)]
+    return shlex.join(parts)
+
+
+def network_flags(opts: dict[str, Any]) -> dict[str, Any]:
+    """The flags that rebuild the network and data of a run's stored options (space, width, cells, data)."""
+    return {
+        "space": opts.get("space", "nb201"),  # runs made before --space was recorded are nb201
+        "width": opts["width"],
+        "cells": opts["cells"],
+        "dataset": opts["dataset"],
+        "data_dir": opts.get("data_dir"),
+        "resize": opts.get("resize"),
+    }
+
+
+def print_hint(label: str, command: str) -> None:
+    """`label: command` on one line, unwrapped and without rich markup, so it pastes into a shell as is."""
+    from edgenas.report.tables import stdout
+
+    stdout.print(f"{label}: {command}", soft_wrap=True, markup=False, highlight=False)

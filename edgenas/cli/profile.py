@@ -6,6 +6,7 @@ The library functions are `edgenas.cost.profile.profile_device` and `check_laten
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def print_table(table: Any) -> None:
     )
     stdout.print(
         f"{len(table.entries)} entries, run overhead {table.overhead_ms * 1e3:.1f} µs, {table.seconds:.0f}s; "
-        f"written to {table.path}  (check it: edgenas profile-device --check {table.path})"
+        f"written to {table.path}  (check it: edgenas profile-device --check {shlex.quote(str(table.path))})"
     )
 
 

@@ -11,7 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from edgenas.cli import COMMANDS, Command
-from edgenas.cli._args import compute_run_args, data_args, fraction, levels, net_args, option, positive_int
+from edgenas.cli._args import (
+    compute_run_args,
+    data_args,
+    fraction,
+    levels,
+    net_args,
+    network_flags,
+    option,
+    positive_int,
+    print_hint,
+    shell_command,
+)
 from edgenas.core.errors import UserError
 
 # the options both methods take from their own flags, and those only DCA-NAS takes
@@ -138,7 +149,14 @@ def print_dca(res: dict[str, Any]) -> None:
     hist = ", ".join(f"{op} {n}" for op, n in res["op_histogram"].items())
     stdout.print(f"ops: {hist}")
     stdout.print(f"run directory: {res['run_dir']}  (results.json, alpha.png, ops.png)")
-    stdout.print(f"train it: edgenas train --arch '{res['arch']}' --width {res['target_shape']['width']}")
+    print_hint("train it", shell_command("edgenas", "train", arch=res["arch"], **_run_flags(res)))
+
+
+def _run_flags(res: dict[str, Any]) -> dict[str, Any]:
+    """The network and data flags of the search run that produced `res` (from its config.yaml)."""
+    from edgenas.core.rundir import RunDir
+
+    return network_flags(RunDir.open_existing(res["run_dir"], "search").read_config()["options"])
 
 
 def print_calibration(res: dict[str, Any]) -> None:
@@ -170,6 +188,11 @@ def print_dnad(res: dict[str, Any]) -> None:
     span = res["pareto_flops_span"]
     stdout.print(f"FLOPs span {span:.2f}x; {res['search_seconds']:.0f}s search; {res['final_live_ops']} ops left live")
     stdout.print(f"run directory: {res['run_dir']}  (results.json, pareto.png, shrink.png)")
+    if res["pareto"]:
+        distill = shell_command(
+            "edgenas", "distill", student=res["pareto"][0]["arch"], teacher=res["teacher"], **_run_flags(res)
+        )
+        print_hint("distill one", distill)
 
 
 COMMANDS.register(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -144,10 +145,9 @@ def run_pipeline(
             return Pipeline(cfg, profiles, run, ex, compute=compute, quiet=quiet).run()
     except KeyboardInterrupt:
         run.event("interrupted")
-        source = f"--example {example}" if example is not None else config_file
-        raise Interrupted(
-            f"finished work is saved in {run.path}; continue with: edgenas run {source} --resume {run.path}"
-        ) from None
+        source = ["--example", example] if example is not None else [config_file]
+        again = shlex.join(["edgenas", "run", *map(str, source), "--resume", str(run.path)])
+        raise Interrupted(f"finished work is saved in {run.path}; continue with: {again}") from None
     finally:
         ex.close()
 

@@ -7,6 +7,7 @@ file changed since.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +165,7 @@ def _search(run: RunDir, opts: dict[str, Any], *, compute: str, quiet: bool, dat
         device=resolve_device(compute),
         run=run,
         quiet=quiet,
-        resume_hint=f"continue with: edgenas search --resume {run.path}",
+        resume_hint=f"continue with: edgenas search --resume {shlex.quote(str(run.path))}",
     )
     result["run_dir"] = str(run.path)
     return result

@@ -15,6 +15,14 @@ weights in eval mode: every BN is affine (DARTS searches with affine=False), and
 no BN (DARTS adds an affine-free BN after each pool in the mixed op; the deployed cells have
 none, so the subnet would either lose it and compute something else, or carry BNs that no
 deployed network has).
+
+DCA-NAS's forms (Dutta et al., PReMI 2023, Sec. 3.3), options of `DartsSpace.supernet`, as
+NB201's (`spaces/nb201/supernet.py`): `bottleneck` b — a 1×1 conv-BN takes an edge's input
+from C to C/b channels, the 8 ops run there (a reducing edge keeps its stride), and a 1×1
+conv-BN per edge takes their weighted sum back to C (full channels only: K = 1);
+`share_sources` (Eq. 5) — one op bank per (cell, source state j), j the two cell inputs and
+nodes 2..4, run once and mixed into every edge i <- j with that edge's weights. Either one
+builds `BankedCell`s; without them the cells and their parameter names are the PC-DARTS ones.
 """
 
 from __future__ import annotations
@@ -91,25 +99,124 @@ class SuperCell(nn.Module):
         return torch.cat(states[2:], dim=1)
 
 
+class OpBank(nn.Module):
+    """Every candidate op on one input's searched channels at one stride: the first C/K (partial
+    channels), taken to C/b by a 1×1 conv-BN when `bottleneck` b > 1. One bank per edge, or per
+    source state (Eq. 5)."""
+
+    def __init__(self, channels: int, stride: int, k: int, bottleneck: int) -> None:
+        super().__init__()
+        self.k, self.stride, self.part = k, stride, channels // k
+        inner = self.part // bottleneck
+        self.reduce = (
+            nn.Sequential(nn.Conv2d(self.part, inner, 1, bias=False), nn.BatchNorm2d(inner)) if bottleneck > 1 else None
+        )
+        self.ops = nn.ModuleList([make_op(name, inner, stride) or nn.Identity() for name in OPS])
+        self.computes = [name != "none" for name in OPS]
+
+    def forward(self, x: torch.Tensor, run: torch.Tensor) -> tuple[list[torch.Tensor | None], torch.Tensor]:
+        """The output of every op that `run` (ops,) asks for (None for the others), and the op input."""
+        xa = x[:, : self.part] if self.k > 1 else x
+        if self.reduce is not None:
+            xa = self.reduce(xa)
+        outs = [op(xa) if self.computes[i] and bool(run[i]) else None for i, op in enumerate(self.ops)]
+        return outs, xa
+
+
+class BankedCell(nn.Module):
+    """A DARTS cell whose edges mix the outputs of op banks: one bank per edge, or with
+    `share_sources` one per source state, shared by every edge leaving it (DCA-NAS Eq. 5). With a
+    bottleneck each edge takes its weighted sum back to C with its own 1×1 conv-BN."""
+
+    def __init__(self, spec: CellSpec, k: int, bottleneck: int, share_sources: bool) -> None:
+        super().__init__()
+        self.reduction = spec.reduction
+        self.k, self.part, self.share = k, spec.c // k, share_sources
+        self.preprocess0, self.preprocess1 = make_preprocess(spec)
+        # bank b serves source state SOURCES[b]: states 0..4 (node 5 feeds no edge), or one per edge
+        self.sources = sorted({j for _, j in EDGES}) if share_sources else [j for _, j in EDGES]
+        self.banks = nn.ModuleList([OpBank(spec.c, spec.stride(j), k, bottleneck) for j in self.sources])
+        inner = self.part // bottleneck
+        self.expand = (
+            nn.ModuleList(
+                [nn.Sequential(nn.Conv2d(inner, self.part, 1, bias=False), nn.BatchNorm2d(self.part)) for _ in EDGES]
+            )
+            if bottleneck > 1
+            else None
+        )
+
+    def forward(
+        self,
+        s0: torch.Tensor,
+        s1: torch.Tensor,
+        op_weights: torch.Tensor,
+        edge_weights: torch.Tensor,
+        alive: torch.Tensor,
+    ) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        cache: dict[int, tuple[list[torch.Tensor | None], torch.Tensor]] = {}
+        e = 0
+        for node in NODES:
+            total: torch.Tensor | None = None
+            for j in range(node):
+                bank = self.sources.index(j) if self.share else e
+                if bank not in cache:  # a shared bank runs the ops that some edge leaving j keeps alive
+                    rows = [r for r, (_i, src) in enumerate(EDGES) if src == j] if self.share else [e]
+                    cache[bank] = self.banks[bank](states[j], alive[rows].any(dim=0))
+                outs, xa = cache[bank]
+                mix: torch.Tensor | None = None
+                for o, out in enumerate(outs):
+                    if out is not None and bool(alive[e, o]):
+                        y = op_weights[e, o] * out
+                        mix = y if mix is None else mix + y
+                stride = self.banks[bank].stride
+                if mix is None:  # every computing op of this edge deleted: zeros
+                    mix = (xa[:, :, ::stride, ::stride] if stride > 1 else xa) * 0.0
+                if self.expand is not None:
+                    mix = self.expand[e](mix)
+                if self.k > 1:
+                    rest = states[j][:, self.part :]
+                    if stride > 1:
+                        rest = F.max_pool2d(rest, 2, 2, ceil_mode=True)
+                    mix = channel_shuffle(torch.cat([mix, rest], dim=1), self.k)
+                y = edge_weights[e] * mix
+                total = y if total is None else total + y
+                e += 1
+            assert total is not None
+            states.append(total)
+        return torch.cat(states[2:], dim=1)
+
+
 class DartsSuperNet(nn.Module):
     """The DARTS network layout (stem, N super cells, pooling, classifier).
 
     `forward(x, op_weights, edge_weights=None)`: `op_weights` is (28, 8), the normal cells'
     14 points then the reduction cells' 14 (`DartsSpace.choice_points` order), `edge_weights`
-    (28,) defaults to ones.
+    (28,) defaults to ones. `bottleneck` and `share_sources`: DCA-NAS's forms (`BankedCell`,
+    module docstring).
     """
 
-    def __init__(self, shape: NetShape, k: int = 4) -> None:
+    def __init__(self, shape: NetShape, k: int = 4, bottleneck: int = 1, share_sources: bool = False) -> None:
         super().__init__()
-        if k < 1:
-            raise ConfigError(f"partial-channel K must be >= 1, got {k}")
-        if shape.width % k:
-            raise ConfigError(f"search width {shape.width} is not divisible by partial-channel K={k}")
+        if k < 1 or bottleneck < 1:
+            raise ConfigError(f"partial-channel K and the bottleneck must be >= 1, got K={k}, bottleneck={bottleneck}")
+        if k > 1 and bottleneck > 1:
+            raise ConfigError(
+                f"the DARTS supernet takes partial channels (K={k}) or a channel bottleneck ({bottleneck}), "
+                "not both; set k=1 with a bottleneck"
+            )
+        if shape.width % (k * bottleneck):
+            raise ConfigError(
+                f"search width {shape.width} is not divisible by partial-channel K={k} × bottleneck {bottleneck}"
+            )
         self.shape = shape
-        self.k = k
+        self.k, self.bottleneck, self.share_sources = k, bottleneck, share_sources
         self.stem = make_stem(shape)
         specs = cell_layout(shape)
-        self.cells = nn.ModuleList([SuperCell(s, k) for s in specs])
+        if bottleneck == 1 and not share_sources:
+            self.cells = nn.ModuleList([SuperCell(s, k) for s in specs])
+        else:
+            self.cells = nn.ModuleList([BankedCell(s, k, bottleneck, share_sources) for s in specs])
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(len(NODES) * specs[-1].c, shape.num_classes)
         points = len(CELL_TYPES) * POINTS_PER_CELL
@@ -143,6 +250,8 @@ def extract_subnet(supernet: DartsSuperNet, arch: DartsArch) -> DartsNetwork:
     """
     if supernet.k != 1:
         raise ConfigError(f"a subnet can only be taken from a full-channel supernet (K=1), not K={supernet.k}")
+    if supernet.bottleneck != 1 or supernet.share_sources:
+        raise ConfigError("a subnet cannot be taken from a supernet with a channel bottleneck or shared source ops")
     net = DartsNetwork(arch, supernet.shape)
     state = {}
     # (cell kind, edge index) -> position of the op in the discrete cell, for the ops the arch uses

@@ -9,6 +9,7 @@ run ends with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,8 @@ def _run(
     except KeyboardInterrupt:
         run.event("interrupted")
         raise Interrupted(
-            f"completed epochs are saved in {run.path}; continue with: edgenas retrieval --resume {run.path}"
+            f"completed epochs are saved in {run.path}; "
+            f"continue with: edgenas retrieval --resume {shlex.quote(str(run.path))}"
         ) from None
     return _finish(ctx, state, time.perf_counter() - t0)
 
