@@ -348,3 +348,19 @@ def test_profile_device_darts_user_errors(capsys: pytest.CaptureFixture) -> None
     assert run(["profile-device", "--check", "t.lut.json", "--cells", "5,8"]) == 2
     err = capsys.readouterr().err.strip()
     assert "measures networks of one depth" in err and "\n" not in err
+
+
+@pytest.mark.slow
+def test_dca_search_under_a_latency_budget_profiles_a_darts_table(tmp_path: Path) -> None:
+    """A DCA-NAS search on darts with a latency budget profiles a table of its depth and searches with it
+    (about 3 min on 2 shared cores)."""
+    dev = tmp_path / "dev.yaml"
+    dev.write_text("name: lat\nbudgets:\n  max_latency_ms: 5\nlatency:\n  threads: 1\n  repeats: 20\n")
+    out = tmp_path / "run"
+    argv = ["search", "--method", "dca", "--space", "darts", "--device", str(dev), "--dataset", "digits"]
+    argv += ["--subset", "600", "--epochs", "2", "--warmup-epochs", "1", "--width", "4", "--cells", "3"]
+    assert run([*argv, "--search-width", "4", "--run-dir", str(out), "--quiet"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    table = LatencyTable.load(out / "latency_table.json")
+    assert table.space == "darts" and table.covers(NetShape(4, 3, 1, 8, 10))
+    assert res["expected_costs"]["max_latency_ms"] > 0 and res["costs"]["latency_ms"] > 0

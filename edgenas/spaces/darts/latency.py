@@ -59,12 +59,11 @@ CONVS = ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
 # cell's input; skip_connect has a body at stride 2 only (the factorized reduction's convs,
 # concatenation and BN; its input shift is `fr_input`, one per state).
 BODIES = (*POOLS, *CONVS)
-# Kernels around the ops: a plain ReLU, a ReLU folded into the preprocessing conv before it,
+# Kernels around the ops at a node shape: a plain ReLU, a ReLU folded into the conv before it,
 # a plain add, an add folded into a conv accumulating in place or into a copy of its other
-# input (as in NB201's tables); at a reduction cell's input also the factorized reduction's
-# shifted-input slicing (`fr_input`, with its layout conversions).
+# input (as in NB201's tables). At a reduction input: the ReLUs, and the factorized
+# reduction's shifted-input slicing (`fr_input/s2`, with its layout conversions).
 NODE_KERNELS = ("relu", "fused_relu", "add", "fused_add", "fused_add_copy")
-INPUT_KERNELS = ("relu", "fused_relu", "fr_input")
 # Chains timed at each cell shape, as in NB201 (`chain_model`): the bodies, plus the graphs
 # the node kernels are read from (`conv_1x1x2+add` less two 1x1 convs is `fused_add` ...).
 NODE_CHAINS = (*BODIES, "relu", "add", "conv_1x1", "conv_1x1x2+add", "conv_1x1+add", "conv_1x1+relu")
@@ -138,6 +137,7 @@ def stage_shapes(width: int, resolution: int) -> tuple[list[tuple[int, int]], li
 
 
 def stem_key(shape: NetShape) -> str:
+    """The stem's frame entry (3x3 conv to 3C channels, BN folded)."""
     r = shape.resolution
     return f"stem:{dims(shape.in_channels, r)}->{dims(STEM_MULTIPLIER * shape.width, r)}"
 
@@ -151,6 +151,7 @@ def cell_key(spec: CellSpec) -> str:
 
 
 def head_key(shape: NetShape) -> str:
+    """The head's frame entry (global pooling and the classifier)."""
     last = cell_layout(shape)[-1]
     return f"head:{dims(len(NODES) * last.c, last.side_out)}->{shape.num_classes}"
 
@@ -338,11 +339,10 @@ def cell_kernels(
     for i, (kind, inputs, out, entry) in enumerate(nodes):
         if kind == "conv":  # a conv op, or a factorized reduction (its BN a conv where onnxruntime made it one)
             counts[entry] += 1
-            layout, producer = "nchwc", "conv"
             if entry.startswith("skip_connect"):
                 layout, _, producer = rec.get(entry, "nchwc conv").partition(" ")
             else:
-                layout = rec.get(key("conv", c, side_out), "nchwc")
+                layout, producer = rec.get(key("conv", c, side_out), "nchwc"), "conv"
             conv[out] = [False, False] if producer == "conv" else None
             blocked[out] = layout == "nchwc"
         elif kind in POOLS:
@@ -389,7 +389,7 @@ def _preprocess0(spec: CellSpec, rec: Mapping[str, str]) -> str:
     if not spec.reduction_prev:
         return conv
     same = rec.get(key("skip_connect", spec.c, spec.side_pp, 2))
-    width = f"{key('skip_connect', spec.c, 1, 2).split(':')[0]}:{spec.c}x"
+    width = f"skip_connect/s2:{spec.c}x"
     return same or next((v for k, v in sorted(rec.items()) if k.startswith(width)), conv)
 
 
