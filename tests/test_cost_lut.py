@@ -172,8 +172,8 @@ def test_every_latency_space_supplies_the_kernels(space: str) -> None:
     members = [m for m in vars(lut.LatencyKernels) if not m.startswith("_")]
     members += list(lut.LatencyKernels.__annotations__)
     assert members and all(hasattr(kernels, m) for m in members), [m for m in members if not hasattr(kernels, m)]
-    with pytest.raises(ConfigError, match="no latency kernels for the 'darts' space; latency tables exist for nb201"):
-        lut.latency_kernels("darts")
+    with pytest.raises(ConfigError, match="no latency kernels for the 'mobile' space; latency tables exist for nb201"):
+        lut.latency_kernels("mobile")
 
 
 # --------------------------------------------------------------------------- the sums
@@ -456,7 +456,7 @@ def test_profile_device_check(tiny_table: Path, tmp_path: Path, capsys: pytest.C
     ("argv", "needle"),
     [
         (["profile-device", "--resolution", "8"], "needs --name NAME"),
-        (["profile-device", "--name", "x", "--resolution", "8", "--space", "darts"], "'darts'"),
+        (["profile-device", "--name", "x", "--resolution", "8", "--space", "mobile"], "'mobile'"),
         (["profile-device", "--check", "/nonexistent/t.lut.json"], "/nonexistent/t.lut.json: no such file"),
     ],
 )

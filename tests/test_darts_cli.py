@@ -135,9 +135,7 @@ def test_capacity_codes_span_minus_one_to_one_over_the_space() -> None:
     assert (codes > -1).all() and (codes < 1).all()
 
 
-def test_what_darts_cannot_do_yet_is_refused_in_one_line(tmp_path: Path, capsys) -> None:
-    assert run(["profile-device", "--space", "darts", "--name", "x", "--resolution", "12"]) == 2
-    assert "latency tables exist for nb201" in capsys.readouterr().err
+def test_what_darts_cannot_do_is_refused_in_one_line(tmp_path: Path, capsys) -> None:
     nb201 = "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"
     args = ["train", "--arch", nb201, "--dataset", "digits", "--auxiliary-weight", "0.4", "--quiet"]
     assert run([*args, "--run-dir", str(tmp_path / "x")]) == 2

@@ -63,6 +63,16 @@ def widths_list(text: str) -> list[int]:
     )
 
 
+def cells_list(text: str) -> list[int]:
+    """`--cells 5,8` of profile-device (empty items are skipped)."""
+    return _positive_ints(
+        text,
+        skip_empty=True,
+        not_ints=" is not a comma-separated list of ints like 5,8",
+        not_positive=" must list positive cell counts, like 5,8",
+    )
+
+
 def ints_tuple(text: str) -> tuple[int, ...]:
     """`--widths` / `--blocks` of retrieval (an empty item is an error)."""
     values = _positive_ints(

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from edgenas.cli import COMMANDS, Command
-from edgenas.cli._args import call, positive_int, widths_list
+from edgenas.cli._args import call, cells_list, positive_int, widths_list
 from edgenas.core.errors import UserError
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="device name; the table goes to NAME.lut.json unless --out")
-    p.add_argument("--space", default="nb201", help="search space (nb201)")
+    p.add_argument("--space", default="nb201", help="search space (nb201, darts)")
     p.add_argument("--resolution", type=positive_int, help="input side in pixels")
     p.add_argument("--in-channels", type=positive_int, default=1, help="input channels (1)")
     p.add_argument("--classes", type=positive_int, default=10, help="output classes (10)")
@@ -28,7 +28,11 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--check", type=Path, metavar="TABLE", help="measure random networks and compare with TABLE")
     p.add_argument("--n", type=positive_int, default=30, help="--check: networks to measure (30)")
     p.add_argument("--width", type=positive_int, default=16, help="--check: width C (16)")
-    p.add_argument("--cells", type=positive_int, default=1, help="--check: cells per stage (1)")
+    p.add_argument(
+        "--cells",
+        type=cells_list,
+        help="darts: the cell counts N to cover (5,8); --check: one N (nb201 cells per stage: 1; darts: 5)",
+    )
     p.add_argument("--seed", type=int, default=0, help="--check: which networks (0)")
     p.add_argument("--out", type=Path, help="table file (NAME.lut.json); --check: rows JSON (TABLE.check.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -38,7 +42,10 @@ def handle(args: argparse.Namespace) -> int:
     from edgenas.cost.profile import check_latency_table, profile_device
 
     if args.check is not None:
-        print_check(call(check_latency_table, args, table=args.check))
+        if args.cells is not None and len(args.cells) != 1:
+            raise UserError(f"profile-device --check measures networks of one depth; got --cells {args.cells}")
+        cells = args.cells[0] if args.cells else None
+        print_check(call(check_latency_table, args, table=args.check, cells=cells))
         return 0
     if args.name is None or args.resolution is None:
         raise UserError("edgenas profile-device needs --name NAME and --resolution R (or --check TABLE)")
@@ -54,7 +61,9 @@ def print_table(table: Any) -> None:
 
     stdout.print(
         rows_table(
-            f"{table.name}: NB201 op latencies, {table.threads} thread(s)", lut.SUMMARY_COLUMNS, lut.summary_rows(table)
+            f"{table.name}: {table.space} op latencies, {table.threads} thread(s)",
+            table.kernels.SUMMARY_COLUMNS,
+            lut.summary_rows(table),
         )
     )
     stdout.print(

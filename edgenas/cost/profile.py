@@ -7,6 +7,7 @@ measures at (the table's input, the width and cells asked for).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ def profile_device(
     in_channels: int = 1,
     classes: int = 10,
     widths: Sequence[int] = (8, 16, 32),
+    cells: Sequence[int] | None = None,
     threads: int = 1,
     warmup: int | None = None,
     repeats: int | None = None,
@@ -33,18 +35,23 @@ def profile_device(
 ) -> lut.LatencyTable:
     """Time every op of `space`'s networks at this input here; save the table (`out`, else `NAME.lut.json`).
 
-    `warmup` / `repeats` left None keep the space's kernels' defaults. Returns the table (its
-    `path` is the file written).
+    `cells`: the cell counts to cover, for spaces whose frame depends on them (darts; NB201
+    tables cover any). `warmup` / `repeats` left None keep the space's kernels' defaults.
+    Returns the table (its `path` is the file written).
     """
     if space not in lut.SPACES:
         raise ConfigError(f"--space {space!r}: latency tables exist for {', '.join(lut.SPACES)} only")
-    table = lut.latency_kernels(space).profile(
+    kernels = lut.latency_kernels(space)
+    options = {k: v for k, v in (("warmup", warmup), ("repeats", repeats), ("cells", cells)) if v is not None}
+    if "cells" in options and "cells" not in inspect.signature(kernels.profile).parameters:
+        del options["cells"]  # tables of this space cover any number of cells
+    table = kernels.profile(
         resolution,
         in_channels=in_channels,
         num_classes=classes,
         widths=widths,
         threads=threads,
-        **{k: v for k, v in (("warmup", warmup), ("repeats", repeats)) if v is not None},
+        **options,
         quiet=quiet,
         name=name,
     )
@@ -57,7 +64,7 @@ def check_latency_table(
     *,
     n: int = 30,
     width: int = 16,
-    cells: int = 1,
+    cells: int | None = None,
     seed: int = 0,
     threads: int | None = None,
     warmup: int | None = None,
@@ -67,11 +74,15 @@ def check_latency_table(
 ) -> dict[str, Any]:
     """Predicted against measured latency of `n` random networks (C=`width`, N=`cells`) here.
 
+    `cells` left None is the space's usual check depth (`DEFAULT_CHECK_CELLS` of its kernels, else 1).
+
     The rows go to `out` (default `TABLE.check.json`) and the plot next to it (`.png`);
     threads/warm-up/repeats left None are the table's. Returns `check_table`'s result plus
     `rows_file`, `plot` and `made_on` (the processor and onnxruntime of the table).
     """
     loaded = lut.LatencyTable.load(table)
+    if cells is None:
+        cells = getattr(loaded.kernels, "DEFAULT_CHECK_CELLS", 1)
     shape = NetShape(width, cells, loaded.in_channels, loaded.resolution, loaded.num_classes)
     res = lut.check_table(loaded, shape, n, seed, threads=threads, warmup=warmup, repeats=repeats, quiet=quiet)
     table = Path(table)

@@ -11,7 +11,8 @@ made on the real target with `latency: {source: table, table: FILE}`.
 - `timing`: sessions, interleaved block timing, small ONNX graphs, optimised graphs.
 - `check`: `check_table`, `check_plot`, `summary_rows`.
 - the space's kernels: `edgenas/spaces/<space>/latency.py` (NB201: `profile_nb201`,
-  `stage_kernels`, keys); their names are importable from here as before.
+  `stage_kernels`, keys, importable from here as before; DARTS: `profile_darts`,
+  `cell_kernels`, keys per op, width, side and stride).
 History and design notes: docs/methods/lut.md.
 """
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -249,7 +250,7 @@ class LatencyTable:
         return None
 
     def covers(self, shape: NetShape) -> bool:
-        """True when every entry a network of `shape` needs is in the table (any number of cells)."""
+        """True when every entry a network of `shape` needs is in the table (NB201: any number of cells)."""
         return self._mismatch(shape) is None
 
     def _require(self, shape: NetShape) -> None:
@@ -262,12 +263,18 @@ class LatencyTable:
             self.num_classes,
         )
         widths = sorted(set(self.widths) | {shape.width}) if same_io else [shape.width]
+        depth = ""
+        try:  # a space whose frame depends on the depth (darts) is profiled per cell count
+            if "cells" in inspect.signature(latency_kernels(self.space).profile).parameters:
+                depth = f" --cells {shape.cells}"
+        except ConfigError:
+            pass
         raise ConfigError(
             f"{self._source()} does not cover width {shape.width} at {shape.in_channels}x{shape.resolution}x"
             f"{shape.resolution} with {shape.num_classes} classes: {why}; rerun `edgenas profile-device "
             f"--name {self.name or 'DEVICE'} --space {self.space} --resolution {shape.resolution} "
             f"--in-channels {shape.in_channels} --classes {shape.num_classes} "
-            f"--widths {','.join(map(str, widths))} --threads {self.threads}` on the device"
+            f"--widths {','.join(map(str, widths))}{depth} --threads {self.threads}` on the device"
         )
 
     # ---- predictions

@@ -447,6 +447,8 @@ def finish_search(search: DCASearch, exact_cost: Callable[[Arch], Cost]) -> dict
 def search_latency_table(profile: DeviceProfile, shape: NetShape, run: RunDir, quiet: bool, space: SearchSpace):
     """The profile's lookup table, or one profiled here for `shape` with the space's LUT kernels
     (kept in the run for resume); a space without kernels is a `ConfigError`."""
+    import inspect
+
     from edgenas.cost.budget_check import latency_table_for
     from edgenas.cost.lut import LatencyTable, latency_kernels
 
@@ -457,11 +459,14 @@ def search_latency_table(profile: DeviceProfile, shape: NetShape, run: RunDir, q
     if path.exists():
         return LatencyTable.load(path)
     spec = profile.latency
-    table = latency_kernels(space.name).profile(
+    kernels = latency_kernels(space.name)
+    depth = {"cells": [shape.cells]} if "cells" in inspect.signature(kernels.profile).parameters else {}
+    table = kernels.profile(
         shape.resolution,
         in_channels=shape.in_channels,
         num_classes=shape.num_classes,
         widths=[shape.width],
+        **depth,
         threads=spec.threads,
         warmup=spec.warmup,
         repeats=max(spec.repeats, 100),

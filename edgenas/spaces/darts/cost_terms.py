@@ -8,8 +8,8 @@ the cells' preprocessing and the classifier. These are the DCA-NAS cost terms (D
 PReMI 2023) at the *deployed* shape. Peak memory is not additive: its terms are a
 least-squares fit of measured peaks of seeded random genotypes on the op counts per cell
 type (one coefficient per (cell type, op), so the fit is well determined); the derived
-arch's exact peak is what gets checked. Latency needs a per-op table with DARTS kernels,
-which does not exist yet (a `ConfigError` says so).
+arch's exact peak is what gets checked. Latency: the per-position terms of the device's
+lookup table (`edgenas.spaces.darts.latency.position_terms`).
 """
 
 from __future__ import annotations
@@ -119,9 +119,9 @@ def memory_terms(shape: NetShape, seed: int = 0, samples: int = MEMORY_FIT_SAMPL
     return CostTerms("peak_memory_bytes", float(coef[0]), weights, "least-squares fit of measured peaks", fit)
 
 
-def terms_for_budgets(budgets: Budgets, shape: NetShape, table: Any = None, seed: int = 0) -> dict[str, CostTerms]:
-    """Cost terms for every budget that is set; a latency budget is refused (no DARTS latency table yet)."""
-    out: dict[str, CostTerms] = {}
+def terms_for_budgets(budgets: Budgets, shape: NetShape, table: Any = None, seed: int = 0) -> dict[str, Any]:
+    """Cost terms for every budget that is set (latency needs the device's lookup `table`)."""
+    out: dict[str, Any] = {}
     for name, _limit in budgets.items():
         kind = COST_FIELD[name]
         if kind in ("params", "flops"):
@@ -130,8 +130,12 @@ def terms_for_budgets(budgets: Budgets, shape: NetShape, table: Any = None, seed
         elif kind == "peak_memory_bytes":
             out[name] = memory_terms(shape, seed)
         else:
-            raise ConfigError(
-                "max_latency_ms: the darts space has no latency-table kernels yet, so a search cannot "
-                "carry a latency budget; screen with measured latency (`source: measured`) instead"
-            )
+            from edgenas.cost.terms import latency_terms
+            from edgenas.spaces.darts import DartsSpace
+
+            if table is None:
+                raise ConfigError(
+                    "a latency budget needs a latency lookup table (`edgenas profile-device --space darts`)"
+                )
+            out[name] = latency_terms(DartsSpace(), shape, table)
     return out
