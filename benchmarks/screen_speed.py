@@ -17,8 +17,8 @@ Usage:
   table, not computed, so their timing has no FLOPs count (ours does, from position costs).
 
 Every measurement runs in a worker process pinned to one core (`taskset -c 0`, one torch
-thread), variants interleaved (A, B, C, A, B, C, ...), so load from other jobs on this shared
-machine lands on all of them alike; medians are reported with `uptime` before and after.
+thread), variants interleaved and rotated (A, B, C, B, C, A, ...), so load from other jobs on
+this shared machine lands on all of them alike; medians are reported with `uptime` before and after.
 Part 1 (`az`): the same seeded NB201 archs at the README shape (C=16, N=1, 1x28x28, 10 classes,
 batch 64): per-arch seconds of (new) `score_arch` (build + the four AZ proxies), (old) the
 baseline's `score_arch`, (authors) building their TinyNetwork + `compute_nas_score`; and the
@@ -317,6 +317,12 @@ def _run_worker(src: Path, args: list[str]) -> Any:
         return json.loads(Path(out.name).read_text())
 
 
+def _rotated(variants: list[str], r: int) -> list[str]:
+    """Round r starts with variant r mod k, so no variant always runs first (load drifts over time)."""
+    k = r % len(variants)
+    return variants[k:] + variants[:k]
+
+
 def _median_ms(values: list[float]) -> float:
     return round(statistics.median(values) * 1000, 2)
 
@@ -348,7 +354,7 @@ def bench_az(srcs: dict[str, Path], aznas: Path, n: int, rounds: int, batch: int
     runs: dict[str, list[list[dict]]] = {"new": [], "old": [], "authors": []}
     load = [_uptime()]
     for r in range(rounds):
-        for variant in runs:
+        for variant in _rotated(list(runs), r):
             src = srcs["old" if variant == "old" else "new"]
             extra = ["--aznas-dir", str(aznas)] if variant == "authors" else []
             runs[variant].append(
@@ -390,7 +396,7 @@ def bench_stage(srcs: dict[str, Path], n: int, rounds: int) -> dict[str, Any]:
     runs: dict[str, list[dict]] = {"old": [], "new": [], "new_dynamo_export": []}
     load = [_uptime()]
     for r in range(rounds):
-        for variant in runs:
+        for variant in _rotated(list(runs), r):
             args = ["--worker", "stage", "--n", str(n)]
             if variant == "new_dynamo_export":
                 args += ["--timing-exporter", "dynamo"]
@@ -408,6 +414,9 @@ def bench_stage(srcs: dict[str, Path], n: int, rounds: int) -> dict[str, Any]:
         out[variant]["runs_seconds"] = [round(run["seconds"], 2) for run in rs]
     out["speedup"] = round(out["old"]["seconds"] / out["new"]["seconds"], 2)
     out["speedup_with_dynamo_export"] = round(out["old"]["seconds"] / out["new_dynamo_export"]["seconds"], 2)
+    out["speedup_per_round"] = [
+        round(o["seconds"] / n["seconds"], 2) for o, n in zip(runs["old"], runs["new"], strict=True)
+    ]
     out["picks"] = runs["new"][0]["picks"]
     out["in_budget"] = runs["new"][0]["in_budget"]
     out["pick_latency_ms"] = {variant: rs[0]["latency_ms"] for variant, rs in runs.items()}
