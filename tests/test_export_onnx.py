@@ -206,3 +206,43 @@ def test_missing_and_junk_files_are_export_errors(tmp_path: Path) -> None:
     junk.write_bytes(b"not a model")
     with pytest.raises(ExportError, match="cannot load"):
         verify_onnx(_small_net(), junk, SHAPE)
+
+
+def _count_exports(monkeypatch: pytest.MonkeyPatch, fail_torchscript: bool = False) -> list[bool]:
+    """Record the `dynamo` flag of every torch.onnx.export call (optionally failing TorchScript ones)."""
+    real_export, calls = torch.onnx.export, []
+
+    def export(*args: object, dynamo: bool = True, **kwargs: object) -> object:
+        calls.append(dynamo)
+        if fail_torchscript and not dynamo:
+            raise RuntimeError("simulated TorchScript exporter failure")
+        return real_export(*args, dynamo=dynamo, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", export)
+    return calls
+
+
+def test_timing_files_prefer_torchscript_and_stay_faithful(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _count_exports(monkeypatch)
+    net = _small_net().eval()
+    path = export_onnx(net, SHAPE, tmp_path / "t.onnx", dynamic_batch=False, prefer="torchscript")
+    assert calls == [False]  # the dynamo exporter never ran
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert meta == {"edgenas.exporter": "torchscript", "edgenas.dynamic_batch": "false"}
+    assert verify_onnx(net, path, SHAPE) < 1e-4
+    with pytest.raises(ValueError, match="dynamic_batch=False"):
+        export_onnx(net, SHAPE, tmp_path / "d.onnx", prefer="torchscript")  # a dynamic batch needs dynamo
+
+
+def test_timing_export_falls_back_to_dynamo_when_torchscript_fails_or_differs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _count_exports(monkeypatch, fail_torchscript=True)
+    path = export_onnx(_small_net().eval(), SHAPE, tmp_path / "a.onnx", dynamic_batch=False, prefer="torchscript")
+    assert calls == [False, True]
+    assert {p.key: p.value for p in onnx.load(str(path)).metadata_props}["edgenas.exporter"] == "dynamo"
+    monkeypatch.undo()
+    calls = _count_exports(monkeypatch)  # a trace that bakes in data-dependent values is not used
+    path = export_onnx(_HalfDataDependent(), (1, 4, 4), tmp_path / "b.onnx", dynamic_batch=False, prefer="torchscript")
+    assert calls == [False, True]
+    assert verify_onnx(_HalfDataDependent(), path, (1, 4, 4)) < 1e-4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -167,3 +168,77 @@ def test_same_seed_same_values_different_seed_different_values():
 def test_score_network_rejects_unknown_name_before_work():
     with pytest.raises(UserError, match="unknown proxy"):
         score_network(nn.Identity(), (3, 4, 4), ["az_expressivity", "bogus"])
+
+
+# --------------------------------------------------------------------------- fast paths = plain formulas
+def _plain_az(model: nn.Module, shape: NetShape, batch: int, seed: int) -> dict[str, float]:
+    """The four AZ values as the code before the screen's speed-ups computed them (commit ff09f84): a deep
+    copy, `count_flops`, permuted [n, C] float64 matrices, int8 Rademacher draws mapped to ±1."""
+    from edgenas.proxies._util import channels_last_2d
+    from edgenas.proxies.az_trainability import align_positions
+
+    ctx = ProxyContext(model, shape.input_shape, batch=batch, seed=seed)
+    feats = ctx.features
+    per_block = []
+    for f in feats:
+        x = channels_last_2d(f.detach()).to(torch.float64)
+        x = x - x.mean(dim=0, keepdim=True)
+        eig = torch.linalg.eigvalsh(x.T @ x / x.shape[0])
+        p = eig / eig.sum()
+        per_block.append(float(-(p * torch.log(p + 1e-8)).sum()))
+    gen = ctx.generator("az_trainability", "rademacher")
+    t = [0.0] * (len(feats) - 1)
+    for l in range(len(feats) - 1, 0, -1):  # noqa: E741
+        out, inp = feats[l], feats[l - 1]
+        v = torch.randint(0, 2, tuple(out.shape), generator=gen, dtype=torch.int8).to(torch.float32) * 2.0 - 1.0
+        (u,) = torch.autograd.grad(out, inp, grad_outputs=v, allow_unused=True)
+        u = torch.zeros_like(inp) if u is None else u
+        if u.shape == v.shape and torch.equal(u, v):
+            t[l - 1] = -math.inf
+            continue
+        mu = channels_last_2d(align_positions(u, v)).to(torch.float64)
+        mv = channels_last_2d(v).to(torch.float64)
+        sigma = float(torch.linalg.svdvals(mu.T @ mv / mu.shape[0]).max())
+        t[l - 1] = block_score(sigma)
+
+    def nan_inf(x: float) -> float:
+        return -math.inf if math.isnan(x) else x
+
+    diffs = [b - a for a, b in itertools.pairwise(per_block)]
+    return {
+        "az_expressivity": nan_inf(sum(per_block)),
+        "az_progressivity": nan_inf(float("nan") if any(map(math.isnan, diffs)) else min(diffs)),
+        "az_trainability": -math.inf if -math.inf in t else nan_inf(sum(t) / len(t)),
+        "az_complexity": float(count_flops(model, shape.input_shape)),
+    }
+
+
+@pytest.mark.parametrize(
+    ("space_name", "shape", "archs"),
+    [
+        (
+            "nb201",
+            NetShape(width=8, cells=1, in_channels=1, resolution=12, num_classes=10),
+            [
+                IDENTITY_CELL,  # trainability -inf
+                "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",  # zero cells: NaN entropies -> -inf
+                str(random_conv_arch()),
+                "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_3x3~0|avg_pool_3x3~1|none~2|",
+            ],
+        ),
+        ("darts", NetShape(width=4, cells=3, in_channels=1, resolution=8, num_classes=10), []),
+    ],
+)
+def test_screen_scoring_equals_the_plain_formulas(space_name: str, shape: NetShape, archs: list[str]) -> None:
+    """`score_arch` (no copy, FLOPs from position costs, [B, C, HW] float64 Grams, float32 Rademacher draws)
+    gives the values of the plain formulation on the same features, to float64 rounding."""
+    from edgenas.proxies.pool import score_arch
+    from edgenas.spaces import get_space
+
+    space = get_space(space_name)
+    archs = archs or [str(a) for a in space.sample_distinct(2, np.random.default_rng(5))]
+    for arch in archs:
+        fast, _ = score_arch(space, arch, shape, list(AZ_PROXIES), batch=6, seed=2)
+        plain = _plain_az(space.build(space.parse(arch), shape), shape, batch=6, seed=2)
+        for name in AZ_PROXIES:
+            assert fast[name] == pytest.approx(plain[name], rel=1e-9, abs=1e-12), (arch, name)

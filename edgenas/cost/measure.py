@@ -17,6 +17,9 @@ from edgenas.cost.memory import peak_activation_bytes
 from edgenas.cost.params import count_params
 
 LATENCY_BACKENDS = ("onnx", "torch")
+# The exporter tried first for the batch-1 timing file (`export_onnx(prefer=...)`): TorchScript exports
+# an NB201/DARTS network in ~0.1 s where the dynamo exporter takes seconds; dynamo takes over on failure.
+TIMING_EXPORTER = "torchscript"
 
 
 def measure_cost(
@@ -32,8 +35,9 @@ def measure_cost(
     """Params, FLOPs and peak memory (batch 1, model's own device), and optionally latency.
 
     `latency`: None skips it (it is the slow part); "onnx" exports the model to a
-    temporary ONNX file (under `workdir` if given, removed afterwards) and times it with
-    onnxruntime on the CPU, which is what a device would run; "torch" times eager PyTorch
+    temporary static-batch ONNX file (under `workdir` if given, removed afterwards; exported
+    with `TIMING_EXPORTER` first) and times it with onnxruntime on the CPU, which is what a
+    device would run; "torch" times eager PyTorch
     on the model's device. The latency figure is the median of `repeats` batch-1 runs.
     """
     if latency is not None and latency not in LATENCY_BACKENDS:
@@ -50,7 +54,9 @@ def measure_cost(
             Path(workdir).mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="edgenas-cost-", dir=workdir) as tmp:
             # batch-1 timing only: a static batch exports faster than a dynamic one
-            path = export_onnx(model, input_shape, Path(tmp) / "model.onnx", dynamic_batch=False)
+            path = export_onnx(
+                model, input_shape, Path(tmp) / "model.onnx", dynamic_batch=False, prefer=TIMING_EXPORTER
+            )
             stats = measure_onnx_latency(path, input_shape, threads=threads, warmup=warmup, repeats=repeats)
         latency_ms = stats.median_ms
     elif latency == "torch":

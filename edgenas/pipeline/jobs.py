@@ -53,10 +53,12 @@ def screen_job(
     profile's way for the best few), or an empty list when none fits.
     """
     from edgenas.core.errors import UserError
+    from edgenas.cost.static import StaticCosts
     from edgenas.data import dataset_info
     from edgenas.data.sample_batch import sample_batch
     from edgenas.proxies.pool import LABELLED_PROXIES, expand_proxy_names
     from edgenas.search.screen import run_screen
+    from edgenas.spaces import get_space
 
     out = Path(folder)
     names = expand_proxy_names(screen["proxies"])
@@ -74,7 +76,7 @@ def screen_job(
             resize=dataset["resize"],
         )
     scores: dict[str, dict[str, float]] = {}
-    costs: dict[str, Any] = {}
+    costs = StaticCosts(get_space(space["name"]), shape)
     per_device: dict[str, Any] = {}
     for p in profiles:
         profile = DeviceProfile(**p)

@@ -14,5 +14,8 @@ from edgenas.proxies.registry import register
 
 @register("az_complexity")
 def az_complexity(ctx: ProxyContext) -> float:
-    """FLOPs of one inference forward pass at batch 1 (independent of the re-init and the noise batch)."""
+    """FLOPs of one inference forward pass at batch 1 (independent of the re-init and the noise batch);
+    `ctx.flops` when the caller gave them."""
+    if ctx.flops is not None:
+        return float(ctx.flops)
     return float(count_flops(ctx.model, ctx.input_shape, batch=1))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from edgenas.proxies._util import channels_last_2d, finite_or_neg_inf
+from edgenas.proxies._util import channel_rows_f64, finite_or_neg_inf, gram_f64
 from edgenas.proxies.context import ProxyContext
 from edgenas.proxies.registry import register
 
@@ -25,9 +25,10 @@ def block_expressivity(feature: torch.Tensor) -> float:
     rounding in a rank-deficient covariance stays far below that eps. A constant feature gives
     0/0 = NaN, which the proxy maps to −inf.
     """
-    x = channels_last_2d(feature.detach()).to(torch.float64)
-    x = x - x.mean(dim=0, keepdim=True)
-    cov = x.T @ x / x.shape[0]
+    x = channel_rows_f64(feature.detach())  # [G, C, m]: a fresh float64 copy, centred in place
+    n = x.shape[0] * x.shape[2]
+    x.sub_(x.mean(dim=(0, 2), keepdim=True))
+    cov = gram_f64(x, x) / n
     eig = torch.linalg.eigvalsh(cov)
     p = eig / eig.sum()
     return float(-(p * torch.log(p + EPS)).sum())

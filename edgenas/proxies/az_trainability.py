@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from edgenas.core.errors import UserError
-from edgenas.proxies._util import channels_last_2d, finite_or_neg_inf
+from edgenas.proxies._util import channel_rows_f64, finite_or_neg_inf, gram_f64
 from edgenas.proxies.context import ProxyContext
 from edgenas.proxies.registry import register
 
@@ -24,9 +24,13 @@ _CACHE_KEY = "az_trainability.blocks"
 
 
 def rademacher(shape: torch.Size, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """i.i.d. ±1 entries (probability ½ each), drawn on CPU for device-independent values."""
-    bits = torch.randint(0, 2, tuple(shape), generator=generator, dtype=torch.int8)
-    return (bits.to(torch.float32) * 2.0 - 1.0).to(device)
+    """i.i.d. ±1 entries (probability ½ each), drawn on CPU for device-independent values.
+
+    The 0/1 draws are those of an int8 `randint` (the same stream whatever the integer or float
+    dtype), made in float32 directly and mapped to ±1 in place.
+    """
+    bits = torch.randint(0, 2, tuple(shape), generator=generator, dtype=torch.float32)
+    return bits.mul_(2.0).sub_(1.0).to(device)
 
 
 def align_positions(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -79,11 +83,10 @@ def block_values(ctx: ProxyContext) -> list[float]:
             scores[l - 1] = -math.inf
             continue
         u = align_positions(u, v)
-        mat_u = channels_last_2d(u).to(torch.float64)
-        mat_v = channels_last_2d(v).to(torch.float64)
-        if mat_u.shape[0] != mat_v.shape[0]:
+        mat_u, mat_v = channel_rows_f64(u), channel_rows_f64(v)  # [G, C, m]
+        if mat_u.shape[0] != mat_v.shape[0] or mat_u.shape[2] != mat_v.shape[2]:
             raise UserError(f"trainability cannot align block {l}: shapes {tuple(inp.shape)} -> {tuple(out.shape)}")
-        m = mat_u.T @ mat_v / mat_u.shape[0]
+        m = gram_f64(mat_u, mat_v) / (mat_u.shape[0] * mat_u.shape[2])
         if m.shape[0] < m.shape[1]:  # same singular values; tall is cheaper
             m = m.T
         sigma = float(torch.linalg.svdvals(m).max())

@@ -48,10 +48,14 @@ def reinit_(model: nn.Module, generator: torch.Generator) -> None:
 class ProxyContext:
     """One candidate network prepared for training-free scoring.
 
-    The constructor deep-copies `model` (scoring must not overwrite the weights a caller holds),
-    moves the copy to `device` in fp32, re-initialises it (`reinit=True`, the spec's default) and
-    puts it in `train()` mode so BN normalises with the noise batch's own statistics. The input is
-    one N(0, 1) batch of shape `(batch, *input_shape)` drawn from `seed`.
+    The constructor deep-copies `model` (scoring must not overwrite the weights a caller holds;
+    `copy_model=False` skips the copy for a caller that built the model only to score it), moves
+    it to `device` in fp32, re-initialises it (`reinit=True`, the spec's default) and puts it in
+    `train()` mode so BN normalises with the noise batch's own statistics. The input is one
+    N(0, 1) batch of shape `(batch, *input_shape)` drawn from `seed`.
+
+    `flops` (optional) is the model's exact batch-1 FLOPs when the caller knows them (a space's
+    position costs, `edgenas.cost.static`); complexity then needs no counting pass.
 
     `real_batch` (optional) is one labelled batch `(images, labels)` of real data, images of shape
     `(B, *input_shape)` and int64 labels of shape `(B,)`, kept as `ctx.real_batch` (on `device`,
@@ -76,6 +80,8 @@ class ProxyContext:
         device: str | torch.device = "cpu",
         reinit: bool = True,
         real_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
+        copy_model: bool = True,
+        flops: int | None = None,
     ) -> None:
         if not callable(getattr(model, "forward_features", None)):
             raise UserError(
@@ -86,7 +92,8 @@ class ProxyContext:
         self.batch = check_batch(batch)
         self.seed = int(seed)
         self.device = torch.device(device)
-        self.model = copy.deepcopy(model).to(device=self.device, dtype=torch.float32)
+        self.model = (copy.deepcopy(model) if copy_model else model).to(device=self.device, dtype=torch.float32)
+        self.flops = flops
         if reinit:
             reinit_(self.model, torch_generator(self.seed, "proxy", "reinit"))
         self.model.train()

@@ -14,5 +14,8 @@ from edgenas.proxies.registry import register
 
 @register("flops")
 def flops(ctx: ProxyContext) -> float:
-    """FLOPs of one forward pass at batch 1 (eval mode, no autograd), as `count_flops` counts them."""
+    """FLOPs of one forward pass at batch 1 (eval mode, no autograd), as `count_flops` counts them;
+    `ctx.flops` when the caller gave them."""
+    if ctx.flops is not None:
+        return float(ctx.flops)
     return float(count_flops(ctx.model, ctx.input_shape, batch=1))

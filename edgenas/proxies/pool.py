@@ -15,6 +15,7 @@ import torch
 
 from edgenas.core.errors import UserError
 from edgenas.core.space import NetShape, SearchSpace
+from edgenas.cost.static import additive_cost
 from edgenas.proxies import AZ_PROXIES, available, az_aggregate, get, score_network
 
 AZ_ALIAS = "az"
@@ -61,8 +62,18 @@ def score_arch(
     seed: int = 0,
     device: str | torch.device = "cpu",
     real_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
+    flops: int | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Proxy values and seconds for one arch (a fresh network; the same noise batch for every arch)."""
-    model = space.build(space.parse(arch), shape)
+    """Proxy values and seconds for one arch (a fresh network; the same noise batch for every arch).
+
+    The network is built here and scored itself, not a copy; complexity reads its FLOPs from the
+    space's exact position costs (`flops`, if the caller has them, else computed here).
+    """
+    parsed = space.parse(arch)
+    model = space.build(parsed, shape)
+    if flops is None:
+        flops = additive_cost(space, parsed, "flops", shape)
     kwargs: dict[str, Any] = {"real_batch": real_batch} if real_batch is not None else {}
-    return score_network(model, shape.input_shape, names, batch=batch, seed=seed, device=device, **kwargs)
+    return score_network(
+        model, shape.input_shape, names, batch=batch, seed=seed, device=device, copy_model=False, flops=flops, **kwargs
+    )

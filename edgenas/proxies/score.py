@@ -21,6 +21,8 @@ def score_network(
     seed: int = 0,
     device: str | torch.device = "cpu",
     real_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
+    copy_model: bool = True,
+    flops: int | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Proxy values and wall-clock seconds per proxy for one candidate.
 
@@ -29,11 +31,22 @@ def score_network(
     first, and the context's set-up (copy, re-init, noise batch) is added to the first name, so the
     seconds sum to the whole call. Names are checked before any work, so a typo fails fast.
     `real_batch` (images, int64 labels) is passed to the context for the proxies that use a
-    labelled batch (snip, grad_norm); the AZ proxies ignore it.
+    labelled batch (snip, grad_norm); the AZ proxies ignore it. `copy_model=False` lets the
+    context score `model` itself (re-initialising it) instead of a copy; `flops`, the model's
+    exact batch-1 FLOPs if known, spares complexity its counting pass (`ProxyContext`).
     """
     fns = {name: get(name) for name in names}
     t0 = time.perf_counter()
-    ctx = ProxyContext(model, input_shape, batch=batch, seed=seed, device=device, real_batch=real_batch)
+    ctx = ProxyContext(
+        model,
+        input_shape,
+        batch=batch,
+        seed=seed,
+        device=device,
+        real_batch=real_batch,
+        copy_model=copy_model,
+        flops=flops,
+    )
     setup = time.perf_counter() - t0
     values: dict[str, float] = {}
     seconds: dict[str, float] = {}

@@ -1,10 +1,12 @@
 """`edgenas screen`: rank candidate archs without training, inside a device's budget.
 
 Candidates come from uniform sampling (`random`), the AZ-NAS evolutionary search
-(`evolution`) or a given list. Each is costed (params, FLOPs, peak memory) and dropped if it
-misses a static budget; the rest are scored with the chosen proxies and ranked by the
-aggregated AZ score. Latency, costly to measure, is checked last: walking down the ranking,
-each candidate's ONNX latency is measured until `top` candidates meet every budget.
+(`evolution`) or a given list. Each is costed and dropped if it misses a static budget:
+params and FLOPs exactly from the space's per-position costs, without building a network
+(`edgenas.cost.static`), peak memory measured on the built network only for those that pass
+them. The rest are scored with the chosen proxies and ranked by the aggregated AZ score.
+Latency, costly to measure, is checked last: walking down the ranking, each candidate's ONNX
+latency is measured until `top` candidates meet every budget.
 `screen` is the command (it opens the run folder and reads what the user names);
 `run_screen` screens into a given run folder (the pipeline calls it once per device).
 """
@@ -23,14 +25,14 @@ import torch
 
 from edgenas.core.atomic import atomic_write_text
 from edgenas.core.compute import resolve_device
-from edgenas.core.device import DeviceProfile, fits, load_device
+from edgenas.core.device import DeviceProfile, load_device
 from edgenas.core.errors import UserError
 from edgenas.core.progress import progress_bar
 from edgenas.core.rundir import RunDir
 from edgenas.core.seeding import numpy_rng
 from edgenas.core.space import NetShape
 from edgenas.cost.budget_check import first_fitting
-from edgenas.cost.measure import measure_cost
+from edgenas.cost.static import StaticCosts
 from edgenas.proxies.pool import LABELLED_PROXIES, expand_proxy_names, rank_pool, score_arch
 from edgenas.report.plots import score_vs_flops
 from edgenas.search.evolution import evolve
@@ -161,29 +163,26 @@ def run_screen(
     run: RunDir,
     quiet: bool = False,
     score_cache: dict[str, dict[str, float]] | None = None,
-    cost_cache: dict[str, Any] | None = None,
+    cost_cache: StaticCosts | None = None,
     latency_tries: int | None = None,
 ) -> dict[str, Any]:
     """Screen, rank, check latency of the best, and write results.json, screen.csv, screen.png.
 
-    `score_cache` (arch -> proxy values) and `cost_cache` (arch -> static Cost) let several
-    screens of the same sample (one per device) score and cost each arch once; neither
-    depends on the budget, only the ranks do. `latency_tries` caps how many of the best
+    `score_cache` (arch -> proxy values) and `cost_cache` (the static costs of `space_name`
+    at `shape`) let several screens of the same sample (one per device) score and cost each
+    arch once; neither depends on the budget, only the ranks do. `latency_tries` caps how many of the best
     ranked archs get their latency measured (each is an ONNX export and a timing loop)
     while looking for `top` that fit.
     """
     space = get_space(space_name)
     device = resolve_device(compute)
     budgets = profile.budgets if profile else None
-    static_cost: dict[str, Any] = cost_cache if cost_cache is not None else {}
-
-    def cost_of(arch: str):
-        if arch not in static_cost:
-            static_cost[arch] = measure_cost(space.build(space.parse(arch), shape), shape.input_shape)
-        return static_cost[arch]
+    static = cost_cache if cost_cache is not None else StaticCosts(space, shape)
+    if static.space.name != space.name or static.shape != shape:
+        raise ValueError(f"cost_cache holds {static.space.name} costs at {static.shape}, not {space.name} at {shape}")
 
     def inside(arch) -> bool:
-        return budgets is None or fits(budgets, cost_of(str(arch)))
+        return static.fits(arch, budgets)
 
     cache = score_cache if score_cache is not None else {}
 
@@ -191,7 +190,15 @@ def run_screen(
         key = str(arch)
         if key not in cache:
             cache[key] = score_arch(
-                space, key, shape, names, batch=batch, seed=seed, device=device, real_batch=real_batch
+                space,
+                key,
+                shape,
+                names,
+                batch=batch,
+                seed=seed,
+                device=device,
+                real_batch=real_batch,
+                flops=static.additive(key)[1],
             )[0]
         return cache[key]
 
@@ -238,7 +245,7 @@ def run_screen(
     latency = {arch: cost.latency_ms for arch, cost in measured.items()}
     rows = []
     for i, arch in enumerate(pool):
-        c = cost_of(arch)
+        c = static.cost(arch)
         rows.append(
             {
                 "arch": arch,
