@@ -234,6 +234,7 @@ def test_size_sampling_and_mutation() -> None:
         assert changed[:14].any() != changed[14:].any()  # in one cell
 
 
+@pytest.mark.slow  # ~35 s; the contract test checks the floor at a small shape
 def test_cheapest_is_a_floor_on_deeper_networks() -> None:
     from edgenas.cost.measure import measure_cost
 
@@ -250,6 +251,12 @@ def test_cost_terms_refuse_a_latency_budget_without_a_table_in_one_line() -> Non
 
     with pytest.raises(ConfigError, match="needs a latency lookup table"):
         SPACE.cost_terms(Budgets(max_latency_ms=1.0), NetShape(4, 3, 1, 12, 10))
+
+
+@pytest.mark.slow  # ~35 s: measures the peak of a few hundred networks
+def test_the_peak_memory_fit_has_more_samples_than_coefficients() -> None:
+    from edgenas.core.device import Budgets
+
     terms = SPACE.cost_terms(Budgets(max_peak_memory_bytes=1), NetShape(4, 3, 1, 12, 10))
     assert terms["max_peak_memory_bytes"].fit["samples"] > 14  # more samples than coefficients
 

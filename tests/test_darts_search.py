@@ -105,6 +105,7 @@ def test_a_shared_bank_runs_once_and_skips_ops_dead_on_every_edge_leaving_it() -
 
 
 # -- searches end to end ------------------------------------------------------------------------
+@pytest.mark.slow  # ~60-100 s; test_dca_paper_variant_on_darts covers a fast DCA search on darts
 def test_dca_on_darts_prints_a_train_command_that_parses_back(tmp_path: Path, capsys) -> None:
     dev = tmp_path / "dev.yaml"
     dev.write_text("name: tiny\nbudgets: {max_params: 6000}\n")
