@@ -8,6 +8,8 @@ and the factorized reduction; plus the channel shuffle of partial-channel supern
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -84,3 +86,38 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
         return x
     b, c, h, w = x.shape
     return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+
+class OpBank(nn.Module):
+    """Every candidate op of a supernet on one input's searched channels: the first C/K (partial
+    channels, PC-DARTS), taken to C/K/b by a 1×1 conv-BN when `bottleneck` b > 1 (DCA-NAS). One bank
+    per edge, or per source node/state shared by the edges leaving it (DCA-NAS Eq. 5).
+
+    `make(name, channels)` builds op `name` (None for `none`, which is never computed).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        k: int,
+        bottleneck: int,
+        names: tuple[str, ...],
+        make: Callable[[str, int], nn.Module | None],
+        stride: int = 1,
+    ) -> None:
+        super().__init__()
+        self.k, self.stride, self.part = k, stride, channels // k
+        inner = self.part // bottleneck
+        self.reduce = (
+            nn.Sequential(nn.Conv2d(self.part, inner, 1, bias=False), nn.BatchNorm2d(inner)) if bottleneck > 1 else None
+        )
+        self.ops = nn.ModuleList([make(name, inner) or nn.Identity() for name in names])
+        self.computes = [name != "none" for name in names]
+
+    def forward(self, x: torch.Tensor, run: torch.Tensor) -> tuple[list[torch.Tensor | None], torch.Tensor]:
+        """The output of every op that `run` (ops,) asks for (None for the others), and the op input."""
+        xa = x[:, : self.part] if self.k > 1 else x
+        if self.reduce is not None:
+            xa = self.reduce(xa)
+        outs = [op(xa) if self.computes[i] and bool(run[i]) else None for i, op in enumerate(self.ops)]
+        return outs, xa

@@ -35,7 +35,7 @@ from edgenas.core.errors import ConfigError
 from edgenas.core.space import NetShape
 from edgenas.spaces.darts.arch import CELL_TYPES, EDGES, NODES, OPS, DartsArch
 from edgenas.spaces.darts.network import CellSpec, DartsNetwork, cell_layout, make_op, make_preprocess, make_stem
-from edgenas.spaces.ops import channel_shuffle
+from edgenas.spaces.ops import OpBank, channel_shuffle
 
 POINTS_PER_CELL = len(EDGES)
 
@@ -99,28 +99,9 @@ class SuperCell(nn.Module):
         return torch.cat(states[2:], dim=1)
 
 
-class OpBank(nn.Module):
-    """Every candidate op on one input's searched channels at one stride: the first C/K (partial
-    channels), taken to C/b by a 1×1 conv-BN when `bottleneck` b > 1. One bank per edge, or per
-    source state (Eq. 5)."""
-
-    def __init__(self, channels: int, stride: int, k: int, bottleneck: int) -> None:
-        super().__init__()
-        self.k, self.stride, self.part = k, stride, channels // k
-        inner = self.part // bottleneck
-        self.reduce = (
-            nn.Sequential(nn.Conv2d(self.part, inner, 1, bias=False), nn.BatchNorm2d(inner)) if bottleneck > 1 else None
-        )
-        self.ops = nn.ModuleList([make_op(name, inner, stride) or nn.Identity() for name in OPS])
-        self.computes = [name != "none" for name in OPS]
-
-    def forward(self, x: torch.Tensor, run: torch.Tensor) -> tuple[list[torch.Tensor | None], torch.Tensor]:
-        """The output of every op that `run` (ops,) asks for (None for the others), and the op input."""
-        xa = x[:, : self.part] if self.k > 1 else x
-        if self.reduce is not None:
-            xa = self.reduce(xa)
-        outs = [op(xa) if self.computes[i] and bool(run[i]) else None for i, op in enumerate(self.ops)]
-        return outs, xa
+def _bank(channels: int, stride: int, k: int, bottleneck: int) -> OpBank:
+    """The 8 DARTS ops of one edge or source state at `stride`."""
+    return OpBank(channels, k, bottleneck, OPS, lambda name, c: make_op(name, c, stride), stride)
 
 
 class BankedCell(nn.Module):
@@ -135,7 +116,7 @@ class BankedCell(nn.Module):
         self.preprocess0, self.preprocess1 = make_preprocess(spec)
         # bank b serves source state SOURCES[b]: states 0..4 (node 5 feeds no edge), or one per edge
         self.sources = sorted({j for _, j in EDGES}) if share_sources else [j for _, j in EDGES]
-        self.banks = nn.ModuleList([OpBank(spec.c, spec.stride(j), k, bottleneck) for j in self.sources])
+        self.banks = nn.ModuleList([_bank(spec.c, spec.stride(j), k, bottleneck) for j in self.sources])
         inner = self.part // bottleneck
         self.expand = (
             nn.ModuleList(

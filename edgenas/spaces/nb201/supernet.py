@@ -31,7 +31,7 @@ from edgenas.core.errors import ConfigError
 from edgenas.core.space import NetShape
 from edgenas.spaces.nb201.arch import EDGES, NUM_NODES, OPS, NB201Arch
 from edgenas.spaces.nb201.network import NB201Cell, NB201Network, build_tiny_layout, make_op
-from edgenas.spaces.ops import channel_shuffle
+from edgenas.spaces.ops import OpBank, channel_shuffle
 
 
 class PartialMixedOp(nn.Module):
@@ -83,29 +83,6 @@ class SuperCell(nn.Module):
         return nodes[-1]
 
 
-class OpBank(nn.Module):
-    """Every candidate op on one input's searched channels: the first C/K (partial channels), taken
-    to C/K/b by a 1×1 conv-BN when `bottleneck` b > 1. One bank per edge, or per source node (Eq. 5)."""
-
-    def __init__(self, channels: int, k: int, bottleneck: int) -> None:
-        super().__init__()
-        self.k, self.part = k, channels // k
-        inner = self.part // bottleneck
-        self.reduce = (
-            nn.Sequential(nn.Conv2d(self.part, inner, 1, bias=False), nn.BatchNorm2d(inner)) if bottleneck > 1 else None
-        )
-        self.ops = nn.ModuleList([make_op(name, inner) or nn.Identity() for name in OPS])
-        self.computes = [name != "none" for name in OPS]
-
-    def forward(self, x: torch.Tensor, run: torch.Tensor) -> tuple[list[torch.Tensor | None], torch.Tensor]:
-        """The output of every op that `run` (ops,) asks for (None for the others), and the op input."""
-        xa = x[:, : self.part] if self.k > 1 else x
-        if self.reduce is not None:
-            xa = self.reduce(xa)
-        outs = [op(xa) if self.computes[i] and bool(run[i]) else None for i, op in enumerate(self.ops)]
-        return outs, xa
-
-
 class BankedCell(nn.Module):
     """An NB201 cell whose edges mix the outputs of op banks: one bank per edge, or with `share_sources`
     one per source node, shared by every edge leaving it (DCA-NAS Eq. 5). With a bottleneck each
@@ -115,7 +92,7 @@ class BankedCell(nn.Module):
         super().__init__()
         self.k, self.part, self.share = k, channels // k, share_sources
         banks = NUM_NODES - 1 if share_sources else len(EDGES)
-        self.banks = nn.ModuleList([OpBank(channels, k, bottleneck) for _ in range(banks)])
+        self.banks = nn.ModuleList([OpBank(channels, k, bottleneck, OPS, make_op) for _ in range(banks)])
         inner = self.part // bottleneck
         self.expand = (
             nn.ModuleList(
