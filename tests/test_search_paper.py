@@ -70,6 +70,7 @@ def test_signed_lagrangian_gradient_on_alpha_and_lambda_matches_hand_values() ->
 def test_the_variant_fills_its_parts_and_a_part_set_alone_wins() -> None:
     paper = DCAConfig.from_options({"variant": "paper"})
     assert (paper.k, paper.bottleneck, paper.share_sources, paper.lower) == (1, 2, True, 0.0)
+    assert paper.alpha_cells == "per-type"
     assert (paper.experimental.penalty, paper.experimental.derive, paper.experimental.edge_norm) == (
         "signed",
         "top",
@@ -121,6 +122,39 @@ def test_a_space_without_the_options_refuses_them_in_one_line() -> None:
     assert isinstance(Plain().build_supernet(shape, 2).blocks[0], SuperCell)  # defaults: not passed at all
     with pytest.raises(ConfigError, match="supernet has no bottleneck or share_sources option"):
         Plain().build_supernet(shape, 1, bottleneck=2, share_sources=True)
+
+
+@pytest.mark.parametrize("space_name", ["nb201", "darts"])
+def test_cells_without_alpha_run_the_fixed_arch(space_name: str) -> None:
+    """With `alpha_cells="per-type"` only the first cell of each type mixes with the decision weights;
+    the others compute the one-hot `fixed` arch, exactly as a supernet whose every cell runs it."""
+    from edgenas.spaces import get_space
+
+    space = get_space(space_name)
+    cells = 3 if space_name == "darts" else 2
+    shape = NetShape(width=4, cells=cells, in_channels=1, resolution=8, num_classes=10)
+    torch.manual_seed(0)
+    every = space.build_supernet(shape, 1).eval()
+    typed = space.build_supernet(shape, 1, alpha_cells="per-type").eval()
+    typed.load_state_dict(every.state_dict())
+    # one carrier per cell type (DARTS: normal and reduction; NB201: one type)
+    blocks = typed.cells if space_name == "darts" else typed.blocks
+    kinds = {getattr(blocks[i], "reduction", False) for i in typed.carriers}
+    assert len(typed.carriers) == (2 if space_name == "darts" else 1) and len(kinds) == len(typed.carriers)
+    arch = space.sample(np.random.default_rng(3))
+    hot = space.onehot(arch)
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(typed(x, hot, fixed=hot), every(x, hot), atol=1e-5)
+        mixed = torch.softmax(torch.randn(hot.shape), -1)
+        assert not torch.allclose(typed(x, mixed, fixed=hot), every(x, mixed), atol=1e-4)
+        assert torch.equal(typed(x, mixed), every(x, mixed))  # without `fixed` every cell mixes
+    # the decision weights reach the output only through the carriers
+    w = mixed.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(typed(x, w, fixed=hot).sum(), [w])
+    assert g.abs().sum() > 0
+    with pytest.raises(ConfigError, match="alpha_cells"):
+        space.build_supernet(shape, 1, alpha_cells="two")
 
 
 # -- the lookup graph ----------------------------------------------------------------------------

@@ -142,10 +142,18 @@ class SearchSpace(ABC):
         `bottleneck` b > 1: a 1×1 conv takes each mixed op's input to C/b channels, the ops run
         there and a 1×1 conv per point takes their weighted sum back to C (DCA-NAS's channel
         bottleneck); `share_sources`: one module per (source node, op), computed once and mixed
-        into every point leaving that node with the point's own weights (DCA-NAS Eq. 5)."""
+        into every point leaving that node with the point's own weights (DCA-NAS Eq. 5);
+        `alpha_cells="per-type"`: only the first cell of each cell type mixes with `op_weights`,
+        the others run the one-hot arch passed as `forward(..., fixed=...)` (DCA-NAS Sec. 3.3)."""
 
     def build_supernet(
-        self, shape: NetShape, k: int = 1, *, bottleneck: int = 1, share_sources: bool = False
+        self,
+        shape: NetShape,
+        k: int = 1,
+        *,
+        bottleneck: int = 1,
+        share_sources: bool = False,
+        alpha_cells: str = "all",
     ) -> nn.Module:
         """`supernet` with the options a search asks for; one this space does not implement is a `ConfigError`.
 
@@ -159,6 +167,8 @@ class SearchSpace(ABC):
             asked["bottleneck"] = bottleneck
         if share_sources:
             asked["share_sources"] = True
+        if alpha_cells != "all":
+            asked["alpha_cells"] = alpha_cells
         missing = sorted(set(asked) - self.supernet_options)
         if missing:
             raise ConfigError(

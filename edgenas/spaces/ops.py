@@ -121,3 +121,18 @@ class OpBank(nn.Module):
             xa = self.reduce(xa)
         outs = [op(xa) if self.computes[i] and bool(run[i]) else None for i, op in enumerate(self.ops)]
         return outs, xa
+
+
+ALPHA_CELLS = ("all", "per-type")
+"""Which cells of a supernet mix with the decision weights (DCA-NAS: one per cell type); the others run `fixed`."""
+
+
+def fixed_cell_inputs(
+    fixed: torch.Tensor, alive: torch.Tensor, none_index: int | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(op weights, edge weights, alive mask) that make a super cell compute the discrete cell of the
+    one-hot (points, ops) arch `fixed`: only its ops run, and a point whose op is `none` weighs 0."""
+    edges = fixed.clone()
+    if none_index is not None:
+        edges[:, none_index] = 0
+    return fixed, edges.sum(dim=1), alive & (fixed > 0)

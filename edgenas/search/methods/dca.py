@@ -17,7 +17,8 @@ budget band (`edgenas.search.derive`), checked on its exact cost.
 
 Variants (`variant`, one implementation whose parts are named options, `VARIANTS`):
 `edgenas` (default) is the above; `paper` is the paper's form: no partial channels but a 1×1
-channel bottleneck and Eq. 5 source sharing in the supernet, the signed Lagrangian
+channel bottleneck and Eq. 5 source sharing in the supernet, α carried by one cell of each
+type while the other cells run the current top-weighted arch, the signed Lagrangian
 λ·(E/K_d' − 1) with projected gradient ascent on λ, no lower band, no β, the top-weighted
 arch without repair, and K_d' read from a lookup graph (`edgenas.search.lookup`, made by
 `edgenas search --method dca --calibrate`) when one is named.
@@ -58,9 +59,9 @@ from edgenas.search.methods import SearchMethod
 
 # The parts of each variant: an option left unset takes its variant's value (`DCAConfig`).
 VARIANTS: dict[str, dict[str, Any]] = {
-    "edgenas": {"k": 2, "bottleneck": 1, "share_sources": False, "lower": 0.85,
+    "edgenas": {"k": 2, "bottleneck": 1, "share_sources": False, "alpha_cells": "all", "lower": 0.85,
                 "penalty": "hinge", "derive": "map", "edge_norm": True},
-    "paper": {"k": 1, "bottleneck": 2, "share_sources": True, "lower": 0.0,
+    "paper": {"k": 1, "bottleneck": 2, "share_sources": True, "alpha_cells": "per-type", "lower": 0.0,
               "penalty": "signed", "derive": "top", "edge_norm": False},
 }  # fmt: skip
 _EXPERIMENTAL_PARTS = ("penalty", "derive", "edge_norm")
@@ -73,6 +74,7 @@ LEGACY_OPTIONS = {
     "variant": "edgenas",
     "bottleneck": 1,
     "share_sources": False,
+    "alpha_cells": "all",
     "lookup_graph": None,
     "lug_target": 0.925,
     "calibration_budgets": list(CALIBRATION_BUDGETS),
@@ -103,7 +105,7 @@ class DCAConfig(SearchOptions):
     """The search protocol; recorded in the run so a resume uses the same one.
 
     `variant` names the form (`VARIANTS`); its parts (`k`, `bottleneck`, `share_sources`,
-    `lower`, `experimental.penalty/derive/edge_norm`) left unset take the variant's value,
+    `alpha_cells`, `lower`, `experimental.penalty/derive/edge_norm`) left unset take the variant's value,
     and each can be set on its own.
     """
 
@@ -120,6 +122,11 @@ class DCAConfig(SearchOptions):
     )
     share_sources: bool | None = Field(
         None, description="Eq. 5: one op module per (source node, op), shared by every target node (paper)"
+    )
+    alpha_cells: Literal["all", "per-type"] | None = Field(
+        None,
+        description="cells that carry α: all (edgenas), or the first of each cell type while the others run the "
+        "current top-weighted arch (paper)",
     )
     w_lr: float = Field(0.05, gt=0)
     w_momentum: float = Field(0.9, ge=0, lt=1)
@@ -192,7 +199,7 @@ class DCASearch(BilevelSearch):
             torch.manual_seed(derive_seed(cfg.seed, "supernet-init"))
             shape = replace(target, width=cfg.search_width)
             self.net = self.space.build_supernet(
-                shape, cfg.k, bottleneck=cfg.bottleneck, share_sources=cfg.share_sources
+                shape, cfg.k, bottleneck=cfg.bottleneck, share_sources=cfg.share_sources, alpha_cells=cfg.alpha_cells
             ).to(device)
         gen = torch_generator(cfg.seed, "alpha-init")
         self.alpha = nn.Parameter((1e-3 * torch.randn(points, ops, generator=gen)).to(device))
@@ -228,6 +235,14 @@ class DCASearch(BilevelSearch):
             return torch.ones(len(self.beta), device=self.alpha.device)
         return node_normalised(self.beta, self.nodes)
 
+    def forward(self, x: torch.Tensor, probs: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+        """The supernet's logits; with `alpha_cells` "per-type" the cells without α run the current
+        top-weighted arch (a constant here: α learns through the cells that carry it and the cost)."""
+        if self.cfg.alpha_cells == "all":
+            return self.net(x, probs, edges)
+        fixed = self.space.onehot(self.space.top_weighted(probs.detach().cpu().numpy())).to(x.device)
+        return self.net(x, probs, edges, fixed=fixed)
+
     def expected_ratios(self, probs: torch.Tensor) -> dict[str, torch.Tensor]:
         """E[cost]/search budget for every budget, differentiable in `probs`."""
         return {name: self.terms[name].expected(probs) / limit for name, limit in self.limits.items()}
@@ -235,7 +250,7 @@ class DCASearch(BilevelSearch):
     # -- steps ---------------------------------------------------------------------------
     def alpha_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         probs = self.op_probs()
-        loss = nn.functional.cross_entropy(self.net(x, probs, self.edge_weights()), y)
+        loss = nn.functional.cross_entropy(self.forward(x, probs, self.edge_weights()), y)
         ratios = self.expected_ratios(probs)
         total = lagrangian(loss, ratios, self.lam, self.lam_low, self.cfg.experimental.penalty, self.cfg.lower)
         mu = self.entropy_mu()
@@ -267,7 +282,7 @@ class DCASearch(BilevelSearch):
     def w_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
         with torch.no_grad():
             probs, edges = self.op_probs(), self.edge_weights()
-        logits = self.net(x, probs, edges)
+        logits = self.forward(x, probs, edges)
         loss = nn.functional.cross_entropy(logits, y)
         self._w_update(loss, self.net.parameters())
         return loss.item(), int((logits.argmax(1) == y).sum())

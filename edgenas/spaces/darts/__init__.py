@@ -71,7 +71,7 @@ class DartsSpace(SearchSpace):
     choice_ops = OPS
     none_op = "none"
     keep_per_node = INPUTS_PER_NODE
-    supernet_options = frozenset({"bottleneck", "share_sources"})  # DCA-NAS's forms (`supernet.BankedCell`)
+    supernet_options = frozenset({"bottleneck", "share_sources", "alpha_cells"})  # DCA-NAS (`supernet`)
     teacher_arch = DARTS_V2  # the default teacher of `edgenas teacher` and the pipeline: a published cell
 
     def parse(self, text: str) -> DartsArch:
@@ -142,11 +142,11 @@ class DartsSpace(SearchSpace):
         return DartsArch(normal, reduce)
 
     def supernet(
-        self, shape: NetShape, k: int = 1, bottleneck: int = 1, share_sources: bool = False
+        self, shape: NetShape, k: int = 1, bottleneck: int = 1, share_sources: bool = False, alpha_cells: str = "all"
     ) -> torch.nn.Module:
         from edgenas.spaces.darts.supernet import DartsSuperNet
 
-        return DartsSuperNet(shape, k=k, bottleneck=bottleneck, share_sources=share_sources)
+        return DartsSuperNet(shape, k=k, bottleneck=bottleneck, share_sources=share_sources, alpha_cells=alpha_cells)
 
     def subnet(self, supernet: torch.nn.Module, arch: Arch) -> DartsNetwork:
         from edgenas.spaces.darts.supernet import extract_subnet

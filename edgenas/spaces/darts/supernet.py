@@ -23,6 +23,10 @@ conv-BN per edge takes their weighted sum back to C (full channels only: K = 1);
 `share_sources` (Eq. 5) — one op bank per (cell, source state j), j the two cell inputs and
 nodes 2..4, run once and mixed into every edge i <- j with that edge's weights. Either one
 builds `BankedCell`s; without them the cells and their parameter names are the PC-DARTS ones.
+`alpha_cells="per-type"` (Sec. 3.3: of the 8 search cells only one normal and one reduction
+cell carry α): the first normal and the first reduction cell mix every op with the decision
+weights; the other cells run the discrete cell `fixed` that the search passes (the current
+top-weighted arch, `forward(..., fixed=...)`), computing only its ops.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from edgenas.core.errors import ConfigError
 from edgenas.core.space import NetShape
 from edgenas.spaces.darts.arch import CELL_TYPES, EDGES, NODES, OPS, DartsArch
 from edgenas.spaces.darts.network import CellSpec, DartsNetwork, cell_layout, make_op, make_preprocess, make_stem
-from edgenas.spaces.ops import OpBank, channel_shuffle
+from edgenas.spaces.ops import ALPHA_CELLS, OpBank, channel_shuffle, fixed_cell_inputs
 
 POINTS_PER_CELL = len(EDGES)
 
@@ -177,8 +181,17 @@ class DartsSuperNet(nn.Module):
     module docstring).
     """
 
-    def __init__(self, shape: NetShape, k: int = 4, bottleneck: int = 1, share_sources: bool = False) -> None:
+    def __init__(
+        self,
+        shape: NetShape,
+        k: int = 4,
+        bottleneck: int = 1,
+        share_sources: bool = False,
+        alpha_cells: str = "all",
+    ) -> None:
         super().__init__()
+        if alpha_cells not in ALPHA_CELLS:
+            raise ConfigError(f"alpha_cells must be one of {', '.join(ALPHA_CELLS)}, got {alpha_cells!r}")
         if k < 1 or bottleneck < 1:
             raise ConfigError(f"partial-channel K and the bottleneck must be >= 1, got K={k}, bottleneck={bottleneck}")
         if k > 1 and bottleneck > 1:
@@ -198,29 +211,54 @@ class DartsSuperNet(nn.Module):
             self.cells = nn.ModuleList([SuperCell(s, k) for s in specs])
         else:
             self.cells = nn.ModuleList([BankedCell(s, k, bottleneck, share_sources) for s in specs])
+        # the cells that carry α: all, or the first of each type (DCA-NAS)
+        self.alpha_cells = alpha_cells
+        self.carriers = (
+            frozenset(range(len(specs)))
+            if alpha_cells == "all"
+            else frozenset(next(b for b, s in enumerate(specs) if s.reduction == red) for red in (False, True))
+        )
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(len(NODES) * specs[-1].c, shape.num_classes)
         points = len(CELL_TYPES) * POINTS_PER_CELL
         self.register_buffer("alive", torch.ones(points, len(OPS), dtype=torch.bool))
 
     def forward_features(
-        self, x: torch.Tensor, op_weights: torch.Tensor, edge_weights: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        op_weights: torch.Tensor,
+        edge_weights: torch.Tensor | None = None,
+        fixed: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Logits and the block outputs (stem first), as `DartsNetwork.forward_features`."""
+        """Logits and the block outputs (stem first), as `DartsNetwork.forward_features`.
+
+        `fixed`: a one-hot (28, 8) arch run by the cells that do not carry α (`alpha_cells`);
+        without it every cell mixes with `op_weights`.
+        """
         if edge_weights is None:
             edge_weights = torch.ones(len(self.alive), device=x.device, dtype=x.dtype)
+        if fixed is not None:
+            fixed, fixed_edges, fixed_alive = fixed_cell_inputs(fixed, self.alive, OPS.index("none"))
         feats = [self.stem(x)]
         s0 = s1 = feats[0]
-        for cell in self.cells:
+        for b, cell in enumerate(self.cells):
             rows = slice(POINTS_PER_CELL, None) if cell.reduction else slice(0, POINTS_PER_CELL)
-            s0, s1 = s1, cell(s0, s1, op_weights[rows], edge_weights[rows], self.alive[rows])
+            if fixed is None or b in self.carriers:
+                out = cell(s0, s1, op_weights[rows], edge_weights[rows], self.alive[rows])
+            else:
+                out = cell(s0, s1, fixed[rows], fixed_edges[rows], fixed_alive[rows])
+            s0, s1 = s1, out
             feats.append(s1)
         return self.classifier(self.global_pooling(s1).flatten(1)), feats
 
     def forward(
-        self, x: torch.Tensor, op_weights: torch.Tensor, edge_weights: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        op_weights: torch.Tensor,
+        edge_weights: torch.Tensor | None = None,
+        fixed: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return self.forward_features(x, op_weights, edge_weights)[0]
+        return self.forward_features(x, op_weights, edge_weights, fixed)[0]
 
 
 def extract_subnet(supernet: DartsSuperNet, arch: DartsArch) -> DartsNetwork:

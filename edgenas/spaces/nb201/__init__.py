@@ -45,7 +45,7 @@ class NB201Space(SearchSpace):
     choice_ops = OPS
     none_op = "none"
     keep_per_node = None  # one op per edge, every edge kept
-    supernet_options = frozenset({"bottleneck", "share_sources"})
+    supernet_options = frozenset({"bottleneck", "share_sources", "alpha_cells"})
     teacher_arch = TEACHER_ARCH
 
     def parse(self, text: str) -> NB201Arch:
@@ -77,11 +77,11 @@ class NB201Space(SearchSpace):
         return NB201Arch(("none",) * len(EDGES))
 
     def supernet(
-        self, shape: NetShape, k: int = 1, bottleneck: int = 1, share_sources: bool = False
+        self, shape: NetShape, k: int = 1, bottleneck: int = 1, share_sources: bool = False, alpha_cells: str = "all"
     ) -> torch.nn.Module:
         from edgenas.spaces.nb201.supernet import NB201SuperNet
 
-        return NB201SuperNet(shape, k=k, bottleneck=bottleneck, share_sources=share_sources)
+        return NB201SuperNet(shape, k=k, bottleneck=bottleneck, share_sources=share_sources, alpha_cells=alpha_cells)
 
     def choice_points(self) -> tuple[ChoicePoint, ...]:
         """The 6 edges `to<-from`, in `EDGES` order (the cell is shared by every stage)."""

@@ -19,7 +19,9 @@ DCA-NAS's forms (Dutta et al., PReMI 2023, Sec. 3.3), options of `NB201Space.sup
 1×1 conv-BN per edge takes their weighted sum back to C; `share_sources` (Eq. 5) — the ops on
 the output of node i are one set of modules, run once and mixed into every edge i -> j with
 that edge's weights. Either one builds `BankedCell`s; without them the cell and its
-parameter names are the PC-DARTS ones above.
+parameter names are the PC-DARTS ones above. `alpha_cells="per-type"` (Sec. 3.3: only one
+cell of each type carries α): the first cell mixes every op with the decision weights, the
+other cells run the discrete cell `fixed` that the search passes (`forward(..., fixed=...)`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from edgenas.core.errors import ConfigError
 from edgenas.core.space import NetShape
 from edgenas.spaces.nb201.arch import EDGES, NUM_NODES, OPS, NB201Arch
 from edgenas.spaces.nb201.network import NB201Cell, NB201Network, build_tiny_layout, make_op
-from edgenas.spaces.ops import OpBank, channel_shuffle
+from edgenas.spaces.ops import ALPHA_CELLS, OpBank, channel_shuffle, fixed_cell_inputs
 
 
 class PartialMixedOp(nn.Module):
@@ -143,8 +145,17 @@ class NB201SuperNet(nn.Module):
     `bottleneck` and `share_sources`: DCA-NAS's forms (`BankedCell`, module docstring).
     """
 
-    def __init__(self, shape: NetShape, k: int = 4, bottleneck: int = 1, share_sources: bool = False) -> None:
+    def __init__(
+        self,
+        shape: NetShape,
+        k: int = 4,
+        bottleneck: int = 1,
+        share_sources: bool = False,
+        alpha_cells: str = "all",
+    ) -> None:
         super().__init__()
+        if alpha_cells not in ALPHA_CELLS:
+            raise ConfigError(f"alpha_cells must be one of {', '.join(ALPHA_CELLS)}, got {alpha_cells!r}")
         if k < 1 or bottleneck < 1:
             raise ConfigError(f"partial-channel K and the bottleneck must be >= 1, got K={k}, bottleneck={bottleneck}")
         if shape.width % (k * bottleneck):
@@ -158,26 +169,47 @@ class NB201SuperNet(nn.Module):
         else:
             build_tiny_layout(self, shape, lambda channels: BankedCell(channels, k, bottleneck, share_sources))
         self.register_buffer("alive", torch.ones(len(EDGES), len(OPS), dtype=torch.bool))
+        # the cells that carry α: all, or the first (NB201 has one cell type)
+        cells = [b for b, block in enumerate(self.blocks) if isinstance(block, SuperCell | BankedCell)]
+        self.alpha_cells = alpha_cells
+        self.carriers = frozenset(cells if alpha_cells == "all" else cells[:1])
 
     def forward_features(
-        self, x: torch.Tensor, op_weights: torch.Tensor, edge_weights: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        op_weights: torch.Tensor,
+        edge_weights: torch.Tensor | None = None,
+        fixed: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Logits and the block outputs (stem first), as `NB201Network.forward_features`."""
+        """Logits and the block outputs (stem first), as `NB201Network.forward_features`.
+
+        `fixed`: a one-hot (6, 5) arch run by the cells that do not carry α (`alpha_cells`);
+        without it every cell mixes with `op_weights`.
+        """
         if edge_weights is None:
             edge_weights = torch.ones(len(EDGES), device=x.device, dtype=x.dtype)
+        if fixed is not None:
+            fixed, fixed_edges, fixed_alive = fixed_cell_inputs(fixed, self.alive, OPS.index("none"))
         feats = [self.stem(x)]
-        for block in self.blocks:
+        for b, block in enumerate(self.blocks):
             if isinstance(block, SuperCell | BankedCell):
-                feats.append(block(feats[-1], op_weights, edge_weights, self.alive))
+                if fixed is None or b in self.carriers:
+                    feats.append(block(feats[-1], op_weights, edge_weights, self.alive))
+                else:
+                    feats.append(block(feats[-1], fixed, fixed_edges, fixed_alive))
             else:
                 feats.append(block(feats[-1]))
         out = self.pool(self.lastact(feats[-1])).flatten(1)
         return self.classifier(out), feats
 
     def forward(
-        self, x: torch.Tensor, op_weights: torch.Tensor, edge_weights: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        op_weights: torch.Tensor,
+        edge_weights: torch.Tensor | None = None,
+        fixed: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return self.forward_features(x, op_weights, edge_weights)[0]
+        return self.forward_features(x, op_weights, edge_weights, fixed)[0]
 
 
 def node_edge_weights(beta: torch.Tensor) -> torch.Tensor:
