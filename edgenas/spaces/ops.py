@@ -127,6 +127,26 @@ ALPHA_CELLS = ("all", "per-type")
 """Which cells of a supernet mix with the decision weights (DCA-NAS: one per cell type); the others run `fixed`."""
 
 
+def check_supernet_options(
+    width: int, k: int, bottleneck: int, alpha_cells: str, *, space: str, both: bool = True
+) -> None:
+    """One-line `ConfigError`s for supernet options a space cannot build (`both`: partial channels
+    and a bottleneck may be combined)."""
+    from edgenas.core.errors import ConfigError
+
+    if alpha_cells not in ALPHA_CELLS:
+        raise ConfigError(f"alpha_cells must be one of {', '.join(ALPHA_CELLS)}, got {alpha_cells!r}")
+    if k < 1 or bottleneck < 1:
+        raise ConfigError(f"partial-channel K and the bottleneck must be >= 1, got K={k}, bottleneck={bottleneck}")
+    if not both and k > 1 and bottleneck > 1:
+        raise ConfigError(
+            f"the {space} supernet takes partial channels (K={k}) or a channel bottleneck ({bottleneck}), "
+            "not both; set k=1 with a bottleneck"
+        )
+    if width % (k * bottleneck):
+        raise ConfigError(f"search width {width} is not divisible by partial-channel K={k} × bottleneck {bottleneck}")
+
+
 def fixed_cell_inputs(
     fixed: torch.Tensor, alive: torch.Tensor, none_index: int | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -39,7 +39,7 @@ from edgenas.core.errors import ConfigError
 from edgenas.core.space import NetShape
 from edgenas.spaces.darts.arch import CELL_TYPES, EDGES, NODES, OPS, DartsArch
 from edgenas.spaces.darts.network import CellSpec, DartsNetwork, cell_layout, make_op, make_preprocess, make_stem
-from edgenas.spaces.ops import ALPHA_CELLS, OpBank, channel_shuffle, fixed_cell_inputs
+from edgenas.spaces.ops import OpBank, channel_shuffle, check_supernet_options, fixed_cell_inputs
 
 POINTS_PER_CELL = len(EDGES)
 
@@ -190,19 +190,7 @@ class DartsSuperNet(nn.Module):
         alpha_cells: str = "all",
     ) -> None:
         super().__init__()
-        if alpha_cells not in ALPHA_CELLS:
-            raise ConfigError(f"alpha_cells must be one of {', '.join(ALPHA_CELLS)}, got {alpha_cells!r}")
-        if k < 1 or bottleneck < 1:
-            raise ConfigError(f"partial-channel K and the bottleneck must be >= 1, got K={k}, bottleneck={bottleneck}")
-        if k > 1 and bottleneck > 1:
-            raise ConfigError(
-                f"the DARTS supernet takes partial channels (K={k}) or a channel bottleneck ({bottleneck}), "
-                "not both; set k=1 with a bottleneck"
-            )
-        if shape.width % (k * bottleneck):
-            raise ConfigError(
-                f"search width {shape.width} is not divisible by partial-channel K={k} × bottleneck {bottleneck}"
-            )
+        check_supernet_options(shape.width, k, bottleneck, alpha_cells, space="DARTS", both=False)
         self.shape = shape
         self.k, self.bottleneck, self.share_sources = k, bottleneck, share_sources
         self.stem = make_stem(shape)

@@ -33,7 +33,7 @@ from edgenas.core.errors import ConfigError
 from edgenas.core.space import NetShape
 from edgenas.spaces.nb201.arch import EDGES, NUM_NODES, OPS, NB201Arch
 from edgenas.spaces.nb201.network import NB201Cell, NB201Network, build_tiny_layout, make_op
-from edgenas.spaces.ops import ALPHA_CELLS, OpBank, channel_shuffle, fixed_cell_inputs
+from edgenas.spaces.ops import OpBank, channel_shuffle, check_supernet_options, fixed_cell_inputs
 
 
 class PartialMixedOp(nn.Module):
@@ -154,14 +154,7 @@ class NB201SuperNet(nn.Module):
         alpha_cells: str = "all",
     ) -> None:
         super().__init__()
-        if alpha_cells not in ALPHA_CELLS:
-            raise ConfigError(f"alpha_cells must be one of {', '.join(ALPHA_CELLS)}, got {alpha_cells!r}")
-        if k < 1 or bottleneck < 1:
-            raise ConfigError(f"partial-channel K and the bottleneck must be >= 1, got K={k}, bottleneck={bottleneck}")
-        if shape.width % (k * bottleneck):
-            raise ConfigError(
-                f"search width {shape.width} is not divisible by partial-channel K={k} × bottleneck {bottleneck}"
-            )
+        check_supernet_options(shape.width, k, bottleneck, alpha_cells, space="NB201")
         self.shape = shape
         self.k, self.bottleneck, self.share_sources = k, bottleneck, share_sources
         if bottleneck == 1 and not share_sources:
