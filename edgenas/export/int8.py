@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from edgenas.core.atomic import atomic_write_json
@@ -83,6 +84,7 @@ def int8_export(
         return {
             "file": str(path),
             "model_bytes": deployed.model_bytes,
+            "weight_bytes": weight_bytes(path),
             "bytes_per_activation": BYTES_PER_VALUE[precision],
             "test_accuracy": onnx_accuracy(path, test_x, test_y, threads=threads),
             "peak_memory_bytes": deployed.peak_memory_bytes,
@@ -126,6 +128,15 @@ def int8_export(
     return result
 
 
+def weight_bytes(path: str | Path) -> int:
+    """Bytes of the file's stored tensors (weights, biases, scales, zero points): the file less its graph."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    sizes = onnx.helper.tensor_dtype_to_np_dtype
+    return sum(int(np.prod(t.dims, dtype=np.int64)) * np.dtype(sizes(t.data_type)).itemsize for t in graph.initializer)
+
+
 def _compare(fp32: dict[str, Any], int8: dict[str, Any]) -> dict[str, Any]:
     lat = (
         int8["latency_ms"] / fp32["latency_ms"]
@@ -135,5 +146,6 @@ def _compare(fp32: dict[str, Any], int8: dict[str, Any]) -> dict[str, Any]:
     return {
         "accuracy_drop_points": 100 * (fp32["test_accuracy"] - int8["test_accuracy"]),
         "size_ratio": fp32["model_bytes"] / int8["model_bytes"],
+        "weight_bytes_ratio": fp32["weight_bytes"] / int8["weight_bytes"],
         "latency_ratio": lat,
     }
