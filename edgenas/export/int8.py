@@ -52,6 +52,7 @@ def int8_export(
     qat_threshold: float = DEFAULT_QAT_THRESHOLD,
     latency: bool = True,
     stem: str = "model",
+    fp32_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Export `model` as `<stem>.onnx` (float32) and `<stem>.int8.onnx` in `out_dir`; compare them.
 
@@ -61,7 +62,8 @@ def int8_export(
     `threads`/`warmup`/`repeats`; skipped with `latency=False`), and the ratios
     `size_ratio` (fp32 / int8 bytes), `latency_ratio` (int8 / fp32) and `accuracy_drop_points`.
     With `qat_epochs`, a drop above `qat_threshold` points adds `qat`: the same for the
-    quantization-aware fine-tuned network (`<stem>.qat.int8.onnx`).
+    quantization-aware fine-tuned network (`<stem>.qat.int8.onnx`). `fp32_path`: a float32
+    export of `model` already written and checked (the pipeline's), used instead of a new one.
     """
     if calibration not in CALIBRATION_METHODS:
         raise ConfigError(f"--calibration {calibration!r}: choose one of {', '.join(CALIBRATION_METHODS)}")
@@ -70,8 +72,10 @@ def int8_export(
     out_dir = Path(out_dir)
     model = model.eval().cpu()
     input_shape = tuple(data.train.images.shape[1:])
-    fp32_path = export_onnx(model, input_shape, out_dir / f"{stem}.onnx")
-    verify_onnx(model, fp32_path, input_shape)
+    if fp32_path is None:
+        fp32_path = export_onnx(model, input_shape, out_dir / f"{stem}.onnx")
+        verify_onnx(model, fp32_path, input_shape)
+    fp32_path = Path(fp32_path)
     calib = calibration_sample(data.train.images.numpy(), calibration_images, seed)
     int8_path = quantize_onnx(fp32_path, out_dir / f"{stem}.int8.onnx", calib, method=calibration)
     cost = measure_cost(model, input_shape)

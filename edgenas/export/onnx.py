@@ -211,12 +211,9 @@ def onnx_session(onnx_path: str | Path, *, threads: int = 1) -> Any:
     path = Path(onnx_path)
     if not path.is_file():
         raise ExportError(f"no such ONNX file: {path}")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3  # errors only; they surface as exceptions anyway
+    from edgenas.cost.lut.runner import session_options
+
+    opts = session_options(threads)  # the settings the profiling kit's runner uses on the device
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as e:
