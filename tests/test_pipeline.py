@@ -93,7 +93,8 @@ def test_example_config_is_valid_and_profiles_resolve_against_its_folder() -> No
     cfg, profiles = load_run_config(REPO / "examples" / "fashion_three_devices.yaml")
     assert [p.name for p in profiles] == ["mcu", "phone", "gateway"]
     assert [cfg.method_for(i) for i in range(3)] == ["screen", "dca", "dca"]
-    assert profiles[0].budgets.max_peak_memory_bytes == 256 * 1024
+    assert profiles[0].budgets.max_peak_memory_bytes == 64 * 1024 and profiles[0].precision == "int8"
+    assert profiles[0].search_budgets().max_peak_memory_bytes == 256 * 1024  # as float32 activations
 
 
 # -- executors ------------------------------------------------------------------------------
