@@ -11,7 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from edgenas.core.device import Budgets, DeviceProfile, LatencySpec, Precision, load_device
 from edgenas.core.errors import ConfigError
@@ -73,6 +81,14 @@ class DeviceEntry(_Strict):
     latency: LatencySpec | None = None
     precision: Precision | None = None
     method: MethodName | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_precision(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without `precision` an entry dumps as before it existed (stored runs resume)."""
+        data = handler(self)
+        if data.get("precision") is None:
+            data.pop("precision", None)
+        return data
 
     @model_validator(mode="after")
     def _one_source(self) -> DeviceEntry:
