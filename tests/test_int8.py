@@ -140,3 +140,24 @@ def test_precision_in_profiles(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         load_device(bad)
     assert "precision" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.slow  # five exports and a QAT epoch: about 15 s
+def test_qat_runs_when_int8_loses_more_than_the_threshold(trained, tmp_path: Path, monkeypatch) -> None:
+    """The QAT branch, forced: the INT8 file is made to read 5 points worse than it is."""
+    import edgenas.export.int8 as int8_mod
+
+    model, data, _ = trained
+    real = int8_mod.onnx_accuracy
+
+    def worse(path, *a, **k):
+        acc = real(path, *a, **k)
+        return acc - 0.05 if str(path).endswith("model.int8.onnx") else acc
+
+    monkeypatch.setattr(int8_mod, "onnx_accuracy", worse)
+    plain = int8_export(model, data, tmp_path / "a", calibration_images=32, latency=False)
+    assert "advice" in plain and "--qat" in plain["advice"] and "qat" not in plain
+    res = int8_export(model, data, tmp_path / "b", calibration_images=32, latency=False, qat_epochs=1)
+    assert res["accuracy_drop_points"] > res["qat_threshold_points"] == 1.0
+    assert res["qat"]["epochs"] == 1 and (tmp_path / "b" / "model.qat.int8.onnx").is_file()
+    assert res["qat"]["int8"]["model_bytes"] == (tmp_path / "b" / "model.qat.int8.onnx").stat().st_size
