@@ -61,8 +61,10 @@ def arm(device: dict[str, Any], k: int, args: argparse.Namespace, work: Path) ->
     seed = derive_seed(0, "bench-int8", k) % (2**31)
     run_dir = work / f"{device['device']}-s{k}"
     cfg = TrainConfig(epochs=args.epochs, batch_size=128, lr=0.1, schedule="onecycle", seed=seed)
+    resume = run_dir if (run_dir / "config.yaml").is_file() else None  # an interrupted arm goes on
     trained = train_arch(
         device["arch"],
+        resume=resume,
         dataset="fashion-mnist",
         width=16,
         cells=1,
