@@ -93,7 +93,8 @@ def test_example_config_is_valid_and_profiles_resolve_against_its_folder() -> No
     cfg, profiles = load_run_config(REPO / "examples" / "fashion_three_devices.yaml")
     assert [p.name for p in profiles] == ["mcu", "phone", "gateway"]
     assert [cfg.method_for(i) for i in range(3)] == ["screen", "dca", "dca"]
-    assert profiles[0].budgets.max_peak_memory_bytes == 256 * 1024
+    assert profiles[0].budgets.max_peak_memory_bytes == 64 * 1024 and profiles[0].precision == "int8"
+    assert profiles[0].search_budgets().max_peak_memory_bytes == 256 * 1024  # as float32 activations
 
 
 # -- executors ------------------------------------------------------------------------------
@@ -284,3 +285,27 @@ def test_ray_executor_runs_the_pipeline_to_the_same_results(tmp_path: Path) -> N
 
     assert essence(ray) == essence(local)
     assert ray["teacher"]["test_accuracy"] == local["teacher"]["test_accuracy"]
+
+
+@needs_fashion
+def test_int8_device_is_quantized_and_checked_on_the_int8_model(tmp_path: Path) -> None:
+    device = {
+        "name": "mcu",
+        "precision": "int8",
+        "budgets": {"max_model_bytes": "1MiB", "max_peak_memory_bytes": "64KiB"},
+        "method": "screen",
+    }
+    config = tiny_config(tmp_path, devices=[device], teacher={"kind": "none"}, train={"epochs": 1, "batch_size": 64})
+    res = run_pipeline(config, run_dir=tmp_path / "run", quiet=True)
+    (d,) = res["devices"]
+    q = d["int8"]
+    assert d["precision"] == "int8" and d["cost"]["precision"] == "int8"
+    assert (tmp_path / "run" / q["onnx"]).is_file()
+    checks = {c["budget"]: c["value"] for c in d["checks"]}
+    assert checks["max_model_bytes"] == q["int8"]["model_bytes"] < q["fp32"]["model_bytes"]
+    assert checks["max_peak_memory_bytes"] == q["int8"]["peak_memory_bytes"] == q["fp32"]["peak_memory_bytes"] // 4
+    fp32_checks = {c["budget"]: c["value"] for c in q["fp32_checks"]}
+    assert fp32_checks["max_model_bytes"] == q["fp32"]["model_bytes"]
+    assert d["latency_measured_ms"] == q["int8"]["latency_ms"]
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "INT8 devices: float32 and INT8" in report and "model size" in report

@@ -23,7 +23,7 @@ from typing import Any
 
 from edgenas.core.atomic import atomic_write_json
 from edgenas.core.cost import Cost
-from edgenas.core.device import DeviceProfile, fits
+from edgenas.core.device import DeviceProfile
 from edgenas.core.errors import Interrupted, ResumeError, UserError
 from edgenas.core.progress import progress_bar
 from edgenas.core.rundir import RunDir
@@ -239,7 +239,7 @@ class _E2E:
             self._in_parent(f"arms/{p.name}", lambda p=p: self._choose(p, costs))
 
     def _choose(self, p: DeviceProfile, costs: dict[str, Cost]) -> dict[str, Any]:
-        inside = [a for a, c in costs.items() if fits(p.budgets, c)]  # latency not measured yet
+        inside = [a for a, c in costs.items() if p.fits(c)]  # latency not measured yet
         if not inside:
             raise UserError(f"device {p.name!r}: no arch of the costed pool meets its static budgets")
         largest = sorted(inside, key=lambda a: (-costs[a].flops, -costs[a].params, a))

@@ -42,7 +42,10 @@ def print_check(res: dict[str, Any]) -> None:
     from edgenas.report.tables import budget_table, stdout
 
     for d in res["devices"]:
-        stdout.print(budget_table(f"{d['profile'].name}  ({d['file']})", d["checks"]))
+        note = ""
+        if d["profile"].precision != "fp32":  # estimates until `edgenas export --int8` measures the file
+            note = f", {d['profile'].precision}: bytes per weight and activation; model size = params x bytes"
+        stdout.print(budget_table(f"{d['profile'].name}  ({d['file']}{note})", d["checks"]))
     shape = res["shape"]
     stdout.print(f"arch {res['arch']}  C={shape.width} N={shape.cells} input {shape.input_shape}")
 

@@ -1,6 +1,8 @@
-"""`edgenas profile-device`: per-op latency table of this machine, or `--check TABLE` against measured networks.
+"""`edgenas profile-device`: per-op latency table of this machine, or `--check TABLE` against measured networks;
+`--kit DIR` writes a profiling kit for a device without edgenas, `--import FILE [--check]` reads its timings back.
 
-The library functions are `edgenas.cost.profile.profile_device` and `check_latency_table`.
+The library functions are `edgenas.cost.profile.profile_device`, `check_latency_table`,
+`edgenas.cost.lut.kit.write_kit`, `import_timings` and `check_kit`.
 """
 
 from __future__ import annotations
@@ -25,23 +27,38 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=positive_int, help="inference threads (1; --check: the table's)")
     p.add_argument("--warmup", type=positive_int, help="untimed runs per graph (20; --check: the table's)")
     p.add_argument("--repeats", type=positive_int, help="timed runs per graph (1000; --check: the table's)")
-    p.add_argument("--check", type=Path, metavar="TABLE", help="measure random networks and compare with TABLE")
-    p.add_argument("--n", type=positive_int, default=30, help="--check: networks to measure (30)")
+    p.add_argument(
+        "--check",
+        nargs="?",
+        const=True,
+        metavar="TABLE",
+        help="measure random networks and compare with TABLE; with --import: compare with the kit's own timings",
+    )
+    p.add_argument("--kit", type=Path, metavar="DIR", help="write a profiling kit (ONNX graphs + runner.py) into DIR")
+    p.add_argument("--import", dest="import_file", type=Path, metavar="FILE", help="make a table from a kit's timings")
+    p.add_argument("--n", type=positive_int, default=30, help="--check / --kit: networks to measure (30)")
     p.add_argument("--width", type=positive_int, default=16, help="--check: width C (16)")
     p.add_argument(
         "--cells",
         type=cells_list,
         help="darts: the cell counts N to cover (5,8); --check: one N (nb201 cells per stage: 1; darts: 5)",
     )
-    p.add_argument("--seed", type=int, default=0, help="--check: which networks (0)")
-    p.add_argument("--out", type=Path, help="table file (NAME.lut.json); --check: rows JSON (TABLE.check.json)")
+    p.add_argument("--seed", type=int, default=0, help="--check / --kit: which networks (0)")
+    p.add_argument(
+        "--out", type=Path, help="table file (NAME.lut.json); --check: rows JSON (TABLE.check.json); --import: table"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def handle(args: argparse.Namespace) -> int:
     from edgenas.cost.profile import check_latency_table, profile_device
 
+    if args.kit is not None or args.import_file is not None:
+        return handle_kit(args)
+    if args.check is True:
+        raise UserError("profile-device --check needs a TABLE file (or --import FILE, to check with a kit's timings)")
     if args.check is not None:
+        args.check = Path(args.check)
         if args.cells is not None and len(args.cells) != 1:
             raise UserError(f"profile-device --check measures networks of one depth; got --cells {args.cells}")
         cells = args.cells[0] if args.cells else None
@@ -51,6 +68,58 @@ def handle(args: argparse.Namespace) -> int:
         raise UserError("edgenas profile-device needs --name NAME and --resolution R (or --check TABLE)")
     table = call(profile_device, args, threads=args.threads or 1)
     print_table(table)
+    return 0
+
+
+def handle_kit(args: argparse.Namespace) -> int:
+    """`--kit DIR`: write a kit; `--import FILE [--check]`: make (and check) a table from its timings."""
+    from edgenas.cost import lut
+    from edgenas.cost.lut import kit
+
+    if args.kit is not None and args.import_file is not None:
+        raise UserError("profile-device: give --kit DIR (write a kit) or --import FILE (read its timings), not both")
+    if args.kit is not None:
+        if args.resolution is None:
+            raise UserError("edgenas profile-device --kit DIR needs --resolution R (and --space, --widths)")
+        if args.check is not None:
+            raise UserError("profile-device --kit: the check networks are in the kit; check with --import FILE --check")
+        manifest = kit.write_kit(
+            args.kit,
+            space=args.space,
+            resolution=args.resolution,
+            in_channels=args.in_channels,
+            classes=args.classes,
+            widths=args.widths,
+            cells=args.cells,
+            threads=args.threads or 1,
+            warmup=args.warmup,
+            repeats=args.repeats,
+            n=args.n,
+            seed=args.seed,
+            name=args.name or "device",
+            quiet=args.quiet,
+        )
+        from edgenas.report.tables import stdout
+
+        stdout.print(
+            f"kit written to {args.kit}: {len(manifest['graphs'])} op graphs, {len(manifest['nets'])} whole networks. "
+            f"Copy the folder to the device and run `python runner.py` there (needs only numpy and onnxruntime); "
+            f"then `edgenas profile-device --import {manifest['name']}.timings.json --check`"
+        )
+        return 0
+    if args.check not in (None, True):
+        raise UserError("profile-device --import FILE --check takes no TABLE: it checks with the kit's own timings")
+    table, data = kit.import_timings(args.import_file, out=args.out)
+    print_table(table)
+    if args.check is True:
+        from edgenas.core.atomic import atomic_write_json
+
+        for res in kit.check_kit(table, data):
+            shape = res["shape"]
+            rows = Path(str(table.path).removesuffix(".json") + f".check-C{shape['width']}N{shape['cells']}.json")
+            atomic_write_json(rows, res)
+            png = lut.check_plot(rows.with_suffix(".png"), res)
+            print_check({**res, "rows_file": str(rows), "plot": str(png), "same_machine": True, "made_on": {}})
     return 0
 
 

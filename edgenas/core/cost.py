@@ -10,6 +10,10 @@ Conventions (stated once, here):
   time during one inference forward pass at batch 1, the input included, parameters and
   buffers excluded.
 - `latency_ms`: median wall-clock time of one batch-1 inference (see `edgenas.cost.latency`).
+- `precision`: the number format the byte counts are for: `fp32` (4 bytes per activation
+  and weight, what PyTorch measures) or `int8` (1 byte; `edgenas.core.device.at_precision`).
+- `model_bytes`: size of the model file on disk when one was written (e.g. the INT8 ONNX
+  file); None means "not measured", and budgets then judge `params` x bytes per weight.
 """
 
 from __future__ import annotations
@@ -30,7 +34,15 @@ class Cost:
     flops: int
     peak_memory_bytes: int
     latency_ms: float | None = None
+    precision: str = "fp32"
+    model_bytes: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON results."""
-        return asdict(self)
+        """Plain dict for JSON results (`precision` and `model_bytes` only when not the defaults,
+        so float32 results read as before these fields existed)."""
+        d = asdict(self)
+        if d["precision"] == "fp32":
+            d.pop("precision")
+        if d["model_bytes"] is None:
+            d.pop("model_bytes")
+        return d

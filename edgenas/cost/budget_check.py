@@ -13,7 +13,7 @@ from typing import Any
 from torch import nn
 
 from edgenas.core.cost import Cost
-from edgenas.core.device import BudgetCheck, DeviceProfile, check_budgets, fits, load_device
+from edgenas.core.device import BudgetCheck, DeviceProfile, load_device
 from edgenas.core.errors import ConfigError
 from edgenas.core.space import NetShape, SearchSpace
 from edgenas.cost.lut import latency_table_for
@@ -62,7 +62,7 @@ def check_arch_on_device(
     """Cost of `arch` at `shape` (latency measured with the profile's settings) and the checks."""
     model = space.build(space.parse(arch), shape).eval()
     cost = measure_for_device(model, shape.input_shape, profile, latency=latency)
-    return cost, check_budgets(profile.budgets, cost)
+    return cost, profile.check(cost)
 
 
 def first_fitting(
@@ -89,7 +89,7 @@ def first_fitting(
         if need_latency:
             cost = measure_for_device(space.build(space.parse(arch), shape), shape.input_shape, profile)
             measured[arch] = cost
-            if not fits(profile.budgets, cost):
+            if not profile.fits(cost):
                 continue
         chosen.append(arch)
     return chosen, measured

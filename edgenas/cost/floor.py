@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgenas.core.cost import Cost
-from edgenas.core.device import COST_FIELD, DeviceProfile
+from edgenas.core.device import DeviceProfile
 from edgenas.core.errors import ConfigError
 from edgenas.core.space import NetShape, SearchSpace
 from edgenas.cost.measure import measure_cost
@@ -44,7 +44,7 @@ def cost_floor(space: SearchSpace, shape: NetShape) -> Cost:
 def unreachable_budgets(profile: DeviceProfile, space: SearchSpace, shape: NetShape) -> list[Unreachable]:
     """The profile's budgets that lie below the space's floor at `shape`."""
     floor = cost_floor(space, shape)
-    values = {name: getattr(floor, COST_FIELD[name]) for name, _ in profile.budgets.items()}
+    values = {c.budget: c.value for c in profile.check(floor)}  # byte budgets at the profile's precision
     if profile.budgets.max_latency_ms is not None:
         values["max_latency_ms"] = _table_latency(profile, space, shape)
     return [

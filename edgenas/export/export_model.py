@@ -1,7 +1,9 @@
 """`edgenas export` as a function: ONNX file, output check, latency with both backends.
 
 `export_model` takes what a user names (a model file or run folder, or an untrained arch);
-`export_and_measure` takes a built network (the pipeline's export stage uses it).
+`export_and_measure` takes a built network (the pipeline's export stage uses it);
+`export_model(..., int8=True)` adds the INT8 file and its comparison (`edgenas.export.int8`)
+on the data the model was trained on (`training_data`).
 """
 
 from __future__ import annotations
@@ -61,12 +63,20 @@ def export_model(
     out: str | Path | None = None,
     threads: int = 1,
     repeats: int = 100,
+    int8: bool = False,
+    calibration: str = "minmax",
+    calibration_images: int | None = None,
+    qat: int | None = None,
+    qat_threshold: float | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Export a model file (`model.pt` or its run folder), or the untrained `arch`, and measure it.
 
     The ONNX file goes to `out`, by default next to the model file (`model.onnx`), or to
     `./model.onnx` for an arch, which is built for the dataset's input at width/cells.
-    Returns what `export_and_measure` writes to `<out>.json`.
+    Returns what `export_and_measure` writes to `<out>.json`. With `int8` (a model file
+    only), also the INT8 file beside it and `int8`: `edgenas.export.int8.int8_export`'s
+    comparison (calibration method and images, `qat` epochs and threshold as there).
     """
     from edgenas.core.space import NetShape
 
@@ -87,4 +97,68 @@ def export_model(
         default_out = Path("model.onnx")
     else:
         raise UserError("edgenas export needs a MODEL file / run directory, or --arch ARCH_STRING")
-    return export_and_measure(net, shape.input_shape, out or default_out, threads=threads, repeats=repeats)
+    if int8 and model is None:
+        raise UserError("--int8 needs a trained MODEL file or run directory (calibration and accuracy need its data)")
+    target = Path(out or default_out)
+    res = export_and_measure(net, shape.input_shape, target, threads=threads, repeats=repeats)
+    if int8:
+        from edgenas.export.int8 import DEFAULT_QAT_THRESHOLD, int8_export
+        from edgenas.export.quantize import DEFAULT_CALIBRATION_IMAGES
+
+        data = training_data(Path(model), blob, dataset=dataset, data_dir=data_dir, resize=resize)
+        res["int8"] = int8_export(
+            net,
+            data,
+            target.parent,
+            calibration=calibration,
+            calibration_images=calibration_images or DEFAULT_CALIBRATION_IMAGES,
+            seed=seed,
+            threads=threads,
+            repeats=repeats,
+            qat_epochs=qat,
+            qat_threshold=DEFAULT_QAT_THRESHOLD if qat_threshold is None else qat_threshold,
+            stem=target.stem,
+        )
+    return res
+
+
+def training_data(
+    model: Path, blob: dict[str, Any], *, dataset: str, data_dir: str | Path | None, resize: int | None
+) -> Any:
+    """The data splits a model file was trained on, normalised with the model's own statistics.
+
+    A run folder's `config.yaml` gives dataset, subset, held-out share, resize and seed;
+    a bare model file its recorded dataset (else `dataset`), the whole training set.
+    """
+    import torch
+
+    from edgenas.core.rundir import RunDir
+    from edgenas.data import load_dataset
+
+    folder = model if model.is_dir() else model.parent
+    opts: dict[str, Any] = {}
+    if (folder / "config.yaml").is_file():
+        opts = RunDir(folder).read_config().get("options", {}) or {}
+    meta = blob.get("meta", {})
+    data = load_dataset(
+        opts.get("dataset") or meta.get("dataset") or dataset,
+        opts.get("data_dir") or data_dir,
+        seed=int((opts.get("train") or {}).get("seed", 0)),
+        val_fraction=opts.get("val_fraction", 0.1),
+        subset=opts.get("subset"),
+        resize=opts.get("resize", resize),
+    )
+    if (
+        "mean" in meta
+        and "std" in meta
+        and (list(meta["mean"]), list(meta["std"]))
+        != (
+            list(data.mean),
+            list(data.std),
+        )
+    ):
+        have_m, have_s = torch.tensor(data.mean)[:, None, None], torch.tensor(data.std)[:, None, None]
+        want_m, want_s = torch.tensor(meta["mean"])[:, None, None], torch.tensor(meta["std"])[:, None, None]
+        for split in (data.train, data.val, data.test):
+            split.images = ((split.images * have_s + have_m) - want_m) / want_s
+    return data

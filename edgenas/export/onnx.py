@@ -7,7 +7,8 @@ that ties the batch size (e.g. `x.view(1, -1)`) cannot have one: torch.export th
 specialises the batch silently or refuses, and the model is exported with a static batch.
 When the dynamo exporter fails altogether, the TorchScript exporter is tried, static batch.
 A static batch or a fallback exporter is logged as a warning and recorded in the file's
-metadata (`edgenas.exporter`, `edgenas.dynamic_batch`, read back from the graph itself).
+metadata (`edgenas.exporter`, `edgenas.dynamic_batch`, read back from the graph itself); the
+exporter's per-node debug records (stack traces, FX node text) are dropped.
 Files that are only timed (`edgenas.cost.measure_cost`) may ask for the TorchScript exporter
 first (`prefer="torchscript"`): it exports in about a tenth of a second where the dynamo
 exporter takes seconds, and after onnxruntime's optimisations its graph of an NB201 or DARTS
@@ -210,12 +211,9 @@ def onnx_session(onnx_path: str | Path, *, threads: int = 1) -> Any:
     path = Path(onnx_path)
     if not path.is_file():
         raise ExportError(f"no such ONNX file: {path}")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3  # errors only; they surface as exceptions anyway
+    from edgenas.cost.lut.runner import session_options
+
+    opts = session_options(threads)  # the settings the profiling kit's runner uses on the device
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as e:
@@ -329,6 +327,7 @@ def _finish_file(path: Path, exporter: str, target: Path, *, warn_static: bool) 
         onnx.checker.check_model(proto)
     except Exception as e:
         raise ExportError(f"ONNX export to {target} failed: the exporter wrote an invalid model: {_one_line(e)}") from e
+    _strip_debug_records(proto.graph)
     batch_dim = proto.graph.input[0].type.tensor_type.shape.dim[0]
     dynamic = batch_dim.HasField("dim_param")
     if warn_static and not dynamic:
@@ -340,6 +339,20 @@ def _finish_file(path: Path, exporter: str, target: Path, *, warn_static: bool) 
         fh.write(proto.SerializeToString())
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def _strip_debug_records(graph: Any) -> None:
+    """Drop the exporter's per-node debug records (FX node text, stack traces naming local source
+    paths): nothing reads them, and in a small network they are a large share of the file, so
+    model sizes on disk would measure the exporter's notes rather than the model."""
+    for node in graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+        for attr in node.attribute:
+            if attr.g is not None and attr.HasField("g"):
+                _strip_debug_records(attr.g)
+            for sub in attr.graphs:
+                _strip_debug_records(sub)
 
 
 def _is_shape_constraint_error(e: BaseException) -> bool:

@@ -11,9 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
-from edgenas.core.device import Budgets, DeviceProfile, LatencySpec, load_device
+from edgenas.core.device import Budgets, DeviceProfile, LatencySpec, Precision, load_device
 from edgenas.core.errors import ConfigError
 from edgenas.core.yamlio import load_model, read_yaml
 from edgenas.search.methods import METHODS, aimed_at
@@ -71,14 +79,25 @@ class DeviceEntry(_Strict):
     description: str = ""
     budgets: Budgets | None = None
     latency: LatencySpec | None = None
+    precision: Precision | None = None
     method: MethodName | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_precision(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without `precision` an entry dumps as before it existed (stored runs resume)."""
+        data = handler(self)
+        if data.get("precision") is None:
+            data.pop("precision", None)
+        return data
 
     @model_validator(mode="after")
     def _one_source(self) -> DeviceEntry:
         if self.profile is None and self.name is None:
             raise ValueError("give `profile: FILE` or an inline profile with `name:` and `budgets:`")
-        if self.profile is not None and (self.name or self.budgets or self.latency):
-            raise ValueError("give either `profile: FILE` or an inline profile (name/budgets/latency), not both")
+        if self.profile is not None and (self.name or self.budgets or self.latency or self.precision):
+            raise ValueError(
+                "give either `profile: FILE` or an inline profile (name/budgets/latency/precision), not both"
+            )
         return self
 
 
@@ -191,6 +210,7 @@ def load_run_config(path: str | Path) -> tuple[RunConfig, list[DeviceProfile]]:
                     description=entry.description,
                     budgets=entry.budgets or Budgets(),
                     latency=entry.latency or LatencySpec(),
+                    precision=entry.precision or "fp32",
                 )
             )
     names = [p.name for p in profiles]

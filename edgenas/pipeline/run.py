@@ -21,7 +21,7 @@ from typing import Any
 
 from edgenas.core.atomic import atomic_write_json
 from edgenas.core.cost import Cost
-from edgenas.core.device import DeviceProfile, check_budgets
+from edgenas.core.device import DeviceProfile
 from edgenas.core.errors import Interrupted, ResumeError, UserError
 from edgenas.core.progress import progress_bar
 from edgenas.core.rundir import RunDir
@@ -32,6 +32,10 @@ from edgenas.pipeline.config import RunConfig, load_run_config
 from edgenas.search.methods import METHODS, SearchMethod, aimed_at, search_job_key
 
 STAGES = ("screen", "search", "select", "teacher", "distill", "export", "report")
+
+
+def _check_dicts(checks: list[Any]) -> list[dict[str, Any]]:
+    return [{"budget": c.budget, "limit": c.limit, "value": c.value, "passed": c.passed} for c in checks]
 
 
 class PipelineState:
@@ -454,33 +458,75 @@ class Pipeline:
             self._in_parent("export", f"export/{p.name}", lambda p=p: self._export_one(p))
 
     def _export_one(self, p: DeviceProfile) -> dict[str, Any]:
+        """ONNX file, output check, latency and budget checks of one device's student. An INT8 device
+        (`precision: int8`) also gets its INT8 file (`edgenas.export.int8`), and every budget is
+        checked on that; the float32 figures and checks are kept beside them for the report."""
         from edgenas.cost.lut import latency_table_for
         from edgenas.export.export_model import export_and_measure
         from edgenas.train.model_file import load_model_file
 
         trained = self.state.jobs[f"distill/{p.name}"]
-        model, _ = load_model_file(Path(trained["run_dir"]) / "model.pt")
+        model, blob = load_model_file(Path(trained["run_dir"]) / "model.pt")
         spec = p.latency
         out = self.run_dir.file(f"export/{p.name}.onnx")
+        repeats = max(spec.repeats, 50)
         exported = export_and_measure(
-            model, self.shape.input_shape, out, threads=spec.threads, warmup=spec.warmup, repeats=max(spec.repeats, 50)
+            model, self.shape.input_shape, out, threads=spec.threads, warmup=spec.warmup, repeats=repeats
         )
         measured_ms = exported["latency"]["onnxruntime"]["median_ms"]
         table = latency_table_for(p)
         predicted_ms = table.predict_ms(model.arch, model.shape) if table is not None else None
-        cost = Cost(**{**exported["cost"], "latency_ms": predicted_ms if table is not None else measured_ms})
-        checks = check_budgets(p.budgets, cost)
+        cost = Cost(
+            **{
+                **exported["cost"],
+                "latency_ms": predicted_ms if table is not None else measured_ms,
+                "model_bytes": out.stat().st_size,
+            }
+        )
+        fp32_cost = cost
+        fp32_checks = p.model_copy(update={"precision": "fp32"}).check(fp32_cost)
+        checks, int8 = fp32_checks, None
+        if p.precision == "int8":
+            from edgenas.export.export_model import training_data
+            from edgenas.export.int8 import int8_export
+
+            data = training_data(
+                Path(trained["run_dir"]),
+                blob,
+                dataset=self.cfg.dataset.name,
+                data_dir=self.cfg.dataset.data_dir,
+                resize=self.cfg.dataset.resize,
+            )
+            q = int8_export(
+                model, data, out.parent, stem=p.name, fp32_path=out, seed=self.cfg.seed,
+                threads=spec.threads, warmup=spec.warmup, repeats=repeats,
+            )  # fmt: skip
+            # latency of the INT8 file measured here (a latency table holds float32 ops)
+            cost = Cost(**q["int8"]["cost"])
+            checks = p.check(cost)
+            int8 = {
+                "onnx": str(Path(q["int8"]["file"]).relative_to(self.run_dir.path)),
+                "quantization": q["quantization"],
+                "fp32": {k: q["fp32"][k] for k in ("test_accuracy", "model_bytes", "peak_memory_bytes", "latency_ms")},
+                "int8": {k: q["int8"][k] for k in ("test_accuracy", "model_bytes", "peak_memory_bytes", "latency_ms")},
+                **{k: q[k] for k in ("accuracy_drop_points", "size_ratio", "latency_ratio")},
+                "fp32_cost": fp32_cost.to_dict(),
+                "fp32_checks": _check_dicts(fp32_checks),
+                "fp32_all_pass": all(c.passed is not False for c in fp32_checks),
+            }
         return {
             "onnx": str(out.relative_to(self.run_dir.path)),
             "max_abs_diff": exported["max_abs_diff"],
-            "latency_measured_ms": measured_ms,
+            "latency_measured_ms": cost.latency_ms if int8 is not None else measured_ms,
             "latency_p90_ms": exported["latency"]["onnxruntime"].get("p90_ms"),
-            "latency_predicted_ms": predicted_ms,
-            "latency_source": "table" if table is not None else "measured",
+            "latency_predicted_ms": predicted_ms if int8 is None else None,
+            "latency_source": "table" if table is not None and int8 is None else "measured",
             "threads": spec.threads,
+            "precision": p.precision,
             "cost": cost.to_dict(),
-            "checks": [{"budget": c.budget, "limit": c.limit, "value": c.value, "passed": c.passed} for c in checks],
+            "checks": _check_dicts(checks),
             "all_pass": all(c.passed is not False for c in checks),
+            **({"int8": int8} if int8 is not None else {}),
         }
 
     def report(self) -> dict[str, Any]:

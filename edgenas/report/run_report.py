@@ -23,6 +23,7 @@ BUDGET_NAMES = {
     "max_flops": "FLOPs",
     "max_peak_memory_bytes": "peak memory",
     "max_latency_ms": "latency",
+    "max_model_bytes": "model size",
 }
 
 
@@ -154,6 +155,49 @@ def _rows(res: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
+def _int8_rows(res: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """float32 and INT8 side by side for the devices deployed as INT8 (none: no rows)."""
+    from edgenas.report.units import binary_bytes
+
+    head = ["device", "test acc fp32 → INT8", "model file", "peak activations", "latency here", "budgets fp32 / INT8"]
+    rows = []
+    for d in res["devices"]:
+        q = d.get("int8")
+        if q is None:
+            continue
+        f, i = q["fp32"], q["int8"]
+        rows.append(
+            [
+                d["device"],
+                f"{f['test_accuracy'] * 100:.2f}% → {i['test_accuracy'] * 100:.2f}% "
+                f"({-q['accuracy_drop_points']:+.2f} pt)",
+                f"{binary_bytes(f['model_bytes'])} → {binary_bytes(i['model_bytes'])} (÷{q['size_ratio']:.2f})",
+                f"{binary_bytes(f['peak_memory_bytes'])} → {binary_bytes(i['peak_memory_bytes'])}",
+                f"{ms(f['latency_ms'])} → {ms(i['latency_ms'])} (×{q['latency_ratio']:.2f})"
+                if q["latency_ratio"] is not None
+                else "-",
+                f"{'pass' if q['fp32_all_pass'] else 'FAIL'} / {'pass' if d['all_pass'] else 'FAIL'}",
+            ]
+        )
+    return head, rows
+
+
+def _int8_markdown(res: dict[str, Any]) -> list[str]:
+    head, rows = _int8_rows(res)
+    if not rows:
+        return []
+    return [
+        "## INT8 devices: float32 and INT8",
+        "",
+        "onnxruntime static quantization (QDQ, per-channel int8 weights, uint8 activations), calibrated on "
+        "seeded training images; accuracies through onnxruntime on the test set; the device's budgets are "
+        "checked on the INT8 model (the Models table), the float32 column says whether float32 would have passed.",
+        "",
+        _md_table(head, rows),
+        "",
+    ]
+
+
 def _stage_rows(res: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     rows = [[k, f"{v:.1f} s"] for k, v in res["stage_seconds"].items()]
     rows.append(["total", f"{res['total_seconds']:.1f} s"])
@@ -211,6 +255,7 @@ def _notes(res: dict[str, Any]) -> list[str]:
         out.append(
             f"{d['device']}: ONNX `{d['onnx']}` matches PyTorch to {d['max_abs_diff']:.1e}; latency "
             f"{d['latency_source']} ({d['threads']} thread(s))"
+            + (f"; deployed as INT8 (`{d['int8']['onnx']}`), budgets checked on it" if d.get("int8") else "")
         )
     return out
 
@@ -229,6 +274,7 @@ def _markdown(res: dict[str, Any], e2e: dict[str, Any] | None = None) -> str:
         "",
         "![accuracy vs FLOPs](pareto.png)",
         "",
+        *_int8_markdown(res),
         "## Cost of each stage",
         "",
         _md_table(shead, srows),
@@ -272,6 +318,8 @@ def _html(res: dict[str, Any], plots: dict[str, Path], e2e: dict[str, Any] | Non
     )
     summary = "".join(f"<p>{_inline(s)}</p>" for s in _summary(res))
     notes = "".join(f"<li>{_inline(n)}</li>" for n in _notes(res))
+    ihead, irows = _int8_rows(res)
+    int8_part = f"<h2>INT8 devices: float32 and INT8</h2>{_html_table(ihead, irows)}" if irows else ""
     e2e_part = ""
     if e2e is not None:
         ehead, erows = e2e_rows(e2e)
@@ -284,7 +332,7 @@ def _html(res: dict[str, Any], plots: dict[str, Path], e2e: dict[str, Any] | Non
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>edgenas run: {html.escape(res['name'])}</title>"
         f"<style>{style}</style></head><body><h1>edgenas run: {html.escape(res['name'])}</h1>{summary}"
-        f"<h2>Models</h2>{_html_table(head, rows)}{_img(plots['pareto.png'], 'accuracy vs FLOPs')}"
+        f"<h2>Models</h2>{_html_table(head, rows)}{_img(plots['pareto.png'], 'accuracy vs FLOPs')}{int8_part}"
         f"<h2>Cost of each stage</h2>{_html_table(shead, srows)}{_img(plots['stages.png'], 'time per stage')}"
         f"{e2e_part}<h2>Notes</h2><ul>{notes}</ul></body></html>\n"
     )

@@ -30,7 +30,7 @@ def ms(value: float | None) -> str:
 
 def format_budget_value(budget: str, value: float | None) -> str:
     """Format a cost value in the unit of its budget."""
-    if budget == "max_peak_memory_bytes":
+    if budget in ("max_peak_memory_bytes", "max_model_bytes"):
         return binary_bytes(value)
     if budget == "max_latency_ms":
         return ms(value)

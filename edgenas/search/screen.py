@@ -176,7 +176,7 @@ def run_screen(
     """
     space = get_space(space_name)
     device = resolve_device(compute)
-    budgets = profile.budgets if profile else None
+    budgets = profile.search_budgets() if profile else None  # float32 terms of the precision's budgets
     static = cost_cache if cost_cache is not None else StaticCosts(space, shape)
     if static.space.name != space.name or static.shape != shape:
         raise ValueError(f"cost_cache holds {static.space.name} costs at {static.shape}, not {space.name} at {shape}")

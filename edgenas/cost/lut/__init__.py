@@ -10,6 +10,8 @@ made on the real target with `latency: {source: table, table: FILE}`.
 - `table`: `LatencyTable` (file, schema, coverage, predictions), `latency_table_for`.
 - `timing`: sessions, interleaved block timing, small ONNX graphs, optimised graphs.
 - `check`: `check_table`, `check_plot`, `summary_rows`.
+- `runner`: the timing loop and session settings, numpy + onnxruntime only (the kit's `runner.py`).
+- `kit`: `write_kit`, `import_timings`, `check_kit`: a table made on a device without edgenas.
 - the space's kernels: `edgenas/spaces/<space>/latency.py` (NB201: `profile_nb201`,
   `stage_kernels`, keys, importable from here as before; DARTS: `profile_darts`,
   `cell_kernels`, keys per op, width, side and stride).

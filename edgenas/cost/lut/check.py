@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,6 @@ def check_table(
     """
     import onnxruntime
 
-    from edgenas.bench.correlation import kendall, spearman
     from edgenas.core.progress import progress_bar
     from edgenas.export.onnx import export_onnx
     from edgenas.spaces import get_space
@@ -80,6 +79,33 @@ def check_table(
             bar.advance(task)
         task = bar.add_task("time nets", total=round_count(repeats), status=f"{len(graphs)} nets, {repeats} runs each")
         timed = time_interleaved(graphs, warmup=warmup, repeats=repeats, advance=lambda k: bar.advance(task, k))
+    here = {"processor": processor(), "onnxruntime": onnxruntime.__version__}
+    res = compare_timed(table, shape, archs, timed, reference=reference, here=here)
+    return {
+        **res,
+        "seed": seed,
+        "threads": threads,
+        "warmup": warmup,
+        "repeats": repeats,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+def compare_timed(
+    table: LatencyTable,
+    shape: NetShape,
+    archs: Sequence[Any],
+    timed: Mapping[str, Mapping[str, float]],
+    *,
+    reference: str,
+    here: dict[str, str],
+) -> dict[str, Any]:
+    """The statistics of predicted against measured latency: `timed[str(arch)]` holds `ms` (the
+    table's statistic) and `median_ms` of every arch and of the `reference` network, measured on
+    the machine `here` names (processor, onnxruntime), here or on the device by a kit's runner."""
+    from edgenas.bench.correlation import kendall, spearman
+
+    kernels = table.kernels
     rows = []
     for arch in archs:
         pred, t = table.predict_ms(arch, shape), timed[str(arch)]
@@ -97,17 +123,12 @@ def check_table(
     medians = np.array([r["median_ms"] for r in rows])
     errors = np.abs(predicted - measured) / measured
     ref_pred, ref_meas = table.predict_ms(kernels.REFERENCE, shape), timed[reference]["ms"]
-    here = {"processor": processor(), "onnxruntime": onnxruntime.__version__}
     return {
         "schema_version": CHECK_SCHEMA_VERSION,
         "table": str(table.path) if table.path else None,
         "device": table.name,
         "shape": asdict(shape),
         "n": len(rows),
-        "seed": seed,
-        "threads": threads,
-        "warmup": warmup,
-        "repeats": repeats,
         "statistic": STATISTIC,
         # the check measures here: a table made elsewhere (another CPU / runtime) is not comparable
         "same_machine": all(getattr(table, k) == v for k, v in here.items()),
@@ -127,7 +148,6 @@ def check_table(
             "measured_ms": ref_meas,
             "drift_pct": 100 * (ref_meas - ref_pred) / ref_pred,
         },
-        "seconds": round(time.perf_counter() - start, 2),
         "rows": rows,
     }
 

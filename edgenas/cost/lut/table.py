@@ -72,6 +72,22 @@ class LatencyKernels(Protocol):
         """Profile this machine: time every kernel, record its fusions."""
         ...
 
+    def profile_spec(self, resolution: int, **options: Any) -> ProfileSpec:
+        """The checked `ProfileSpec` of `profile`'s options (a `ConfigError` naming a bad one)."""
+        ...
+
+    def profile_graphs(self, spec: ProfileSpec, folder: Path, *, bar: Any = None) -> dict[str, Path]:
+        """Write every op graph the table times into `folder`; returns graph name -> ONNX file."""
+        ...
+
+    def profile_fusion(self, spec: ProfileSpec, optimized: Any) -> dict[str, str]:
+        """The fusion record, from `optimized(graph name)`: onnxruntime's optimised graph of that graph."""
+        ...
+
+    def profile_entries(self, spec: ProfileSpec, ms: dict[str, float], fusion: dict[str, str]) -> dict[str, float]:
+        """The table's entries from the graphs' timings (ms by graph name) and the fusion record."""
+        ...
+
     def check_archs(self, n: int, seed: int) -> list[Arch]:
         """`n` distinct archs to compare predictions with measurements on."""
         ...
@@ -79,6 +95,111 @@ class LatencyKernels(Protocol):
     def summary_rows(self, table: LatencyTable) -> list[tuple[object, ...]]:
         """Rows of the console summary, one value per `SUMMARY_COLUMNS`."""
         ...
+
+
+@dataclass(frozen=True)
+class ProfileSpec:
+    """What a profile covers: the space, the network input and output, the widths (and cell counts
+    for spaces whose frame depends on them). The same spec builds the op graphs (`profile_graphs`)
+    and turns their timings into entries (`profile_entries`), in-process or through a kit."""
+
+    space: str
+    resolution: int
+    in_channels: int
+    num_classes: int
+    widths: tuple[int, ...]
+    cells: tuple[int, ...] | None = None
+
+    def shapes(self) -> list[NetShape]:
+        """Every network shape the profile covers (one cell per stage where cells do not matter)."""
+        return [
+            NetShape(w, n, self.in_channels, self.resolution, self.num_classes)
+            for w in self.widths
+            for n in (self.cells or (1,))
+        ]
+
+
+def table_from_timings(
+    spec: ProfileSpec,
+    ms: dict[str, float],
+    optimized: Any,
+    *,
+    threads: int,
+    warmup: int,
+    repeats: int,
+    name: str = "",
+    provenance: dict[str, Any] | None = None,
+) -> LatencyTable:
+    """The latency table of the timed op graphs of `spec` (`ms` by graph name, as `profile_graphs`
+    names them); `optimized(name)` gives onnxruntime's optimised graph of one of them, from which
+    the fusion record is read. `provenance`: onnxruntime, platform, processor, created, seconds."""
+    kernels = latency_kernels(spec.space)
+    fusion = kernels.profile_fusion(spec, optimized)
+    entries = kernels.profile_entries(spec, ms, fusion)
+    return LatencyTable(
+        space=spec.space,
+        resolution=spec.resolution,
+        in_channels=spec.in_channels,
+        num_classes=spec.num_classes,
+        widths=list(spec.widths),
+        threads=threads,
+        warmup=warmup,
+        repeats=repeats,
+        overhead_ms=ms["overhead"],
+        entries=entries,
+        fusion=fusion,
+        name=name,
+        graphs=dict(ms),
+        **(provenance or {}),
+    )
+
+
+def profile_here(
+    spec: ProfileSpec,
+    *,
+    threads: int,
+    warmup: int,
+    repeats: int,
+    quiet: bool = False,
+    name: str = "",
+    workdir: str | Path | None = None,
+) -> LatencyTable:
+    """Build `spec`'s op graphs, time them on this machine (`time_interleaved`), read onnxruntime's
+    fusions off their optimised graphs, and make the table: what a kit does on the device."""
+    import platform
+    import tempfile
+    import time
+    from datetime import datetime, timezone
+
+    import onnxruntime
+
+    from edgenas.core.progress import progress_bar
+    from edgenas.cost.lut.timing import optimized_graph, processor, round_count, session, time_interleaved
+
+    start = time.perf_counter()
+    kernels = latency_kernels(spec.space)
+    with tempfile.TemporaryDirectory(prefix="edgenas-lut-", dir=workdir) as tmp, progress_bar(quiet) as bar:
+        files = kernels.profile_graphs(spec, Path(tmp), bar=bar)
+        graphs = {g: session(path, threads) for g, path in files.items()}
+        task = bar.add_task("time ops", total=round_count(repeats), status=f"{len(graphs)} graphs, {repeats} runs each")
+        timed = time_interleaved(graphs, warmup=warmup, repeats=repeats, advance=lambda k: bar.advance(task, k))
+        table = table_from_timings(
+            spec,
+            {g: t["ms"] for g, t in timed.items()},
+            lambda g: optimized_graph(files[g]),
+            threads=threads,
+            warmup=warmup,
+            repeats=repeats,
+            name=name,
+            provenance={
+                "onnxruntime": onnxruntime.__version__,
+                "platform": platform.platform(),
+                "processor": processor(),
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            },
+        )
+    table.seconds = round(time.perf_counter() - start, 2)
+    return table
 
 
 def latency_kernels(space: str) -> LatencyKernels:

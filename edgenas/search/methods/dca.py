@@ -508,7 +508,7 @@ def search_budgets(
     path = run.file("search_budgets.json")
     if path.exists():
         return json.loads(path.read_text())
-    limits = dict(profile.budgets.items())
+    limits = dict(profile.search_budgets().items())
     source = cfg.lookup_graph or profile.lookup_graph
     chosen: dict[str, Any] = {"lookup_graph": source, "device_budgets": limits, "search_budgets": dict(limits)}
     if source:
@@ -533,12 +533,12 @@ def _exact_cost_fn(space: SearchSpace, target: NetShape, profile: DeviceProfile)
 
 
 def _cost_terms(profile: DeviceProfile, space: SearchSpace, target: NetShape, cfg: DCAConfig, run: RunDir, quiet: bool):
-    if not profile.budgets.items():
+    if not profile.search_budgets().items():
         raise ConfigError(f"device {profile.name!r} sets no budget; DCA-NAS needs at least one to search under")
     table = None
-    if profile.budgets.max_latency_ms is not None:
+    if profile.search_budgets().max_latency_ms is not None:
         table = search_latency_table(profile, target, run, quiet, space)
-    return space.cost_terms(profile.budgets, target, table=table, seed=cfg.seed)
+    return space.cost_terms(profile.search_budgets(), target, table=table, seed=cfg.seed)
 
 
 def run_dca(
@@ -559,7 +559,7 @@ def run_dca(
     terms = _cost_terms(profile, space, target, cfg, run, quiet)
     budgets = search_budgets(cfg, profile, space, data, target, run)
     search = DCASearch(
-        cfg, data, target, profile.budgets, terms, device, run=run, quiet=quiet, space=space,
+        cfg, data, target, profile.search_budgets(), terms, device, run=run, quiet=quiet, space=space,
         search_limits=budgets["search_budgets"],
     )  # fmt: skip
     resumed_from = search.resume_and_fit(resume_hint)
@@ -605,7 +605,7 @@ def calibrate_dca(
 
     terms = _cost_terms(profile, space, target, cfg, run, quiet)
     exact_cost = _exact_cost_fn(space, target, profile)
-    limits = dict(profile.budgets.items())
+    limits = dict(profile.search_budgets().items())
     searches = []
     for share in cfg.calibration_budgets:
         sub = RunDir(run.path / "calibration" / f"budget-{share:.3f}")
@@ -617,8 +617,9 @@ def calibrate_dca(
             continue
         scaled = {n: v * share for n, v in limits.items()}
         search = DCASearch(
-            cfg, data, target, profile.budgets, terms, device, run=sub, quiet=quiet, space=space, search_limits=scaled
-        )
+            cfg, data, target, profile.search_budgets(), terms, device,
+            run=sub, quiet=quiet, space=space, search_limits=scaled,
+        )  # fmt: skip
         search.resume_and_fit(resume_hint)
         probs = search.op_probs().detach().cpu().numpy()
         arch = space.top_weighted(probs)

@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import functools
 import math
-import platform
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,21 +27,16 @@ import numpy as np
 from edgenas.core.errors import ArchError, ConfigError
 from edgenas.core.seeding import numpy_rng
 from edgenas.core.space import NetShape
-from edgenas.cost.lut.table import LatencyTable
+from edgenas.cost.lut.table import LatencyTable, ProfileSpec, profile_here
 from edgenas.cost.lut.timing import (
     CHAIN_EXTRA,
     DEFAULT_REPEATS,
     DEFAULT_WARMUP,
     NCHWC_DOMAIN,
-    Feed,
     check_settings,
     identity_model,
     onnx_model,
     optimized_graph,
-    processor,
-    round_count,
-    session,
-    time_interleaved,
 )
 from edgenas.spaces.darts.arch import CELL_TYPES, EDGES, INPUTS_PER_NODE, NODES, OPS, REAL_OPS, DartsArch
 from edgenas.spaces.darts.network import STEM_MULTIPLIER, CellSpec, cell_layout
@@ -707,6 +699,110 @@ def frame_prefixes(shape: NetShape, folder: Path) -> list[Path]:
 
 
 # --------------------------------------------------------------------------- profiling
+def profile_spec(
+    resolution: int,
+    *,
+    in_channels: int = 3,
+    num_classes: int = 10,
+    widths: Sequence[int] = (8, 16, 32),
+    cells: Sequence[int] = DEFAULT_CELLS,
+    **_: Any,
+) -> ProfileSpec:
+    """The checked `ProfileSpec` of a profile of DARTS networks of these widths and cell counts at this input."""
+    widths = sorted({int(w) for w in widths})
+    cells = sorted({int(n) for n in cells})
+    for label, value, low in (
+        ("resolution", resolution, 4),
+        ("in_channels", in_channels, 1),
+        ("classes", num_classes, 1),
+        *(("width", w, 1) for w in widths),
+        *(("cells", n, 1) for n in cells),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"profile-device: {label} must be an int >= {low}, got {value!r}")
+    if not widths or not cells:
+        raise ConfigError("profile-device: give at least one width and one cell count (--widths 16 --cells 5)")
+    return ProfileSpec("darts", resolution, in_channels, num_classes, tuple(widths), tuple(cells))
+
+
+def _spec_shapes(spec: ProfileSpec) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The node shapes and reduction-input shapes of every width of `spec`."""
+    nodes = sorted({s for w in spec.widths for s in stage_shapes(w, spec.resolution)[0]})
+    inputs = sorted({s for w in spec.widths for s in stage_shapes(w, spec.resolution)[1]})
+    return nodes, inputs
+
+
+def profile_graphs(spec: ProfileSpec, folder: Path, *, bar: Any = None) -> dict[str, Path]:
+    """Every graph a profile times, written to `folder`: the run overhead (an Identity graph), op
+    bodies and node kernels as chains at each node shape (`chain_model`), stride-2 bodies as fan-outs
+    at each reduction input (`fanout_model`), and growing prefixes of the cheapest genotype's network
+    for every (width, cells) (`frame_prefixes`)."""
+    import onnx
+
+    nodes, inputs = _spec_shapes(spec)
+    files: dict[str, Path] = {}
+
+    def add(gname: str, model: onnx.ModelProto) -> None:
+        files[gname] = folder / f"g{len(files)}.onnx"
+        onnx.save(model, str(files[gname]))
+
+    add("overhead", identity_model((spec.in_channels, spec.resolution, spec.resolution)))
+    for gname, model in {**_node_models(nodes), **_input_models(inputs)}.items():
+        add(gname, model)
+    nets = spec.shapes()
+    task = bar.add_task("export frames", total=len(nets), status="") if bar is not None else None
+    for shape in nets:
+        if task is not None:
+            bar.update(task, status=f"width {shape.width}, {shape.cells} cells")
+        for k, path in enumerate(frame_prefixes(shape, folder)):
+            files[f"frame{k}@{shape.width}x{shape.cells}"] = path
+        if task is not None:
+            bar.advance(task)
+    return files
+
+
+def profile_fusion(spec: ProfileSpec, optimized: Callable[[str], onnx.GraphProto]) -> dict[str, str]:
+    """`fusion_record` of every node and reduction-input shape, from `profile_graphs`' optimised graphs."""
+    return fusion_record(*_spec_shapes(spec), optimized)
+
+
+def profile_entries(spec: ProfileSpec, ms: Mapping[str, float], fusion: Mapping[str, str]) -> dict[str, float]:
+    """Entries from the timed graphs: chain slopes at node shapes, fan-out slopes at reduction inputs
+    (less the adds summing them), and per cell position its frame: its prefix's increment less its
+    genotype's kernels; a cell position met in several networks keeps the mean of its frames."""
+    nodes, inputs = _spec_shapes(spec)
+    entries: dict[str, float] = {}
+    for c, h in nodes:
+        entries.update(node_entries(ms, c, h))
+    for c, h in inputs:
+        out = half(h)
+        entries.update(input_entries(ms, c, h, entries[key("fused_add", c, out)], entries[key("add", c, out)]))
+    table = LatencyTable(
+        space="darts",
+        resolution=spec.resolution,
+        in_channels=spec.in_channels,
+        num_classes=spec.num_classes,
+        widths=list(spec.widths),
+        threads=1,
+        warmup=0,
+        repeats=1,
+        overhead_ms=ms["overhead"],
+        entries=entries,
+        fusion=dict(fusion),
+    )
+    frames: dict[str, list[float]] = {}
+    for shape in spec.shapes():
+        prefix = [ms[f"frame{k}@{shape.width}x{shape.cells}"] for k in range(shape.cells + 2)]
+        record = _record(table, shape)
+        frames.setdefault(stem_key(shape), []).append(prefix[0] - table.overhead_ms)
+        for i, cell in enumerate(cell_layout(shape)):
+            step = prefix[i + 1] - prefix[i] - cell_ms(table, REFERENCE.cell(cell.kind), cell, record)
+            frames.setdefault(cell_key(cell), []).append(step)
+        frames.setdefault(head_key(shape), []).append(prefix[-1] - prefix[-2])
+    entries.update({k: float(np.mean(v)) for k, v in frames.items()})
+    return entries
+
+
 def profile_darts(
     resolution: int,
     *,
@@ -723,101 +819,16 @@ def profile_darts(
 ) -> LatencyTable:
     """Time every kernel of DARTS networks of these widths and cell counts at this input here; record its fusions.
 
-    Op bodies and node kernels are timed as chains at each node shape (`chain_model`; the
-    entry is the slope over `CHAIN_EXTRA` extra copies), stride-2 bodies as fan-outs at each
-    reduction input (`fanout_model`), the frame as growing prefixes of the cheapest
-    genotype's network for every (width, cells) (`frame_prefixes`; a cell's frame is its
-    prefix's increment less its genotype's kernels), the run overhead as an Identity graph;
-    then `fusion_record` reads onnxruntime's optimised graphs of the same files. A cell
-    position met in several networks keeps the mean of its frames.
+    The graphs are `profile_graphs`' (op bodies and node kernels as chains, stride-2
+    bodies as fan-outs, the frame as growing prefixes of the cheapest genotype's network,
+    the run overhead as an Identity graph), timed interleaved (`profile_here`);
+    `profile_entries` turns the timings into entries and `fusion_record` reads
+    onnxruntime's optimised graphs of the same files. A profiling kit
+    (`edgenas profile-device --kit`) carries the same graphs to the device.
     """
-    import onnx
-    import onnxruntime
-
-    from edgenas.core.progress import progress_bar
-
     check_settings(threads, warmup, repeats)
-    widths = sorted({int(w) for w in widths})
-    cells = sorted({int(n) for n in cells})
-    for label, value, low in (
-        ("resolution", resolution, 4),
-        ("in_channels", in_channels, 1),
-        ("classes", num_classes, 1),
-        *(("width", w, 1) for w in widths),
-        *(("cells", n, 1) for n in cells),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ConfigError(f"profile-device: {label} must be an int >= {low}, got {value!r}")
-    if not widths or not cells:
-        raise ConfigError("profile-device: give at least one width and one cell count (--widths 16 --cells 5)")
-    start = time.perf_counter()
-    nets = [NetShape(w, n, in_channels, resolution, num_classes) for w in widths for n in cells]
-    nodes = sorted({s for w in widths for s in stage_shapes(w, resolution)[0]})
-    inputs = sorted({s for w in widths for s in stage_shapes(w, resolution)[1]})
-    graphs: dict[str, Feed] = {}
-    files: dict[str, Path] = {}
-    with tempfile.TemporaryDirectory(prefix="edgenas-lut-", dir=workdir) as tmp, progress_bar(quiet) as bar:
-        tmpdir = Path(tmp)
-
-        def add(gname: str, model: onnx.ModelProto | Path) -> None:
-            if isinstance(model, Path):
-                path = model
-            else:
-                path = tmpdir / f"g{len(files)}.onnx"
-                onnx.save(model, str(path))
-            files[gname] = path
-            graphs[gname] = session(path, threads)
-
-        add("overhead", identity_model((in_channels, resolution, resolution)))
-        for gname, model in {**_node_models(nodes), **_input_models(inputs)}.items():
-            add(gname, model)
-        task = bar.add_task("export frames", total=len(nets), status="")
-        for shape in nets:
-            bar.update(task, status=f"width {shape.width}, {shape.cells} cells")
-            for k, path in enumerate(frame_prefixes(shape, tmpdir)):
-                add(f"frame{k}@{shape.width}x{shape.cells}", path)
-            bar.advance(task)
-        fusion = fusion_record(nodes, inputs, lambda gname: optimized_graph(files[gname]))
-        task = bar.add_task("time ops", total=round_count(repeats), status=f"{len(graphs)} graphs, {repeats} runs each")
-        timed = time_interleaved(graphs, warmup=warmup, repeats=repeats, advance=lambda k: bar.advance(task, k))
-    ms = {g: t["ms"] for g, t in timed.items()}
-    entries: dict[str, float] = {}
-    for c, h in nodes:
-        entries.update(node_entries(ms, c, h))
-    for c, h in inputs:
-        out = half(h)
-        entries.update(input_entries(ms, c, h, entries[key("fused_add", c, out)], entries[key("add", c, out)]))
-    table = LatencyTable(
-        space="darts",
-        resolution=resolution,
-        in_channels=in_channels,
-        num_classes=num_classes,
-        widths=widths,
-        threads=threads,
-        warmup=warmup,
-        repeats=repeats,
-        overhead_ms=ms["overhead"],
-        entries=entries,
-        fusion=fusion,
-        name=name,
-        onnxruntime=onnxruntime.__version__,
-        platform=platform.platform(),
-        processor=processor(),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        graphs=ms,
-    )
-    frames: dict[str, list[float]] = {}
-    for shape in nets:
-        prefix = [ms[f"frame{k}@{shape.width}x{shape.cells}"] for k in range(shape.cells + 2)]
-        record = _record(table, shape)
-        frames.setdefault(stem_key(shape), []).append(prefix[0] - table.overhead_ms)
-        for i, spec in enumerate(cell_layout(shape)):
-            step = prefix[i + 1] - prefix[i] - cell_ms(table, REFERENCE.cell(spec.kind), spec, record)
-            frames.setdefault(cell_key(spec), []).append(step)
-        frames.setdefault(head_key(shape), []).append(prefix[-1] - prefix[-2])
-    entries.update({k: float(np.mean(v)) for k, v in frames.items()})
-    table.seconds = round(time.perf_counter() - start, 2)
-    return table
+    spec = profile_spec(resolution, in_channels=in_channels, num_classes=num_classes, widths=widths, cells=cells)
+    return profile_here(spec, threads=threads, warmup=warmup, repeats=repeats, quiet=quiet, name=name, workdir=workdir)
 
 
 profile = profile_darts  # the `LatencyKernels` name

@@ -14,12 +14,9 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import platform
 import tempfile
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,21 +25,16 @@ import numpy as np
 from edgenas.core.errors import ArchError, ConfigError
 from edgenas.core.seeding import numpy_rng
 from edgenas.core.space import NetShape
-from edgenas.cost.lut.table import LatencyTable
+from edgenas.cost.lut.table import LatencyTable, ProfileSpec, profile_here
 from edgenas.cost.lut.timing import (
     CHAIN_EXTRA,
     DEFAULT_REPEATS,
     DEFAULT_WARMUP,
     NCHWC_DOMAIN,
-    Feed,
     check_settings,
     identity_model,
     onnx_model,
     optimized_graph,
-    processor,
-    round_count,
-    session,
-    time_interleaved,
 )
 from edgenas.spaces.nb201.arch import EDGES, OPS, NB201Arch
 
@@ -557,6 +549,93 @@ def frame_modules(shape: NetShape) -> list[nn.Module]:
 
 
 # --------------------------------------------------------------------------- profiling
+def profile_spec(
+    resolution: int,
+    *,
+    in_channels: int = 3,
+    num_classes: int = 10,
+    widths: Sequence[int] = (8, 16, 32),
+    **_: Any,
+) -> ProfileSpec:
+    """The checked `ProfileSpec` of a profile of NB201 networks of these widths at this input (any cells)."""
+    widths = sorted({int(w) for w in widths})
+    for label, value, low in (
+        ("resolution", resolution, 4),
+        ("in_channels", in_channels, 1),
+        ("classes", num_classes, 1),
+        *(("width", w, 1) for w in widths),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"profile-device: {label} must be an int >= {low}, got {value!r}")
+    if not widths:
+        raise ConfigError("profile-device: give at least one width (--widths 8,16,32)")
+    return ProfileSpec("nb201", resolution, in_channels, num_classes, tuple(widths))
+
+
+def profile_graphs(spec: ProfileSpec, folder: Path, *, bar: Any = None) -> dict[str, Path]:
+    """Every graph a profile times, written to `folder`: the run overhead (an Identity graph), the
+    cell kernels as chains of 1 and `1 + CHAIN_EXTRA` copies at every stage shape (`chain_model`),
+    and the frame as growing prefixes of the identity-cell network per width (`frame_modules`)."""
+    import onnx
+
+    from edgenas.export.onnx import export_onnx
+
+    shapes = spec.shapes()
+    files: dict[str, Path] = {}
+
+    def add(gname: str, model: onnx.ModelProto) -> None:
+        files[gname] = folder / f"g{len(files)}.onnx"
+        onnx.save(model, str(files[gname]))
+
+    add("overhead", identity_model(shapes[0].input_shape))
+    for c, h, w in sorted({d for shape in shapes for d in stage_shapes(shape)}):
+        for chain in CHAINS:
+            for copies in (1, 1 + CHAIN_EXTRA):
+                add(f"{chain}:{dims(c, h, w)}#{copies}", chain_model(chain, c, h, w, copies))
+    task = bar.add_task("export frame", total=4 * len(shapes), status="") if bar is not None else None
+    for shape in shapes:
+        for i, module in enumerate(frame_modules(shape)):
+            if task is not None:
+                bar.update(task, status=f"width {shape.width}, prefix {i + 1}/4")
+            path = folder / f"w{shape.width}_p{i}.onnx"
+            files[f"frame{i}@{shape.width}"] = export_onnx(module, shape.input_shape, path, dynamic_batch=False)
+            if task is not None:
+                bar.advance(task)
+    return files
+
+
+def profile_fusion(spec: ProfileSpec, optimized: Callable[[str], onnx.GraphProto]) -> dict[str, str]:
+    """`fusion_record` of every width, from the optimised graphs of `profile_graphs`' files."""
+    fusion: dict[str, str] = {}
+    for shape in spec.shapes():
+        fusion.update(fusion_record(shape, optimized))
+    return fusion
+
+
+def profile_entries(spec: ProfileSpec, ms: Mapping[str, float], fusion: Mapping[str, str]) -> dict[str, float]:
+    """Entries from the timed graphs: cell kernels as chain slopes (folded kernels as the slope of
+    their chain less the plain convs'), frame blocks as differences of consecutive prefixes."""
+    overhead = ms["overhead"]
+    entries: dict[str, float] = {}
+    for c, h, w in sorted({d for shape in spec.shapes() for d in stage_shapes(shape)}):
+        d = dims(c, h, w)
+        slope = {chain: (ms[f"{chain}:{d}#{1 + CHAIN_EXTRA}"] - ms[f"{chain}:{d}#1"]) / CHAIN_EXTRA for chain in CHAINS}
+        for kernel in CELL_KERNELS:
+            if kernel in FUSED_CHAINS:
+                chain, convs = FUSED_CHAINS[kernel]
+                entries[cell_key(kernel, c, h, w)] = slope[chain] - convs * slope["conv_1x1"]
+            else:
+                entries[cell_key(kernel, c, h, w)] = slope[kernel]
+    for shape in spec.shapes():
+        keys = frame_keys(shape)
+        prefix = [ms[f"frame{i}@{shape.width}"] for i in range(4)]
+        entries[keys["stem"]] = prefix[0] - overhead
+        entries[keys["reduce1"]] = prefix[1] - prefix[0]
+        entries[keys["reduce2"]] = prefix[2] - prefix[1]
+        entries[keys["head"]] = prefix[3] - prefix[2]
+    return entries
+
+
 def profile_nb201(
     resolution: int,
     *,
@@ -572,104 +651,16 @@ def profile_nb201(
 ) -> LatencyTable:
     """Time every op of NB201 networks of these widths at this input on this machine, and record its fusions.
 
-    Cell kernels are timed as chains (`chain_model`; the entry is the slope over
-    `CHAIN_EXTRA` extra copies), the frame as growing prefixes of the identity-cell network
-    (`frame_modules`; each entry the difference of consecutive prefixes), the run
-    overhead as an Identity graph; then `fusion_record` reads onnxruntime's optimised
-    graphs of the same files. Takes about 5 s per width for the frame exports plus the
-    timing (`repeats` runs of each of ~35 graphs per width).
+    The graphs are `profile_graphs`' (cell kernels as chains, the frame as growing
+    prefixes of the identity-cell network, the run overhead as an Identity graph), timed
+    interleaved (`profile_here`); `profile_entries` turns the timings into entries and
+    `fusion_record` reads onnxruntime's optimised graphs of the same files. A profiling kit
+    (`edgenas profile-device --kit`) carries the same graphs to the device. Takes about 5 s
+    per width for the frame exports plus the timing (`repeats` runs of ~35 graphs per width).
     """
-    import onnx
-    import onnxruntime
-
-    from edgenas.core.progress import progress_bar
-    from edgenas.export.onnx import export_onnx
-
     check_settings(threads, warmup, repeats)
-    widths = sorted({int(w) for w in widths})
-    for label, value, low in (
-        ("resolution", resolution, 4),
-        ("in_channels", in_channels, 1),
-        ("classes", num_classes, 1),
-        *(("width", w, 1) for w in widths),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ConfigError(f"profile-device: {label} must be an int >= {low}, got {value!r}")
-    if not widths:
-        raise ConfigError("profile-device: give at least one width (--widths 8,16,32)")
-    start = time.perf_counter()
-    shapes = [NetShape(w, 1, in_channels, resolution, num_classes) for w in widths]
-    graphs: dict[str, Feed] = {}
-    files: dict[str, Path] = {}
-    fusion: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="edgenas-lut-", dir=workdir) as tmp, progress_bar(quiet) as bar:
-        tmpdir = Path(tmp)
-
-        def add(gname: str, model: onnx.ModelProto) -> None:
-            path = tmpdir / f"g{len(graphs)}.onnx"
-            onnx.save(model, str(path))
-            files[gname] = path
-            graphs[gname] = session(path, threads)
-
-        add("overhead", identity_model(shapes[0].input_shape))
-        cell_shapes = sorted({d for shape in shapes for d in stage_shapes(shape)})
-        for c, h, w in cell_shapes:
-            for chain in CHAINS:
-                for copies in (1, 1 + CHAIN_EXTRA):
-                    add(f"{chain}:{dims(c, h, w)}#{copies}", chain_model(chain, c, h, w, copies))
-        task = bar.add_task("export frame", total=4 * len(shapes), status="")
-        for shape in shapes:
-            for i, module in enumerate(frame_modules(shape)):
-                bar.update(task, status=f"width {shape.width}, prefix {i + 1}/4")
-                gname = f"frame{i}@{shape.width}"
-                files[gname] = export_onnx(
-                    module, shape.input_shape, tmpdir / f"w{shape.width}_p{i}.onnx", dynamic_batch=False
-                )
-                graphs[gname] = session(files[gname], threads)
-                bar.advance(task)
-        for shape in shapes:
-            fusion.update(fusion_record(shape, lambda gname: optimized_graph(files[gname])))
-        task = bar.add_task("time ops", total=round_count(repeats), status=f"{len(graphs)} graphs, {repeats} runs each")
-        timed = time_interleaved(graphs, warmup=warmup, repeats=repeats, advance=lambda k: bar.advance(task, k))
-    ms = {g: t["ms"] for g, t in timed.items()}
-    overhead = ms["overhead"]
-    entries: dict[str, float] = {}
-    for c, h, w in cell_shapes:
-        d = dims(c, h, w)
-        slope = {chain: (ms[f"{chain}:{d}#{1 + CHAIN_EXTRA}"] - ms[f"{chain}:{d}#1"]) / CHAIN_EXTRA for chain in CHAINS}
-        for kernel in CELL_KERNELS:
-            if kernel in FUSED_CHAINS:
-                chain, convs = FUSED_CHAINS[kernel]
-                entries[cell_key(kernel, c, h, w)] = slope[chain] - convs * slope["conv_1x1"]
-            else:
-                entries[cell_key(kernel, c, h, w)] = slope[kernel]
-    for shape in shapes:
-        keys = frame_keys(shape)
-        prefix = [ms[f"frame{i}@{shape.width}"] for i in range(4)]
-        entries[keys["stem"]] = prefix[0] - overhead
-        entries[keys["reduce1"]] = prefix[1] - prefix[0]
-        entries[keys["reduce2"]] = prefix[2] - prefix[1]
-        entries[keys["head"]] = prefix[3] - prefix[2]
-    return LatencyTable(
-        space="nb201",
-        resolution=resolution,
-        in_channels=in_channels,
-        num_classes=num_classes,
-        widths=widths,
-        threads=threads,
-        warmup=warmup,
-        repeats=repeats,
-        overhead_ms=overhead,
-        entries=entries,
-        fusion=fusion,
-        name=name,
-        onnxruntime=onnxruntime.__version__,
-        platform=platform.platform(),
-        processor=processor(),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        seconds=round(time.perf_counter() - start, 2),
-        graphs=ms,
-    )
+    spec = profile_spec(resolution, in_channels=in_channels, num_classes=num_classes, widths=widths)
+    return profile_here(spec, threads=threads, warmup=warmup, repeats=repeats, quiet=quiet, name=name, workdir=workdir)
 
 
 profile = profile_nb201  # the `LatencyKernels` name
