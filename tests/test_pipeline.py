@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -159,7 +160,7 @@ def _alive(pid: int) -> bool:
 
 
 @needs_fashion
-def test_kill_9_mid_distill_then_resume_finishes_losing_at_most_an_epoch(tmp_path: Path) -> None:
+def test_kill_9_mid_distill_then_resume_of_the_moved_folder_finishes_losing_at_most_an_epoch(tmp_path: Path) -> None:
     config = tiny_config(tmp_path)
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "edgenas.cli", "run", str(config), "--run-dir", str(run), "--quiet"]
@@ -179,6 +180,12 @@ def test_kill_9_mid_distill_then_resume_finishes_losing_at_most_an_epoch(tmp_pat
     state = json.loads((run / "state.json").read_text())
     assert "screen" in state["jobs"] and "teacher" in state["jobs"]
     assert not (run / "results.json").exists()
+    assert str(run) not in (run / "state.json").read_text()  # paths are stored relative to the run
+
+    # the run folder moves (another mount, another node); the old place is gone
+    old, run = run, tmp_path / "elsewhere" / "moved-run"
+    run.parent.mkdir()
+    shutil.move(old, run)
 
     # a different config is refused; the same one resumes
     (tmp_path / "other").mkdir()
@@ -210,6 +217,7 @@ def test_kill_9_mid_distill_then_resume_finishes_losing_at_most_an_epoch(tmp_pat
     html = (run / "report.html").read_text()
     assert "data:image/png;base64," in html and "small" in html
     assert set(res["stage_seconds"]) >= {"screen", "search", "select", "teacher", "distill", "export"}
+    assert not old.exists() and str(old) not in (run / "state.json").read_text()
 
     # the report is rebuilt from results.json alone
     (run / "report.md").unlink()
