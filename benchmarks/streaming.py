@@ -1,7 +1,7 @@
 """Streaming vs in-memory training (issue 20): one epoch on a 60k-image PNG folder at 64×64.
 
 Usage:  .venv/bin/python benchmarks/streaming.py [--folder /tmp/edgenas-fmnist64] [--threads 1]
-        [--modes memory stream0 stream1] [--width 8] [--subset N]
+        [--modes memory stream0 stream1] [--repeats 2] [--width 8] [--subset N]
 
 1. Writes Fashion-MNIST's 60,000 training images (IDX under /usr/share/datasets/fashion-mnist)
    as a class-per-folder PNG dataset, resized to 64×64 with PIL's bilinear filter (skipped
@@ -11,6 +11,10 @@ Usage:  .venv/bin/python benchmarks/streaming.py [--folder /tmp/edgenas-fmnist64
    epoch of an NB201 network with `Trainer` (the path `edgenas train` takes), at a fixed
    torch thread count. Images/s is the epoch's (loading excluded; it is reported apart);
    peak RSS is the child's high-water mark, plus its decoding workers' for streaming.
+   Images per CPU-second (training process plus decoding workers) is reported too: on a
+   machine shared with other jobs it moves much less than wall-clock images/s.
+3. `--repeats R` runs the modes interleaved R times (m, s0, s1, m, s0, s1, ...), so a change
+   in the machine's load hits every mode alike; the summary takes each mode's median.
 Writes benchmarks/results/streaming.json.
 """
 
@@ -21,6 +25,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -105,6 +110,7 @@ def main() -> None:
     ap.add_argument("--folder", type=Path, default=Path("/tmp/edgenas-fmnist64"))
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the training process (1)")
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    ap.add_argument("--repeats", type=int, default=1, help="interleaved rounds of all modes (1)")
     ap.add_argument("--width", type=int, default=8)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--subset", type=int, help="training pool size (default: the whole folder's)")
@@ -116,26 +122,38 @@ def main() -> None:
         return
     folder = write_folder(args.folder)
     runs = []
+    for round_ in range(args.repeats):
+        for mode in args.modes:
+            cmd = [sys.executable, __file__, "--child", mode, "--folder", str(args.folder)]
+            cmd += ["--threads", str(args.threads), "--width", str(args.width), "--batch", str(args.batch)]
+            if args.subset:
+                cmd += ["--subset", str(args.subset)]
+            load_before = os.getloadavg()
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            result = json.loads(out.strip().splitlines()[-1])
+            cpu = result["epoch_cpu_seconds_main"] + result["epoch_cpu_seconds_workers"]
+            result["images_per_cpu_s"] = round(result["train_images"] / max(cpu, 1e-9), 1)
+            result["peak_rss_bytes_total"] = result["peak_rss_bytes_main"] + result["peak_rss_bytes_workers_max"]
+            result["round"] = round_
+            result["loadavg_before"] = [round(v, 2) for v in load_before]
+            result["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
+            runs.append(result)
+            print(json.dumps(result), flush=True)
+    summary: dict = {}
     for mode in args.modes:
-        cmd = [sys.executable, __file__, "--child", mode, "--folder", str(args.folder), "--threads", str(args.threads)]
-        cmd += ["--width", str(args.width), "--batch", str(args.batch)]
-        if args.subset:
-            cmd += ["--subset", str(args.subset)]
-        load_before = os.getloadavg()
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        result = json.loads(out.strip().splitlines()[-1])
-        result["loadavg_before"] = [round(v, 2) for v in load_before]
-        result["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
-        runs.append(result)
-        print(json.dumps(result), flush=True)
-    by = {r["mode"]: r for r in runs}
-    summary = {}
-    if "memory" in by:
+        mine = [r for r in runs if r["mode"] == mode]
+        summary[mode] = {
+            "images_per_s_median": statistics.median(r["images_per_s"] for r in mine),
+            "images_per_cpu_s_median": statistics.median(r["images_per_cpu_s"] for r in mine),
+            "peak_rss_gib_max": round(max(r["peak_rss_bytes_total"] for r in mine) / 2**30, 3),
+        }
+    if "memory" in summary:
+        base = summary["memory"]
         for mode in ("stream0", "stream1"):
-            if mode in by:
-                summary[f"{mode}_vs_memory_throughput"] = round(
-                    by[mode]["images_per_s"] / by["memory"]["images_per_s"], 3
-                )
+            if mode in summary:
+                for key in ("images_per_s_median", "images_per_cpu_s_median"):
+                    ratio = summary[mode][key] / base[key]
+                    summary[mode][f"{key.removesuffix('_median')}_vs_memory"] = round(ratio, 3)
     report = {
         "schema_version": 1,
         "what": "one training epoch, NB201 cell, streaming vs in-memory, same PNG folder and splits",
@@ -145,6 +163,7 @@ def main() -> None:
         "cells": 1,
         "batch": args.batch,
         "torch_threads": args.threads,
+        "repeats": args.repeats,
         "nice": os.nice(0),
         "cpus": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),

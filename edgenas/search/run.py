@@ -85,7 +85,6 @@ def search(
     data = _load(opts)  # bad data fails before a run folder exists
     check_reachable(profile, get_space(space), NetShape.for_data(data.info, width, cells))
     run = RunDir.create("search", run_dir)
-    opts["teacher_rel"] = run.relative(teacher)
     run.write_config({"command": "search", "options": opts})
     return _search(run, opts, compute=compute, quiet=quiet, data=data)
 
