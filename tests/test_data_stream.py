@@ -156,3 +156,16 @@ def test_train_command_streams_a_folder_and_counts_skipped_images(tmp_path: Path
     # 30 images: 6 test, 24 train pool -> 2 val + 22 train; the bad one is in exactly one split
     assert results["train_images"] + results["val_images"] == 24
     assert results["shape"]["resolution"] == 12
+
+
+def test_retrieval_query_and_gallery_identities_are_the_same_streamed(tmp_path: Path) -> None:
+    from edgenas.tasks.retrieval.data import load_retrieval
+
+    make_folder(tmp_path, per_class=12)
+    mem = load_retrieval("folder", tmp_path, seed=2, query_fraction=0.3)
+    stream = load_retrieval("folder", tmp_path, seed=2, query_fraction=0.3, in_memory=False, workers=0)
+    for name in ("train", "query", "gallery"):
+        a, b = getattr(mem, name), getattr(stream, name)
+        assert torch.equal(a.labels, b.labels), name
+    x, _ = next(iter(make_loader(stream.query, 100)))
+    torch.testing.assert_close(x, mem.query.images, rtol=1e-5, atol=1e-5)

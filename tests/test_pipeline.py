@@ -76,6 +76,18 @@ def tiny_config(tmp_path: Path, **override) -> Path:
         ("devices:\n  - name: a\n    budgets: {max_params: 1k}\ndataset: {name: imagenet}\n", ":4: dataset.name"),
         ("devices:\n  - name: a\n    budgets: {max_params: lots}\n", ":3: devices.0.budgets.max_params"),
         ("devices: [\n", ": not valid YAML"),
+        (
+            "devices:\n  - name: a\n    budgets: {max_params: 1k}\ndataset: {resolution: 32, resize: 28}\n",
+            ":4: dataset: Value error, resolution 32 and resize 28 differ",
+        ),
+        (
+            "devices:\n  - name: a\n    budgets: {max_params: 1k}\ndataset:\n  in_memory: sometimes\n",
+            ":5: dataset.in_memory",
+        ),
+        (
+            "devices:\n  - name: a\n    budgets: {max_params: 1k}\nexecutor: {gpus_per_job: -1}\n",
+            ":4: executor.gpus_per_job",
+        ),
     ],
 )
 def test_bad_configs_name_the_line_and_key(tmp_path: Path, text: str, message: str, capsys) -> None:
@@ -88,6 +100,18 @@ def test_bad_configs_name_the_line_and_key(tmp_path: Path, text: str, message: s
     out = capsys.readouterr().err.strip().splitlines()
     assert len(out) == 1 and out[0].startswith("edgenas: error: ") and message in out[0]
     assert not (tmp_path / "runs").exists()
+
+
+def test_resolution_and_streaming_options_resolve_and_stay_out_of_old_runs_options(tmp_path: Path) -> None:
+    from edgenas.pipeline.config import recorded_options
+
+    cfg, _ = load_run_config(tiny_config(tmp_path, dataset={"name": "fashion-mnist", "resolution": 32}))
+    assert cfg.dataset.resize == 32 and cfg.dataset.in_memory == "auto"
+    options = recorded_options(cfg)
+    assert options["dataset"]["resize"] == 32
+    assert not {"resolution", "in_memory", "skip_bad", "workers"} & set(options["dataset"])  # defaults: as before
+    cfg, _ = load_run_config(tiny_config(tmp_path, dataset={"name": "fashion-mnist", "in_memory": False}))
+    assert recorded_options(cfg)["dataset"]["in_memory"] is False
 
 
 def test_example_config_is_valid_and_profiles_resolve_against_its_folder() -> None:

@@ -112,6 +112,13 @@ class StreamSplit:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def select(self, rows: np.ndarray) -> StreamSplit:
+        """The split of rows `rows` (same source and normalisation): e.g. retrieval's query/gallery."""
+        rows = np.asarray(rows)
+        return StreamSplit(
+            self.source, self.positions[rows], self.labels[torch.from_numpy(rows)], self.mean, self.std, self.workers
+        )
+
     def decode(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         """Normalised images and labels of split rows `rows` (bad files dropped when skipping)."""
         x, kept, bad = self.source.batch(self.positions[rows])
