@@ -21,5 +21,5 @@ quiet_pip() {  # pip's notes about this machine's local package folders are nois
 }
 echo "setup: installing the CPU build of PyTorch 2.13.0 and edgenas into .venv"
 quiet_pip torch==2.13.0
-quiet_pip -e '.[dev]'
+quiet_pip -e '.[dev]' torch==2.13.0  # pinned again: edgenas asks for torch>=2.5, and this keeps the CPU wheel
 echo "setup: done ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

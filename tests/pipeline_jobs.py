@@ -33,3 +33,18 @@ def tiny_training(seed: int, steps: int = 5) -> dict:
 def bad_input(value: int) -> None:
     """A job failing with a user error (which must reach the caller as that error)."""
     raise ConfigError(f"value {value} is not allowed")
+
+
+def worker_report() -> dict:
+    """Where a job ran: its niceness and, under Ray, the GPUs Ray gave it."""
+    out: dict = {"nice": os.nice(0), "pid": os.getpid(), "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    try:
+        import ray
+
+        if ray.is_initialized():
+            ctx = ray.get_runtime_context()
+            out["gpu_ids"] = [str(g) for g in ray.get_gpu_ids()]
+            out["assigned"] = ctx.get_assigned_resources()
+    except ImportError:
+        pass
+    return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -75,6 +76,18 @@ def tiny_config(tmp_path: Path, **override) -> Path:
         ("devices:\n  - name: a\n    budgets: {max_params: 1k}\ndataset: {name: imagenet}\n", ":4: dataset.name"),
         ("devices:\n  - name: a\n    budgets: {max_params: lots}\n", ":3: devices.0.budgets.max_params"),
         ("devices: [\n", ": not valid YAML"),
+        (
+            "devices:\n  - name: a\n    budgets: {max_params: 1k}\ndataset: {resolution: 32, resize: 28}\n",
+            ":4: dataset: Value error, resolution 32 and resize 28 differ",
+        ),
+        (
+            "devices:\n  - name: a\n    budgets: {max_params: 1k}\ndataset:\n  in_memory: sometimes\n",
+            ":5: dataset.in_memory",
+        ),
+        (
+            "devices:\n  - name: a\n    budgets: {max_params: 1k}\nexecutor: {gpus_per_job: -1}\n",
+            ":4: executor.gpus_per_job",
+        ),
     ],
 )
 def test_bad_configs_name_the_line_and_key(tmp_path: Path, text: str, message: str, capsys) -> None:
@@ -87,6 +100,18 @@ def test_bad_configs_name_the_line_and_key(tmp_path: Path, text: str, message: s
     out = capsys.readouterr().err.strip().splitlines()
     assert len(out) == 1 and out[0].startswith("edgenas: error: ") and message in out[0]
     assert not (tmp_path / "runs").exists()
+
+
+def test_resolution_and_streaming_options_resolve_and_stay_out_of_old_runs_options(tmp_path: Path) -> None:
+    from edgenas.pipeline.config import recorded_options
+
+    cfg, _ = load_run_config(tiny_config(tmp_path, dataset={"name": "fashion-mnist", "resolution": 32}))
+    assert cfg.dataset.resize == 32 and cfg.dataset.in_memory == "auto"
+    options = recorded_options(cfg)
+    assert options["dataset"]["resize"] == 32
+    assert not {"resolution", "in_memory", "skip_bad", "workers"} & set(options["dataset"])  # defaults: as before
+    cfg, _ = load_run_config(tiny_config(tmp_path, dataset={"name": "fashion-mnist", "in_memory": False}))
+    assert recorded_options(cfg)["dataset"]["in_memory"] is False
 
 
 def test_example_config_is_valid_and_profiles_resolve_against_its_folder() -> None:
@@ -160,7 +185,7 @@ def _alive(pid: int) -> bool:
 
 
 @needs_fashion
-def test_kill_9_mid_distill_then_resume_finishes_losing_at_most_an_epoch(tmp_path: Path) -> None:
+def test_kill_9_mid_distill_then_resume_of_the_moved_folder_finishes_losing_at_most_an_epoch(tmp_path: Path) -> None:
     config = tiny_config(tmp_path)
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "edgenas.cli", "run", str(config), "--run-dir", str(run), "--quiet"]
@@ -180,6 +205,12 @@ def test_kill_9_mid_distill_then_resume_finishes_losing_at_most_an_epoch(tmp_pat
     state = json.loads((run / "state.json").read_text())
     assert "screen" in state["jobs"] and "teacher" in state["jobs"]
     assert not (run / "results.json").exists()
+    assert str(run) not in (run / "state.json").read_text()  # paths are stored relative to the run
+
+    # the run folder moves (another mount, another node); the old place is gone
+    old, run = run, tmp_path / "elsewhere" / "moved-run"
+    run.parent.mkdir()
+    shutil.move(old, run)
 
     # a different config is refused; the same one resumes
     (tmp_path / "other").mkdir()
@@ -211,6 +242,7 @@ def test_kill_9_mid_distill_then_resume_finishes_losing_at_most_an_epoch(tmp_pat
     html = (run / "report.html").read_text()
     assert "data:image/png;base64," in html and "small" in html
     assert set(res["stage_seconds"]) >= {"screen", "search", "select", "teacher", "distill", "export"}
+    assert not old.exists() and str(old) not in (run / "state.json").read_text()
 
     # the report is rebuilt from results.json alone
     (run / "report.md").unlink()

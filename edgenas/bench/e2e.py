@@ -104,6 +104,7 @@ def bench_e2e(
     address: str | None = None,
     threads: int | None = None,
     compute: str = "auto",
+    gpus_per_job: float | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Train pick / largest / random per device of a finished run over `seeds` seeds; write
@@ -111,13 +112,14 @@ def bench_e2e(
 
     `sample`: cost a seeded sample of this many archs instead of the whole space (the default
     enumerates spaces of up to 50,000 archs and samples 20,000 from larger ones).
+    `gpus_per_job`: GPUs each Ray job asks for (default: one when `compute` means CUDA).
     """
     if seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {seeds}")
     if sample is not None and sample < 1:
         raise UserError(f"--sample must be >= 1, got {sample}")
     run = open_finished_run(run_dir)
-    ex = make_executor(executor, workers=workers, address=address)
+    ex = make_executor(executor, workers=workers, address=address, gpus_per_job=gpus_per_job, compute=compute)
     try:
         from edgenas.pipeline.run import _Lock
 

@@ -110,9 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Parse and dispatch; returns the exit status (argparse's errors and --help raise SystemExit)."""
+    from edgenas.core.precision import switches
+
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        with switches(amp=getattr(args, "amp", None), channels_last=getattr(args, "channels_last", None)):
+            return args.handler(args)
     except UserError as exc:
         print(f"edgenas: error: {exc}", file=sys.stderr)
         return exc.exit_code

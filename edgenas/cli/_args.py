@@ -115,8 +115,9 @@ def levels(text: str) -> list[float] | None:
 
 # --------------------------------------------------------------------------- argument groups
 def common_args(p: argparse.ArgumentParser) -> None:
-    """`--device` (the torch device) and `--quiet`."""
+    """`--device` (the torch device), its precision switches and `--quiet`."""
     p.add_argument("--device", default="auto", choices=COMPUTE_CHOICES, help="compute device (default: auto)")
+    precision_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -131,7 +132,36 @@ def data_args(
     p.add_argument("--subset", type=positive_int, help="use this many training images (stratified, seeded)")
     if val_fraction:
         p.add_argument("--val-fraction", type=fraction, default=0.1, help="share of training images held out (0.1)")
-    p.add_argument("--resize", type=positive_int, help="resize images to this square side")
+    p.add_argument(
+        "--resize", "--resolution", dest="resize", type=positive_int, help="input size: resize images to this side"
+    )
+
+
+def stream_args(p: argparse.ArgumentParser) -> None:
+    """How training reads its images: in memory or streamed (see `edgenas.data.stream`)."""
+    p.add_argument(
+        "--in-memory",
+        choices=("auto", "true", "false"),
+        default="auto",
+        help="hold the data as float tensors (true), decode per batch (false), or auto: stream folders and "
+        "datasets over 2 GiB (auto)",
+    )
+    p.add_argument("--data-workers", type=int, help="processes decoding streamed batches (default: cores - 1)")
+    p.add_argument("--skip-bad", action="store_true", help="leave out unreadable images (counted) instead of stopping")
+
+
+def precision_args(p: argparse.ArgumentParser) -> None:
+    """Off-switches for the GPU speed-ups (no effect on CPU, where AMP is never used)."""
+    p.add_argument(
+        "--no-amp", dest="amp", action="store_const", const=False, help="CUDA: train in fp32 (default: bf16/fp16 AMP)"
+    )
+    p.add_argument(
+        "--no-channels-last",
+        dest="channels_last",
+        action="store_const",
+        const=False,
+        help="keep the NCHW memory format (default: channels_last)",
+    )
 
 
 def net_args(p: argparse.ArgumentParser, cells: int = 1) -> None:
@@ -153,7 +183,7 @@ def train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=TRAIN_DEFAULTS["weight_decay"])
     p.add_argument("--schedule", choices=("onecycle", "cosine"), default=TRAIN_DEFAULTS["schedule"])
     p.add_argument("--label-smoothing", type=fraction, default=0.0)
-    p.add_argument("--augment", choices=("crop-flip",), help="training augmentation (none by default)")
+    p.add_argument("--augment", choices=("crop-flip", "rrc-flip"), help="training augmentation (none by default)")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -178,6 +208,7 @@ def trainer_command_args(p: argparse.ArgumentParser, command: str) -> None:
     """What train, distill and teacher share: network, data, training, compute, run folder, resume."""
     net_args(p)
     data_args(p)
+    stream_args(p)
     train_args(p)
     p.add_argument(
         "--auxiliary-weight",
@@ -201,6 +232,7 @@ def compute_run_args(p: argparse.ArgumentParser, compute_help: str, resume_help:
     For screen and search, whose `--device` names a device profile, so the torch device is `--compute`.
     """
     p.add_argument("--compute", default="auto", choices=COMPUTE_CHOICES, help=compute_help)
+    precision_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run-dir", type=Path)
     if resume_help is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edgenas.cli import COMMANDS, Command
-from edgenas.cli._args import call, data_args, net_args, positive_int, train_args
+from edgenas.cli._args import call, data_args, net_args, positive_int, precision_args, train_args
 from edgenas.core.compute import COMPUTE_CHOICES
 
 
@@ -154,6 +154,8 @@ def e2e_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=positive_int, default=2, help="parallel jobs (2)")
     p.add_argument("--threads", type=positive_int, help="torch threads per job (default: cores / jobs)")
     p.add_argument("--compute", default="auto", choices=COMPUTE_CHOICES, help="torch device for training (auto)")
+    p.add_argument("--gpus-per-job", type=float, help="--executor ray: GPUs per job (default: 1 with CUDA compute)")
+    precision_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

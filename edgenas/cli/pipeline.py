@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from edgenas.cli import COMMANDS, Command
-from edgenas.cli._args import call, positive_int
+from edgenas.cli._args import call, positive_int, precision_args
 from edgenas.core.compute import COMPUTE_CHOICES
 
 
@@ -23,7 +23,11 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", help="--executor ray: address of a Ray cluster (default: start a local one)")
     p.add_argument("--workers", type=positive_int, help="parallel jobs (config's, else 2)")
     p.add_argument("--threads", type=positive_int, help="torch threads per job (config's, else cores / jobs)")
+    p.add_argument(
+        "--gpus-per-job", type=float, help="--executor ray: GPUs per job (config's, else 1 with CUDA compute, else 0)"
+    )
     p.add_argument("--compute", default="auto", choices=COMPUTE_CHOICES, help="torch device for training (auto)")
+    precision_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

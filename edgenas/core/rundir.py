@@ -8,6 +8,7 @@ killed run loses at most the line being written.
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -65,6 +66,18 @@ class RunDir:
         p = self.path / name
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
+
+    def relative(self, path: str | Path) -> str:
+        """`path` relative to this run folder (`../teacher/model.pt`): what a run records next
+        to an absolute path, so that a tree of runs moved together still finds its files."""
+        return os.path.relpath(Path(path).resolve(), self.path.resolve())
+
+    def locate(self, recorded: str, relative: str | None) -> str:
+        """A file the run recorded: through its relative path when that exists from where the
+        run folder is now (it was moved with its neighbours), else the recorded path."""
+        if relative is not None and (self.path / relative).exists():
+            return str((self.path / relative).resolve())
+        return recorded
 
     def write_config(self, config: dict[str, Any]) -> None:
         """Record the resolved options the run was started with."""

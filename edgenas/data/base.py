@@ -16,7 +16,8 @@ import torch
 
 from edgenas.core.errors import DataError
 from edgenas.core.seeding import torch_generator
-from edgenas.data.augment import AUGMENTATIONS, crop_flip
+from edgenas.data.augment import AUGMENTATIONS, apply_augment
+from edgenas.data.stream import StreamLoader, StreamSplit
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,20 @@ class DataSplits:
     """Train/val/test splits of one dataset plus the statistics used to normalise them.
 
     `mean`/`std` are per channel, computed on `train` only (so val/test never leak into
-    preprocessing); keep them to normalise new inputs the same way at deployment.
+    preprocessing); keep them to normalise new inputs the same way at deployment. The
+    splits are in-memory `Split`s, or `StreamSplit`s decoded per batch (`streaming`).
     """
 
-    train: Split
-    val: Split
-    test: Split
+    train: Split | StreamSplit
+    val: Split | StreamSplit
+    test: Split | StreamSplit
     info: DataInfo
     mean: tuple[float, ...]
     std: tuple[float, ...]
+
+    @property
+    def streaming(self) -> bool:
+        return isinstance(self.train, StreamSplit)
 
 
 @dataclass
@@ -130,5 +136,24 @@ class BatchLoader:
                 idx = order[lo:hi]
                 x, y = images.index_select(0, idx), labels.index_select(0, idx)
             if aug_gen is not None:
-                x = crop_flip(x, aug_gen)
+                x = apply_augment(self.augment, x, aug_gen)
             yield x, y
+
+
+def make_loader(
+    split: Split | StreamSplit,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    drop_last: bool = False,
+    augment: str | None = None,
+    pin_memory: bool = False,
+) -> BatchLoader | StreamLoader:
+    """The loader for either kind of split (same batch order for the same seed and epoch).
+
+    `pin_memory` applies to streamed batches (in-memory batches are slices of one tensor,
+    better moved to the GPU whole).
+    """
+    if isinstance(split, StreamSplit):
+        return StreamLoader(split, batch_size, shuffle, seed, drop_last, augment, pin_memory=pin_memory)
+    return BatchLoader(split, batch_size, shuffle, seed, drop_last, augment)

@@ -29,19 +29,28 @@ class FolderScan:
     labels: np.ndarray  # int64 [N], index into class_names
     mode: str  # "L" or "RGB": what every image is converted to
     first_size: tuple[int, int]  # (width, height) of the first image
+    skipped: list[Path]  # unreadable headers left out (only with skip_bad)
 
 
-def _probe(path: Path) -> tuple[str, tuple[int, int]]:
-    """Mode and size from the image header (PIL opens lazily, so pixels are not decoded)."""
+def _probe(path: Path, skip_bad: bool = False) -> tuple[str, tuple[int, int]] | None:
+    """Mode and size from the image header (PIL opens lazily, so pixels are not decoded).
+
+    An unreadable header is a `DataError` naming the file, or None with `skip_bad`.
+    """
     try:
         with Image.open(path) as im:
             return im.mode, im.size
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"cannot read image {path} ({e}); remove or replace the file") from e
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        if skip_bad:
+            return None
+        raise DataError(f"cannot read image {path} ({e}); remove or replace the file, or set dataset.skip_bad") from e
 
 
-def scan_image_folder(root: str | Path) -> FolderScan:
-    """List classes (sorted sub-folder names) and their images, and read every image header."""
+def scan_image_folder(root: str | Path, skip_bad: bool = False) -> FolderScan:
+    """List classes (sorted sub-folder names) and their images, and read every image header.
+
+    With `skip_bad`, files whose header cannot be read are left out and listed in `skipped`.
+    """
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(
@@ -67,14 +76,19 @@ def scan_image_folder(root: str | Path) -> FolderScan:
             )
         files += images
         labels += [label] * len(images)
-    probes = [_probe(p) for p in files]
+    probed = [_probe(p, skip_bad) for p in files]
+    keep = [i for i, pr in enumerate(probed) if pr is not None]
+    if not keep:
+        raise DataError(f"image folder {root} has no readable image")
+    probes = [probed[i] for i in keep]
     mode = "L" if all(m in _GRAY_MODES for m, _ in probes) else "RGB"
     return FolderScan(
         class_names=tuple(d.name for d in class_dirs),
-        files=files,
-        labels=np.asarray(labels, dtype=np.int64),
+        files=[files[i] for i in keep],
+        labels=np.asarray(labels, dtype=np.int64)[keep],
         mode=mode,
         first_size=probes[0][1],
+        skipped=[files[i] for i, pr in enumerate(probed) if pr is None],
     )
 
 
@@ -83,24 +97,29 @@ def folder_side(scan: FolderScan, resize: int | None) -> int:
     return resize if resize is not None else min(scan.first_size)
 
 
-def load_image_folder(root: str | Path, resize: int | None = None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+def load_image_folder(
+    root: str | Path, resize: int | None = None, skip_bad: bool = False
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """Load `(images uint8 [N, C, S, S], labels int64 [N], class_names)`.
 
     Images whose size differs from S×S are resized with PIL's bilinear filter, which
-    widens its support when shrinking (i.e. antialiases), matching the tensor resize.
+    widens its support when shrinking (i.e. antialiases), matching the tensor resize. An
+    unreadable image is a `DataError` naming it, or left out with `skip_bad`.
     """
-    scan = scan_image_folder(root)
+    from edgenas.data.stream import read_image
+
+    scan = scan_image_folder(root, skip_bad)
     side = folder_side(scan, resize)
     channels = 1 if scan.mode == "L" else 3
     out = np.empty((len(scan.files), channels, side, side), dtype=np.uint8)
+    kept = np.ones(len(scan.files), dtype=bool)
     for i, path in enumerate(scan.files):
         try:
-            with Image.open(path) as im:
-                im = im.convert(scan.mode)
-                if im.size != (side, side):
-                    im = im.resize((side, side), Image.Resampling.BILINEAR)
-                pixels = np.asarray(im, dtype=np.uint8)
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
-            raise DataError(f"cannot read image {path} ({e}); remove or replace the file") from e
-        out[i] = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+            out[i] = read_image(path, scan.mode, side)
+        except DataError:
+            if not skip_bad:
+                raise
+            kept[i] = False
+    if not kept.all():
+        return out[kept], scan.labels[kept], scan.class_names
     return out, scan.labels, scan.class_names

@@ -6,6 +6,12 @@ machine, the default) and `RayExecutor` (tasks on a Ray cluster, `--executor ray
 `"module:function"` plus JSON-able keyword arguments, so it pickles the same way to a
 local process and to a Ray worker, and runs the same code in both: each job pins its
 torch thread count first, which is what makes a result independent of the back end.
+
+On a GPU cluster each Ray job asks for `gpus_per_job` GPUs (fractions share one GPU), so
+Ray places it on a GPU and sets its CUDA_VISIBLE_DEVICES. Ray starts its workers at nice
+15 by default, which on a loaded machine starves them; edgenas starts a local instance's
+workers at `nice` (default 0: normal priority) instead. Job arguments carry absolute
+paths: the run folder must be on storage every node mounts at the same path.
 """
 
 from __future__ import annotations
@@ -113,33 +119,74 @@ class LocalExecutor:
         return None
 
 
+RAY_NICENESS_ENV = "RAY_worker_niceness"  # read by Ray's raylet when it starts a worker (default 15)
+
+
+@contextlib.contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
 class RayExecutor:
-    """Jobs as Ray tasks; `address=None` starts a local Ray instance, else joins that cluster."""
+    """Jobs as Ray tasks; `address=None` starts a local Ray instance, else joins that cluster.
+
+    `gpus_per_job`: GPUs each job asks Ray for (0: CPU jobs; 0.5: two jobs share a GPU).
+    `nice`: niceness added to a local instance's workers (Ray's default is 15; a cluster's
+    workers get what its nodes were started with: `RAY_worker_niceness=0 ray start ...`).
+    `local_gpus`: GPUs a local instance advertises (default: those Ray detects).
+    """
 
     name = "ray"
 
-    def __init__(self, workers: int = 2, address: str | None = None) -> None:
+    def __init__(
+        self,
+        workers: int = 2,
+        address: str | None = None,
+        *,
+        gpus_per_job: float = 0.0,
+        nice: int = 0,
+        local_gpus: float | None = None,
+    ) -> None:
         try:
             import ray
         except ImportError:
             raise ConfigError("--executor ray needs Ray: pip install 'edgenas[ray]' (or pip install ray)") from None
+        if gpus_per_job < 0:
+            raise ConfigError(f"executor.gpus_per_job must be >= 0, got {gpus_per_job}")
+        if not 0 <= nice <= 19:
+            raise ConfigError(f"executor.nice must be in 0..19, got {nice}")
+        from edgenas.core.precision import switch_env
+
         self.ray = ray
         self.workers = workers
         self.address = address
+        self.gpus_per_job = float(gpus_per_job)
+        self.nice = nice
         self._started = False
         if not ray.is_initialized():
-            env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}}
+            env_vars = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p), **switch_env()}
+            env = {"env_vars": env_vars}
             try:
                 if address:
                     ray.init(address=address, runtime_env=env, log_to_driver=False)
                 else:
-                    ray.init(
-                        num_cpus=max(workers, 1),
-                        include_dashboard=False,
-                        runtime_env=env,
-                        log_to_driver=False,
-                        configure_logging=False,
-                    )
+                    with _env(RAY_NICENESS_ENV, str(nice)):  # the raylet started here reads it
+                        ray.init(
+                            num_cpus=max(workers, 1),
+                            num_gpus=local_gpus,
+                            include_dashboard=False,
+                            runtime_env=env,
+                            log_to_driver=False,
+                            configure_logging=False,
+                        )
             except ConnectionError as exc:
                 raise ConfigError(f"--address {address}: cannot join a Ray cluster there ({exc})") from None
             self._started = True
@@ -147,7 +194,10 @@ class RayExecutor:
 
     def run(self, jobs: list[Job]) -> Iterator[tuple[str, Any]]:
         pending = {
-            self._remote.options(num_cpus=job.threads).remote(job.fn, job.kwargs, job.threads): job.key for job in jobs
+            self._remote.options(num_cpus=job.threads, num_gpus=self.gpus_per_job).remote(
+                job.fn, job.kwargs, job.threads
+            ): job.key
+            for job in jobs
         }
         try:
             while pending:
@@ -165,15 +215,40 @@ class RayExecutor:
             self._started = False
 
 
-def make_executor(kind: str = "local", *, workers: int = 2, address: str | None = None) -> Executor:
-    """The executor a user asked for (`--executor local|ray`)."""
+def make_executor(
+    kind: str = "local",
+    *,
+    workers: int = 2,
+    address: str | None = None,
+    gpus_per_job: float | None = None,
+    compute: str = "cpu",
+    nice: int = 0,
+) -> Executor:
+    """The executor a user asked for (`--executor local|ray`).
+
+    Ray jobs ask for `gpus_per_job` GPUs; None means one GPU each when the jobs compute on
+    CUDA (`compute` cuda, or auto where this machine has CUDA), else none.
+    """
     if kind == "local":
         if address:
             raise ConfigError("--address is for --executor ray (a Ray cluster); the local executor takes none")
         return LocalExecutor(workers)
     if kind == "ray":
-        return RayExecutor(workers, address)
+        gpus = gpus_per_job if gpus_per_job is not None else float(computes_on_cuda(compute))
+        return RayExecutor(workers, address, gpus_per_job=gpus, nice=nice)
     raise ConfigError(f"--executor {kind!r}: choose one of {', '.join(EXECUTORS)}")
+
+
+def computes_on_cuda(compute: str) -> bool:
+    """Whether jobs given `compute` (auto|cpu|cuda[:i]) will run on a GPU."""
+    compute = (compute or "auto").lower()
+    if compute.startswith("cuda"):
+        return True
+    if compute == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
 
 
 def threads_per_job(workers: int) -> int:

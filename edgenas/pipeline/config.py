@@ -54,13 +54,47 @@ class _Strict(BaseModel):
 
 
 class DatasetSection(_Strict):
-    """Which data, and how much of it the pipeline's training stages use."""
+    """Which data, and how much of it the pipeline's training stages use.
+
+    `resolution` (the input side) is `resize` under its issue-20 name; give either.
+    `in_memory`, `skip_bad` and `workers` say how training jobs read images (searches
+    and screening hold their subsets in memory).
+    """
 
     name: str = "fashion-mnist"
     data_dir: str | None = None
     subset: int | None = Field(12000, ge=1, description="training images used (stratified, seeded)")
     val_fraction: float = Field(0.1, gt=0, lt=1)
     resize: int | None = Field(None, ge=1)
+    resolution: int | None = Field(None, ge=1, description="input side (same as resize)")
+    in_memory: Literal["auto"] | bool = Field(
+        "auto", description="true: float tensors; false: decode per batch; auto: stream folders and data over 2 GiB"
+    )
+    skip_bad: bool = Field(False, description="leave out unreadable images (counted) instead of stopping")
+    workers: int | None = Field(None, ge=0, description="processes decoding streamed batches (default: cores - 1)")
+
+    @model_validator(mode="after")
+    def _resolution(self) -> DatasetSection:
+        if self.resolution is not None:
+            if self.resize is not None and self.resize != self.resolution:
+                raise ValueError(f"resolution {self.resolution} and resize {self.resize} differ; give one of them")
+            self.resize, self.resolution = self.resolution, None
+        return self
+
+
+# Dataset options added by issue 20: left out of a run's recorded options while at their
+# defaults, so runs recorded before them resume (their jobs then read data as they did).
+NEW_DATASET_DEFAULTS: dict[str, Any] = {"resolution": None, "in_memory": "auto", "skip_bad": False, "workers": None}
+
+
+def recorded_options(cfg: RunConfig) -> dict[str, Any]:
+    """The options a run records and a resume compares (the executor section is not among them)."""
+    options = cfg.model_dump(mode="json", exclude={"executor"})
+    dataset = options["dataset"]
+    for key, default in NEW_DATASET_DEFAULTS.items():
+        if key in dataset and dataset[key] == default:
+            del dataset[key]
+    return options
 
 
 class SpaceSection(_Strict):
@@ -153,6 +187,10 @@ class ExecutorSection(_Strict):
     threads: int | None = Field(
         None, ge=1, description="torch threads per job (default: this machine's cores shared among the jobs)"
     )
+    gpus_per_job: float | None = Field(
+        None, ge=0, description="Ray: GPUs per job, fractions share one (default: 1 when computing on CUDA, else 0)"
+    )
+    nice: int = Field(0, ge=0, le=19, description="Ray: niceness of a local instance's workers (Ray's own: 15)")
 
 
 class RunConfig(_Strict):

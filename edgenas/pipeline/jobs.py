@@ -184,8 +184,9 @@ def train_job(
     done = _finished(out)
     if done is not None:
         return done
+    workers = dataset.get("workers")
     if _started(out):
-        return train_arch(arch, resume=out, command=command, device=compute, quiet=True)
+        return train_arch(arch, resume=out, command=command, device=compute, quiet=True, data_workers=workers)
     return train_arch(
         arch,
         space=space,
@@ -194,6 +195,9 @@ def train_job(
         subset=dataset["subset"],
         val_fraction=dataset["val_fraction"],
         resize=dataset["resize"],
+        in_memory=dataset.get("in_memory", True),
+        skip_bad=dataset.get("skip_bad", False),
+        data_workers=workers,
         width=width,
         cells=cells,
         train=TrainConfig(**train),

@@ -28,7 +28,7 @@ from edgenas.core.rundir import RunDir
 from edgenas.core.space import NetShape
 from edgenas.distill.teacher_net import default_teacher_arch
 from edgenas.exec.executor import Executor, Job, make_executor, run_all, threads_per_job
-from edgenas.pipeline.config import RunConfig, load_run_config
+from edgenas.pipeline.config import RunConfig, load_run_config, recorded_options
 from edgenas.search.methods import METHODS, SearchMethod, aimed_at, search_job_key
 
 STAGES = ("screen", "search", "select", "teacher", "distill", "export", "report")
@@ -38,18 +38,47 @@ def _check_dicts(checks: list[Any]) -> list[dict[str, Any]]:
     return [{"budget": c.budget, "limit": c.limit, "value": c.value, "passed": c.passed} for c in checks]
 
 
+# Job-result fields that hold paths: stored relative to the run folder, so a run folder can
+# be moved (or mounted elsewhere on another node) and resumed.
+PATH_FIELDS = ("run_dir", "folder", "teacher")
+
+
+def _rebase(obj: Any, convert: Any) -> Any:
+    """`obj` with every path field (at any depth) passed through `convert`."""
+    if isinstance(obj, dict):
+        return {
+            k: convert(v) if k in PATH_FIELDS and isinstance(v, str) else _rebase(v, convert) for k, v in obj.items()
+        }
+    if isinstance(obj, list):
+        return [_rebase(v, convert) for v in obj]
+    return obj
+
+
 class PipelineState:
-    """`state.json`: finished jobs' results and the seconds spent in each stage (all sessions)."""
+    """`state.json`: finished jobs' results and the seconds spent in each stage (all sessions).
+
+    In memory the paths of job results are absolute (where the run folder is now); on disk
+    those inside the run folder are relative to it (older runs' absolute paths are kept).
+    """
 
     def __init__(self, run: RunDir) -> None:
         self.path = run.file("state.json")
+        self.root = run.path.resolve()
         data = json.loads(self.path.read_text()) if self.path.is_file() else {}
-        self.jobs: dict[str, Any] = data.get("jobs", {})
+        self.jobs: dict[str, Any] = _rebase(data.get("jobs", {}), self._absolute)
         self.seconds: dict[str, float] = data.get("seconds", {})
         self.sessions: int = data.get("sessions", 0)
 
+    def _absolute(self, path: str) -> str:
+        return str(self.root / path) if not os.path.isabs(path) else path
+
+    def _relative(self, path: str) -> str:
+        p = Path(path)
+        return str(p.relative_to(self.root)) if p.is_absolute() and p.is_relative_to(self.root) else path
+
     def save(self) -> None:
-        atomic_write_json(self.path, {"jobs": self.jobs, "seconds": self.seconds, "sessions": self.sessions})
+        jobs = _rebase(self.jobs, self._relative)
+        atomic_write_json(self.path, {"jobs": jobs, "seconds": self.seconds, "sessions": self.sessions})
 
     def record(self, key: str, result: Any) -> None:
         self.jobs[key] = result
@@ -102,12 +131,13 @@ def run_pipeline(
     workers: int | None = None,
     threads: int | None = None,
     compute: str = "auto",
+    gpus_per_job: float | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) the whole pipeline for a config file; returns `results.json`'s content.
 
     Give `config_file`, or `example`: the name of a config shipped in `edgenas/configs`
-    (`"quick"`: the short demo). `executor`, `address`, `workers` and `threads` override the
+    (`"quick"`: the short demo). `executor`, `address`, `workers`, `threads` and `gpus_per_job` override the
     config's `executor` section (they change where and how fast jobs run, not which jobs; a
     resume may change them, though another thread count can move the last digits of a float
     result).
@@ -127,7 +157,7 @@ def run_pipeline(
         cfg.executor.threads = threads
     resolved = {
         "config_file": str(config_file),
-        "options": cfg.model_dump(mode="json", exclude={"executor"}),
+        "options": recorded_options(cfg),
         "profiles": [p.model_dump(mode="json") for p in profiles],
     }
     if resume is not None and run_dir is not None:
@@ -137,6 +167,9 @@ def run_pipeline(
         executor or ex_cfg.kind,
         workers=workers or ex_cfg.workers,
         address=address if address is not None else ex_cfg.address,
+        gpus_per_job=gpus_per_job if gpus_per_job is not None else ex_cfg.gpus_per_job,
+        compute=compute,
+        nice=ex_cfg.nice,
     )
     try:
         run = _open_run(resume, run_dir, resolved, config_file)
@@ -205,6 +238,9 @@ class Pipeline:
             "subset": d.subset,
             "val_fraction": d.val_fraction,
             "resize": d.resize,
+            "in_memory": d.in_memory,
+            "skip_bad": d.skip_bad,
+            "workers": d.workers,
         }
         info = dataset_info(d.name, d.data_dir, resize=d.resize)
         self.shape = NetShape.for_data(info, cfg.space.width, cfg.space.cells)

@@ -28,6 +28,7 @@ from torch import nn
 
 from edgenas.core.atomic import atomic_torch_save
 from edgenas.core.errors import ConfigError, Interrupted, ResumeError
+from edgenas.core.precision import Precision, resolve_precision
 from edgenas.core.progress import progress_bar
 from edgenas.core.rundir import RunDir
 
@@ -172,6 +173,22 @@ class BilevelSearch(ABC):
     def _epoch_status(self, rec: dict[str, Any]) -> str | None:
         """Progress-bar status after an epoch, or None to leave the last step's."""
         return None
+
+    def step_precision(self) -> Precision:
+        """How the steps compute: bf16 autocast and channels_last on CUDA; fp32 NCHW on CPU.
+
+        CPU searches stay bit-exact. GPUs without bf16 run fp32: the α steps take gradients
+        with `autograd.grad`, which a loss scaler does not reach. The net is converted to
+        channels_last on first use.
+        """
+        if getattr(self, "_precision", None) is None:
+            p = resolve_precision(self.device, fp16=False)
+            if self.device.type != "cuda":
+                p = Precision(self.device, None, False)
+            if p.channels_last:
+                self.net.to(memory_format=torch.channels_last)
+            self._precision = p
+        return self._precision
 
     def epoch_batches(self) -> tuple[bool, Iterator[tuple[Any, Any]]]:
         """Whether α is searched this epoch, and the epoch's (w batch, α batch or None) pairs.

@@ -141,6 +141,7 @@ def _start_from_teacher(
     data = _load(opts)
     teacher_for(teacher, NetShape.for_data(data.info, opts["width"], opts["cells"]))
     run = RunDir.create("search", run_dir)
+    opts["teacher_rel"] = run.relative(teacher)
     run.write_config({"command": "search", "options": opts})
     return _search(run, opts, compute=compute, quiet=quiet, data=data)
 
@@ -149,7 +150,7 @@ def _search(run: RunDir, opts: dict[str, Any], *, compute: str, quiet: bool, dat
     """Run (or resume) the method the run was started with, aimed at a device or a teacher."""
     spec = METHODS.get(opts["method"])
     if spec.aims_at == "teacher":
-        specific: dict[str, Any] = {"teacher_path": opts["teacher"]}
+        specific: dict[str, Any] = {"teacher_path": run.locate(opts["teacher"], opts.get("teacher_rel"))}
     else:
         specific = {"profile": DeviceProfile(**opts["profile"])}
     cfg = spec.config(**{LEGACY: dict(spec.legacy_options), **opts["options"]})  # fills options an old run lacks

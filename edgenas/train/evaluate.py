@@ -7,19 +7,26 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from edgenas.core.precision import Precision, resolve_precision
+
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device) -> dict:
-    """Top-1 accuracy (fraction) and mean cross-entropy over all batches."""
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    precision: Precision | None = None,
+) -> dict:
+    """Top-1 accuracy (fraction) and mean cross-entropy over all batches (loss in fp32 under AMP)."""
     was_training = model.training
     model.eval()
     correct, total, loss_sum = 0, 0, 0.0
-    channels_last = device.type == "cpu"
+    precision = precision or resolve_precision(device)
     for x, y in batches:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        logits = model(x)
+        x = precision.inputs(x)
+        with precision.autocast():
+            logits = model(x).float()
         loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
         total += y.numel()

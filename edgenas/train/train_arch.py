@@ -36,6 +36,9 @@ def train_arch(
     subset: int | None = None,
     val_fraction: float = 0.1,
     resize: int | None = None,
+    in_memory: bool | str = "auto",
+    data_workers: int | None = None,
+    skip_bad: bool = False,
     device: str = "auto",
     run_dir: str | Path | None = None,
     resume: str | Path | None = None,
@@ -54,13 +57,15 @@ def train_arch(
     trained as a generic teacher together with its student supernet. `auxiliary_weight` and
     `drop_path` switch on DARTS' final-training extras (`edgenas.train.extras`; networks of
     spaces without them refuse). `command` names the run ("train", "distill", "teacher").
+    `in_memory` (auto|true|false), `data_workers` and `skip_bad`: how the images are read
+    (`edgenas.data.load_dataset`; auto streams image folders and datasets over 2 GiB).
     With `resume`, the options stored in that run's `config.yaml` are used and training
-    continues after the last completed epoch.
+    continues after the last completed epoch (`data_workers` may change: batches do not).
     """
     if resume is not None:
         run = RunDir.open_existing(resume, command)
         opts = run.read_config()["options"]
-        return _train(run, opts, device=device, quiet=quiet, command=command)
+        return _train(run, opts, device=device, quiet=quiet, command=command, data_workers=data_workers)
     sp = get_space(space)
     arch_str = str(sp.parse(arch))  # validate (and canonicalise) before creating anything
     cfg = train or TrainConfig()
@@ -74,6 +79,7 @@ def train_arch(
         "subset": subset,
         "val_fraction": val_fraction,
         "resize": resize,
+        "in_memory": _in_memory_option(in_memory),
         "train": cfg.model_dump(),
         "teacher": str(teacher) if teacher else None,
         "kd": KDConfig(**(kd or {})).model_dump() if teacher else None,
@@ -82,32 +88,59 @@ def train_arch(
     extras.check_options(auxiliary_weight, drop_path)
     if auxiliary_weight or drop_path:  # recorded only when used: other runs' options stay as they were
         opts.update(auxiliary_weight=auxiliary_weight, drop_path=drop_path)
+    if skip_bad:
+        opts["skip_bad"] = True
     # Load data first: a bad dataset must fail before a run folder is created.
-    data = load_dataset(dataset, data_dir, seed=cfg.seed, val_fraction=val_fraction, subset=subset, resize=resize)
+    data = _load(opts, cfg.seed, data_workers)
     if teacher:  # a teacher that cannot teach this data or space fails before a run folder is created too
         _, info = teacher_for(teacher, NetShape.for_data(data.info, width, cells))
         check_student_space(teacher, info, space)
     if extras.wanted(opts):
         extras.refuse_unsupported(sp.build(sp.parse(arch_str), NetShape.for_data(data.info, width, cells)), space)
     run = RunDir.create(command, run_dir)
+    if teacher:  # also relative to the run, so a moved tree of runs finds it
+        opts["teacher_rel"] = run.relative(teacher)
     run.write_config({"command": command, "options": opts})
     return _train(run, opts, device=device, quiet=quiet, data=data, command=command)
 
 
+def _in_memory_option(value: bool | str) -> bool | str:
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return value
+
+
+def _load(opts: dict[str, Any], seed: int, workers: int | None):
+    """The run's data; runs made before `in_memory` was recorded held their data in memory."""
+    return load_dataset(
+        opts["dataset"],
+        opts["data_dir"],
+        seed=seed,
+        val_fraction=opts["val_fraction"],
+        subset=opts["subset"],
+        resize=opts["resize"],
+        in_memory=opts.get("in_memory", True),
+        workers=workers,
+        skip_bad=opts.get("skip_bad", False),
+    )
+
+
 def _train(
-    run: RunDir, opts: dict[str, Any], *, device: str, quiet: bool, data=None, command: str = "train"
+    run: RunDir,
+    opts: dict[str, Any],
+    *,
+    device: str,
+    quiet: bool,
+    data=None,
+    command: str = "train",
+    data_workers: int | None = None,
 ) -> dict[str, Any]:
     cfg = TrainConfig(**opts["train"])
     dev = resolve_device(device)
+    if opts.get("teacher"):
+        opts = {**opts, "teacher": run.locate(opts["teacher"], opts.get("teacher_rel"))}
     if data is None:
-        data = load_dataset(
-            opts["dataset"],
-            opts["data_dir"],
-            seed=cfg.seed,
-            val_fraction=opts["val_fraction"],
-            subset=opts["subset"],
-            resize=opts["resize"],
-        )
+        data = _load(opts, cfg.seed, data_workers)
     sp = get_space(opts["space"])
     shape = NetShape.for_data(data.info, opts["width"], opts["cells"])
     seed_everything(cfg.seed)
@@ -127,7 +160,14 @@ def _train(
             hooks = extras.DropPathSchedule(net, opts["drop_path"])
     trainer = Trainer(model, data, cfg, dev, run=run, loss_fn=loss_fn, quiet=quiet, hooks=hooks)
     resumed_from = trainer.epoch if trainer.load_checkpoint() else None
-    run.event("start", resumed_from_epoch=resumed_from, device=str(dev), threads=torch.get_num_threads())
+    run.event(
+        "start",
+        resumed_from_epoch=resumed_from,
+        device=str(dev),
+        threads=torch.get_num_threads(),
+        precision=trainer.precision.describe(),
+        streaming=data.streaming,
+    )
     t0 = time.perf_counter()
     try:
         result = trainer.fit()
@@ -164,6 +204,9 @@ def _train(
         "generic": opts.get("generic"),
         **{k: opts[k] for k in ("auxiliary_weight", "drop_path") if k in opts},
         "device": str(dev),
+        "precision": trainer.precision.describe(),
+        "streaming": data.streaming,
+        **({"skipped_images": trainer.train_batches.skipped} if data.streaming else {}),
         "threads": torch.get_num_threads(),
         "resumed_from_epoch": resumed_from,
         "wall_seconds_this_session": round(time.perf_counter() - t0, 2),

@@ -27,9 +27,11 @@ from torch import nn
 
 from edgenas.core.atomic import atomic_torch_save
 from edgenas.core.errors import ResumeError, UserError
+from edgenas.core.precision import Precision, clip_and_step, resolve_precision
 from edgenas.core.progress import progress_bar
 from edgenas.core.rundir import RunDir
-from edgenas.data import BatchLoader, Split
+from edgenas.data.base import Split, make_loader
+from edgenas.data.stream import StreamSplit
 from edgenas.train.evaluate import evaluate
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -45,7 +47,7 @@ class TrainingDiverged(UserError):
 class TrainData(Protocol):
     """What the trainer reads from a dataset: the training split (the hooks read the rest)."""
 
-    train: Split
+    train: Split | StreamSplit
 
 
 class TrainConfig(BaseModel):
@@ -62,7 +64,7 @@ class TrainConfig(BaseModel):
     schedule: Literal["cosine", "onecycle"] = "onecycle"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     grad_clip: float | None = Field(5.0, gt=0)
-    augment: Literal["crop-flip"] | None = None
+    augment: Literal["crop-flip", "rrc-flip"] | None = None
     eval_batch_size: int = Field(512, ge=1)
     seed: int = 0
 
@@ -151,18 +153,13 @@ class ClassificationHooks(TrainHooks):
     """The default: validation accuracy after every epoch, test accuracy and loss at the end."""
 
     def evaluate(self, trainer: Trainer) -> dict[str, Any]:
-        val: Split = trainer.data.val  # type: ignore[attr-defined]
+        val: Split | StreamSplit = trainer.data.val  # type: ignore[attr-defined]
         if not len(val):
             return {"val_accuracy": None}
-        return {
-            "val_accuracy": evaluate(trainer.model, BatchLoader(val, trainer.cfg.eval_batch_size), trainer.device)[
-                "accuracy"
-            ]
-        }
+        return {"val_accuracy": trainer.evaluate(val)["accuracy"]}
 
     def test(self, trainer: Trainer) -> dict[str, Any]:
-        split: Split = trainer.data.test  # type: ignore[attr-defined]
-        test = evaluate(trainer.model, BatchLoader(split, trainer.cfg.eval_batch_size), trainer.device)
+        test = trainer.evaluate(trainer.data.test)  # type: ignore[attr-defined]
         return {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "test_images": test["n"]}
 
 
@@ -172,8 +169,11 @@ class Trainer:
     `hooks` (default `ClassificationHooks`) adapt the loop to a task; `params` are what the
     optimiser trains and clipping sees (default: every parameter that requires grad);
     `checkpoint` names the checkpoint file in the run, so several trainers (stages) can
-    share one run; `channels_last` (default: on CPU) sets the memory format of the model
-    and its inputs; `name` labels the progress bar and errors.
+    share one run; `precision` (default: `resolve_precision(device)`: AMP on CUDA, never on
+    CPU) sets autocast and loss scaling; `channels_last` (default: the precision's, on
+    unless switched off) sets the memory format of the model and its inputs; `name` labels
+    the progress bar and errors. Streaming splits are read through their `StreamLoader`
+    (pinned batches on CUDA).
     """
 
     def __init__(
@@ -191,6 +191,7 @@ class Trainer:
         checkpoint: str = CHECKPOINT,
         channels_last: bool | None = None,
         name: str | None = None,
+        precision: Precision | None = None,
     ) -> None:
         self.cfg = cfg
         self.device = device
@@ -200,17 +201,23 @@ class Trainer:
         self.hooks = hooks or ClassificationHooks()
         self.checkpoint_name = checkpoint
         self.name = name
-        self.channels_last = device.type == "cpu" if channels_last is None else channels_last  # ~1.4x on CPU
+        precision = precision or resolve_precision(device, channels_last=channels_last)
+        if channels_last is not None and channels_last != precision.channels_last:
+            precision = Precision(precision.device, precision.amp_dtype, channels_last)
+        self.precision = precision
+        self.channels_last = precision.channels_last
+        self.scaler = precision.scaler()
         self.model = model.to(device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.loss_fn = loss_fn or cross_entropy_loss(cfg.label_smoothing)
-        self.train_batches = BatchLoader(
-            data.train, cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=True, augment=cfg.augment
+        pin = device.type == "cuda"
+        self.train_batches = make_loader(
+            data.train, cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=True, augment=cfg.augment, pin_memory=pin
         )
         if len(self.train_batches) == 0:
-            self.train_batches = BatchLoader(
-                data.train, cfg.batch_size, shuffle=True, seed=cfg.seed, augment=cfg.augment
+            self.train_batches = make_loader(
+                data.train, cfg.batch_size, shuffle=True, seed=cfg.seed, augment=cfg.augment, pin_memory=pin
             )
         self.opt = make_optimizer(self.model, cfg, params)
         self.params = params  # what clipping sees; None: every parameter (those without grads are skipped)
@@ -218,6 +225,11 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.history: list[dict] = []
         self.train_seconds = 0.0
+
+    def evaluate(self, split: Split | StreamSplit) -> dict[str, Any]:
+        """Accuracy and loss of the model on `split` (this trainer's device, precision and memory format)."""
+        batches = make_loader(split, self.cfg.eval_batch_size, pin_memory=self.device.type == "cuda")
+        return evaluate(self.model, batches, self.device, self.precision)
 
     # -- checkpoints -------------------------------------------------------------------
     def checkpoint_path(self) -> Path | None:
@@ -239,6 +251,8 @@ class Trainer:
         extra = self.hooks.state_dict()
         if extra:
             state["hooks"] = extra
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
         atomic_torch_save(path, state)
 
     def load_checkpoint(self) -> bool:
@@ -260,6 +274,8 @@ class Trainer:
         self.sched.load_state_dict(state["scheduler"])
         if "hooks" in state:
             self.hooks.load_state_dict(state["hooks"])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
         self.epoch = state["epoch"]
         self.history = state["history"]
         self.train_seconds = state["train_seconds"]
@@ -276,19 +292,22 @@ class Trainer:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            loss = self.loss_fn(self.model, x, y)
+            with self.precision.autocast():
+                loss = self.loss_fn(self.model, x, y)
             if not torch.isfinite(loss):
                 who = f"{self.name}: " if self.name else ""
                 raise TrainingDiverged(
                     f"{who}training diverged at epoch {self.epoch + 1} step {step} (loss={loss.item()}); lower --lr"
                 )
             self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.hooks.after_backward(self, step)
-            if self.cfg.grad_clip:
-                clip = self.model.parameters() if self.params is None else self.params
-                nn.utils.clip_grad_norm_(clip, self.cfg.grad_clip)
-            self.opt.step()
+            clip_and_step(
+                self.opt,
+                self.scaler,
+                loss,
+                self.model.parameters() if self.params is None else self.params,
+                self.cfg.grad_clip,
+                after_backward=lambda step=step: self.hooks.after_backward(self, step),
+            )
             self.hooks.after_step(self, step)
             self.sched.step()
             loss_sum += loss.item() * y.numel()

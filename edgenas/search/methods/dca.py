@@ -293,11 +293,14 @@ class DCASearch(BilevelSearch):
         w_loss = a_loss = 0.0
         correct = seen = 0
         start = time.perf_counter()
+        prec = self.step_precision()
         for step, ((x, y), vb) in enumerate(batches):
             if vb is not None:
-                xv, yv = vb[0].to(self.device), vb[1].to(self.device)
-                a_loss += self.alpha_step(xv, yv)
-            loss, hit = self.w_step(x.to(self.device), y.to(self.device))
+                xv, yv = prec.inputs(vb[0].to(self.device)), vb[1].to(self.device)
+                with prec.autocast():
+                    a_loss += self.alpha_step(xv, yv)
+            with prec.autocast():
+                loss, hit = self.w_step(prec.inputs(x.to(self.device)), y.to(self.device))
             w_loss += loss
             correct += hit
             seen += y.numel()

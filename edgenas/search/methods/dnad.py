@@ -1034,8 +1034,10 @@ class SNPSSearch(BilevelSearch):
         self.train_batches.set_epoch(self.epoch)
         w_loss, correct, seen = 0.0, 0, 0
         start, cpu = time.perf_counter(), time.process_time()
+        prec = self.step_precision()
         for step, (x, y, idx) in enumerate(self.train_batches):
-            loss, hit = self.one_level_step(x.to(self.device), y.to(self.device), idx, search)
+            with prec.autocast():
+                loss, hit = self.one_level_step(prec.inputs(x.to(self.device)), y.to(self.device), idx, search)
             w_loss += loss
             correct += hit
             seen += y.numel()
@@ -1076,12 +1078,15 @@ class SNPSSearch(BilevelSearch):
         w_loss = a_loss = ent = 0.0
         correct = seen = 0
         start, cpu = time.perf_counter(), time.process_time()
+        prec = self.step_precision()
         for step, ((x, y, idx), vb) in enumerate(batches):
             if vb is not None:
-                la, le = self.alpha_step(vb[0].to(self.device), vb[1].to(self.device), vb[2])
+                with prec.autocast():
+                    la, le = self.alpha_step(prec.inputs(vb[0].to(self.device)), vb[1].to(self.device), vb[2])
                 a_loss += la
                 ent += le
-            loss, hit = self.w_step(x.to(self.device), y.to(self.device), idx)
+            with prec.autocast():
+                loss, hit = self.w_step(prec.inputs(x.to(self.device)), y.to(self.device), idx)
             w_loss += loss
             correct += hit
             seen += y.numel()

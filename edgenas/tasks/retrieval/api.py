@@ -22,7 +22,9 @@ from edgenas.core.errors import ConfigError, Interrupted
 from edgenas.core.rundir import RunDir
 from edgenas.core.seeding import derive_seed, seed_everything
 from edgenas.cost import count_flops, count_params
-from edgenas.data import BatchLoader, Split
+from edgenas.data import Split
+from edgenas.data.base import make_loader
+from edgenas.data.stream import StreamSplit
 from edgenas.tasks.retrieval.data import RetrievalSplits, load_retrieval
 from edgenas.tasks.retrieval.metrics import retrieval_metrics
 from edgenas.tasks.retrieval.model import ResNetConfig, ResNetEmbed, load_embedding_model, save_embedding_model
@@ -137,10 +139,10 @@ def _run(
 
 
 @torch.no_grad()
-def embed_split(model: nn.Module, split: Split, device: torch.device, batch: int = 512) -> torch.Tensor:
+def embed_split(model: nn.Module, split: Split | StreamSplit, device: torch.device, batch: int = 512) -> torch.Tensor:
     """Embeddings of a whole split, in eval mode."""
     model.eval()
-    return torch.cat([model(x.to(device)).cpu() for x, _ in BatchLoader(split, batch)])
+    return torch.cat([model(x.to(device)).cpu() for x, _ in make_loader(split, batch)])
 
 
 def evaluate_retrieval(model: nn.Module, data: RetrievalSplits, device: torch.device) -> dict[str, Any]:

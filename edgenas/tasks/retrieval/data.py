@@ -19,15 +19,16 @@ from edgenas.core.errors import DataError
 from edgenas.core.seeding import numpy_rng
 from edgenas.data.base import DataInfo, Split
 from edgenas.data.datasets import load_dataset
+from edgenas.data.stream import StreamSplit
 
 
 @dataclass
 class RetrievalSplits:
     """Train split (ids as class labels), and query/gallery splits drawn from the test split."""
 
-    train: Split
-    query: Split
-    gallery: Split
+    train: Split | StreamSplit
+    query: Split | StreamSplit
+    gallery: Split | StreamSplit
     info: DataInfo
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -62,13 +63,30 @@ def load_retrieval(
     test_subset: int | None = None,
     query_fraction: float = 0.1,
     resize: int | None = None,
+    in_memory: bool | str = True,
+    workers: int | None = None,
 ) -> RetrievalSplits:
-    """Load a dataset (see `edgenas.data.load_dataset`) as retrieval train/query/gallery splits."""
+    """Load a dataset (see `edgenas.data.load_dataset`) as retrieval train/query/gallery splits.
+
+    `in_memory`/`workers` as in `load_dataset`: streamed or not, the identities drawn for
+    query and gallery are the same.
+    """
     data = load_dataset(
-        name, data_dir, seed=seed, val_fraction=0.0, subset=subset, test_subset=test_subset, resize=resize
+        name,
+        data_dir,
+        seed=seed,
+        val_fraction=0.0,
+        subset=subset,
+        test_subset=test_subset,
+        resize=resize,
+        in_memory=in_memory,
+        workers=workers,
     )
     q, g = query_gallery_split(data.test.labels.numpy(), query_fraction, seed)
     test = data.test
-    query = Split(test.images[q], test.labels[q])
-    gallery = Split(test.images[g], test.labels[g])
+    if isinstance(test, StreamSplit):
+        query, gallery = test.select(q), test.select(g)
+    else:
+        query = Split(test.images[q], test.labels[q])
+        gallery = Split(test.images[g], test.labels[g])
     return RetrievalSplits(data.train, query, gallery, data.info, data.mean, data.std)
