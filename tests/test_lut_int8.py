@@ -59,6 +59,22 @@ def test_int8_op_graphs_are_quantized(tmp_path: Path) -> None:
         assert {"QuantizeLinear", "DequantizeLinear"} <= ops, name
 
 
+def test_int8_check_times_quantized_networks(int8_table: LatencyTable, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgenas.cost.lut import check, check_table
+
+    quantized: list[Path] = []
+    quantize = check.quantize_network
+
+    def spy(path: Path, *args: object) -> Path:
+        quantized.append(path)
+        return quantize(path, *args)
+
+    monkeypatch.setattr(check, "quantize_network", spy)
+    res = check_table(int8_table, SHAPE, 2, 0, warmup=1, repeats=2)
+    assert res["precision"] == "int8" and res["n"] == 2
+    assert len(quantized) == 3  # the 2 networks and the reference network
+
+
 def test_fp32_table_stays_schema_2(int8_table: LatencyTable, tmp_path: Path) -> None:
     fp32 = replace(int8_table, precision="fp32", path=None)
     doc = json.loads(fp32.save(tmp_path / "f.lut.json").read_text())
