@@ -109,6 +109,7 @@ def _minimal() -> dict:
         (lambda d: {**d, "optimized": {"conv_1x1:4x8x8#1": {"node": "x"}}}, "malformed"),
         (lambda d: {**d, "threads": 0}, "threads"),
         (lambda d: {**d, "kit": {**d["kit"], "spec": {**d["kit"]["spec"], "space": "nope"}}}, "'nope'"),
+        (lambda d: {**d, "kit": {**d["kit"], "spec": {**d["kit"]["spec"], "precision": "int4"}}}, "'int4'"),
     ],
 )
 def test_bad_timings_file_is_one_line(tmp_path: Path, change, needle: str) -> None:

@@ -28,6 +28,11 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=positive_int, help="untimed runs per graph (20; --check: the table's)")
     p.add_argument("--repeats", type=positive_int, help="timed runs per graph (1000; --check: the table's)")
     p.add_argument(
+        "--precision",
+        choices=("fp32", "int8"),
+        help="time the ops float32 or quantized as `export --int8` does (fp32; --check / --import: the table's)",
+    )
+    p.add_argument(
         "--check",
         nargs="?",
         const=True,
@@ -66,7 +71,7 @@ def handle(args: argparse.Namespace) -> int:
         return 0
     if args.name is None or args.resolution is None:
         raise UserError("edgenas profile-device needs --name NAME and --resolution R (or --check TABLE)")
-    table = call(profile_device, args, threads=args.threads or 1)
+    table = call(profile_device, args, threads=args.threads or 1, precision=args.precision or "fp32")
     print_table(table)
     return 0
 
@@ -96,20 +101,22 @@ def handle_kit(args: argparse.Namespace) -> int:
             repeats=args.repeats,
             n=args.n,
             seed=args.seed,
+            precision=args.precision or "fp32",
             name=args.name or "device",
             quiet=args.quiet,
         )
         from edgenas.report.tables import stdout
 
         stdout.print(
-            f"kit written to {args.kit}: {len(manifest['graphs'])} op graphs, {len(manifest['nets'])} whole networks. "
+            f"kit written to {args.kit}: {len(manifest['graphs'])} {manifest['spec']['precision']} op graphs, "
+            f"{len(manifest['nets'])} whole networks. "
             f"Copy the folder to the device and run `python runner.py` there (needs only numpy and onnxruntime); "
             f"then `edgenas profile-device --import {manifest['name']}.timings.json --check`"
         )
         return 0
     if args.check not in (None, True):
         raise UserError("profile-device --import FILE --check takes no TABLE: it checks with the kit's own timings")
-    table, data = kit.import_timings(args.import_file, out=args.out)
+    table, data = kit.import_timings(args.import_file, out=args.out, precision=args.precision)
     print_table(table)
     if args.check is True:
         from edgenas.core.atomic import atomic_write_json
@@ -130,7 +137,7 @@ def print_table(table: Any) -> None:
 
     stdout.print(
         rows_table(
-            f"{table.name}: {table.space} op latencies, {table.threads} thread(s)",
+            f"{table.name}: {table.space} {table.precision} op latencies, {table.threads} thread(s)",
             table.kernels.SUMMARY_COLUMNS,
             lut.summary_rows(table),
         )

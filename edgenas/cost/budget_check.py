@@ -29,6 +29,9 @@ def measure_for_device(
     profile's threads/warm-up/repeats. `source: table`: the latency is predicted from the
     profile's latency table (`LatencyTable.predict_ms` of the model's arch and shape), so
     the model must be a network of the table's space (`.arch`, `.shape`) of a shape it covers.
+    An INT8 profile's latency is that of the INT8 network: its table must hold INT8 ops
+    (`latency_table_for` refuses another), and a measured latency is the model's INT8 file,
+    quantized as `edgenas export --int8` does (`quantized_latency_ms`), timed here.
     """
     spec = profile.latency
     want_latency = latency and profile.budgets.max_latency_ms is not None
@@ -46,6 +49,12 @@ def measure_for_device(
             raise ConfigError(f"input shape {tuple(input_shape)} differs from the network's {shape.input_shape}")
         cost = measure_cost(model, input_shape, latency=None)
         return replace(cost, latency_ms=table.predict_ms(arch, shape))
+    if want_latency and profile.precision == "int8":
+        from edgenas.export.quantize import quantized_latency_ms
+
+        cost = measure_cost(model, input_shape, latency=None)
+        timing = {"threads": spec.threads, "warmup": spec.warmup, "repeats": spec.repeats}
+        return replace(cost, latency_ms=quantized_latency_ms(model.eval(), tuple(input_shape), **timing))
     return measure_cost(
         model,
         input_shape,

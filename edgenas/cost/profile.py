@@ -30,6 +30,7 @@ def profile_device(
     threads: int = 1,
     warmup: int | None = None,
     repeats: int | None = None,
+    precision: str = "fp32",
     out: str | Path | None = None,
     quiet: bool = False,
 ) -> lut.LatencyTable:
@@ -37,6 +38,7 @@ def profile_device(
 
     `cells`: the cell counts to cover, for spaces whose frame depends on them (darts; NB201
     tables cover any). `warmup` / `repeats` left None keep the space's kernels' defaults.
+    `precision="int8"`: the op graphs are quantized (as `edgenas export --int8` does) and timed so.
     Returns the table (its `path` is the file written).
     """
     if space not in lut.SPACES:
@@ -51,6 +53,7 @@ def profile_device(
         num_classes=classes,
         widths=widths,
         threads=threads,
+        precision=precision,
         **options,
         quiet=quiet,
         name=name,
@@ -69,18 +72,22 @@ def check_latency_table(
     threads: int | None = None,
     warmup: int | None = None,
     repeats: int | None = None,
+    precision: str | None = None,
     out: str | Path | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Predicted against measured latency of `n` random networks (C=`width`, N=`cells`) here.
 
     `cells` left None is the space's usual check depth (`DEFAULT_CHECK_CELLS` of its kernels, else 1).
+    `precision`, when given, must be the table's (an INT8 table's networks are quantized and timed so).
 
     The rows go to `out` (default `TABLE.check.json`) and the plot next to it (`.png`);
     threads/warm-up/repeats left None are the table's. Returns `check_table`'s result plus
     `rows_file`, `plot` and `made_on` (the processor and onnxruntime of the table).
     """
     loaded = lut.LatencyTable.load(table)
+    if precision is not None:
+        loaded.require_precision(precision, f"profile-device --check --precision {precision}")
     if cells is None:
         cells = getattr(loaded.kernels, "DEFAULT_CHECK_CELLS", 1)
     shape = NetShape(width, cells, loaded.in_channels, loaded.resolution, loaded.num_classes)

@@ -58,12 +58,15 @@ def quantize_onnx(
     *,
     method: str = "minmax",
     per_channel: bool = True,
+    quantize_inputs: bool = False,
 ) -> Path:
     """Write the INT8 (QDQ) version of the float32 ONNX file `fp32_path` to `out`; returns `out`.
 
     `calibration`: float32 images (N, C, H, W) as the model sees them (normalised). The
     file is written beside `out` and renamed into place. A bad method is a `ConfigError`;
     a model onnxruntime cannot quantize an `ExportError` with its one-line reason.
+    `quantize_inputs`: quantize ops such as pooling even where their input is float (onnxruntime's
+    `ForceQuantizeNoInputCheck`): a one-op graph then runs the integer kernel it runs inside a network.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -92,7 +95,7 @@ def quantize_onnx(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=methods[method],
-            extra_options={"WeightSymmetric": True},
+            extra_options={"WeightSymmetric": True, "ForceQuantizeNoInputCheck": quantize_inputs},
         )
         os.replace(tmp, out)
     except (ConfigError, ExportError):
@@ -102,6 +105,28 @@ def quantize_onnx(
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+def random_calibration(input_shape: tuple[int, ...], n: int = 8, seed: int = 0, *tags: object) -> np.ndarray:
+    """`n` seeded standard-normal inputs of `input_shape` (C, H, W): calibration for timing, not for accuracy."""
+    return numpy_rng(seed, "int8-random-calibration", *tags).standard_normal((n, *input_shape)).astype(np.float32)
+
+
+def quantized_latency_ms(
+    model: Any, input_shape: tuple[int, ...], *, threads: int, warmup: int, repeats: int, seed: int = 0
+) -> float:
+    """Median batch-1 latency (ms) here of `model` exported and quantized as `edgenas export --int8` does,
+    calibrated on `random_calibration` (the ranges do not change which kernels run)."""
+    from edgenas.cost.latency import measure_onnx_latency
+    from edgenas.cost.measure import TIMING_EXPORTER
+    from edgenas.export.onnx import export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="edgenas-int8-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        fp32 = export_onnx(model, input_shape, path, dynamic_batch=False, prefer=TIMING_EXPORTER)
+        int8 = quantize_onnx(fp32, Path(tmp) / "model.int8.onnx", random_calibration(input_shape, seed=seed))
+        stats = measure_onnx_latency(int8, input_shape, threads=threads, warmup=warmup, repeats=repeats)
+    return stats.median_ms
 
 
 def onnx_accuracy(path: str | Path, images: Any, labels: Any, *, batch: int = 256, threads: int = 1) -> float:

@@ -8,7 +8,8 @@ rank and predict whole networks (MAPE, Kendall tau). A device profile points at 
 made on the real target with `latency: {source: table, table: FILE}`.
 
 - `table`: `LatencyTable` (file, schema, coverage, predictions), `latency_table_for`.
-- `timing`: sessions, interleaved block timing, small ONNX graphs, optimised graphs.
+- `timing`: sessions, interleaved block timing, small ONNX graphs, optimised graphs, and
+  `quantize_graphs` / `quantize_network` for INT8 tables (`precision`, `--precision int8`).
 - `check`: `check_table`, `check_plot`, `summary_rows`.
 - `runner`: the timing loop and session settings, numpy + onnxruntime only (the kit's `runner.py`).
 - `kit`: `write_kit`, `import_timings`, `check_kit`: a table made on a device without edgenas.

@@ -1,7 +1,7 @@
 """How well a latency table predicts whole networks on this machine, and its console summary.
 
-`check_table` exports random networks of the table's space, times them whole with the
-table's protocol and compares: MAPE, Kendall tau and Spearman rho of predicted against
+`check_table` exports random networks of the table's space (quantized, for an INT8 table),
+times them whole with the table's protocol and compares: MAPE, Kendall tau and Spearman rho of predicted against
 measured latency, plus the drift of the machine since profiling (the space's reference
 network is predicted by the frame measured at profiling time).
 """
@@ -20,7 +20,16 @@ import numpy as np
 from edgenas.core.errors import ConfigError
 from edgenas.core.space import NetShape
 from edgenas.cost.lut.table import LatencyTable
-from edgenas.cost.lut.timing import STATISTIC, Feed, check_settings, processor, round_count, session, time_interleaved
+from edgenas.cost.lut.timing import (
+    STATISTIC,
+    Feed,
+    check_settings,
+    processor,
+    quantize_network,
+    round_count,
+    session,
+    time_interleaved,
+)
 
 CHECK_SCHEMA_VERSION = 1  # of the result document (the table's own schema is `table.SCHEMA_VERSION`)
 
@@ -39,7 +48,8 @@ def check_table(
 ) -> dict[str, Any]:
     """Predicted against measured latency of `n` random distinct networks of the table's space.
 
-    Each network is exported and timed whole with onnxruntime under the table's threads,
+    Each network is exported (and quantized as `edgenas export --int8` does, for an INT8
+    table) and timed whole with onnxruntime under the table's threads,
     warm-up and repeats (overridable) and its timing statistic, all networks interleaved
     as the table's graphs were. Also timed: the space's reference network, whose
     prediction is the frame measured at profiling time, so `reference.drift_pct` tells how
@@ -75,6 +85,8 @@ def check_table(
             path = export_onnx(
                 space.build(arch, shape), shape.input_shape, Path(tmp) / f"n{i}.onnx", dynamic_batch=False
             )
+            if table.precision == "int8":
+                path = quantize_network(path, shape.input_shape, text)
             graphs[text] = session(path, threads)
             bar.advance(task)
         task = bar.add_task("time nets", total=round_count(repeats), status=f"{len(graphs)} nets, {repeats} runs each")
@@ -127,6 +139,7 @@ def compare_timed(
         "schema_version": CHECK_SCHEMA_VERSION,
         "table": str(table.path) if table.path else None,
         "device": table.name,
+        "precision": table.precision,
         "shape": asdict(shape),
         "n": len(rows),
         "statistic": STATISTIC,
@@ -173,7 +186,8 @@ def check_plot(path: str | Path, result: Mapping[str, Any]) -> Path:
     ax.set_ylabel("predicted latency (ms, sum of table entries)")
     shape = result["shape"]
     ax.set_title(
-        f"{result.get('device') or 'latency table'}: C={shape['width']} N={shape['cells']} "
+        f"{result.get('device') or 'latency table'} ({result.get('precision', 'fp32')}): "
+        f"C={shape['width']} N={shape['cells']} "
         f"{shape['resolution']}px, {result['n']} nets\nMAPE {result['mape_pct']:.1f} %, "
         f"Kendall τ {result['kendall_tau']:.3f}, Spearman ρ {result['spearman_rho']:.3f}",
         fontsize=9,

@@ -3,7 +3,8 @@
 `write_kit` writes, into one folder, every op graph a table of the space needs (the space's
 `profile_graphs`, the very files `edgenas profile-device` times in-process), whole networks
 for a check (the space's `check_archs` plus its reference network, at each width), a
-`kit.json` manifest and `runner.py` (`edgenas.cost.lut.runner`, copied verbatim). On the
+`kit.json` manifest and `runner.py` (`edgenas.cost.lut.runner`, copied verbatim); a kit for
+an INT8 table (`precision="int8"`) carries both quantized, as `profile_here` times them. On the
 device, `python runner.py` times them and writes `<name>.timings.json`; back here,
 `import_timings` validates that file and makes the table with the same code as an
 in-process profile (`table_from_timings`), and `check_kit` compares the table's
@@ -27,8 +28,21 @@ from edgenas.core.atomic import atomic_write_json
 from edgenas.core.errors import ConfigError
 from edgenas.core.space import NetShape
 from edgenas.cost.lut import runner
-from edgenas.cost.lut.table import LatencyTable, ProfileSpec, latency_kernels, latency_spaces, table_from_timings
-from edgenas.cost.lut.timing import DEFAULT_REPEATS, DEFAULT_WARMUP, check_settings
+from edgenas.cost.lut.table import (
+    PRECISIONS,
+    LatencyTable,
+    ProfileSpec,
+    latency_kernels,
+    latency_spaces,
+    table_from_timings,
+)
+from edgenas.cost.lut.timing import (
+    DEFAULT_REPEATS,
+    DEFAULT_WARMUP,
+    check_settings,
+    quantize_graphs,
+    quantize_network,
+)
 
 KIT_SCHEMA_VERSION = 1
 DEFAULT_CHECK_NETS = 30
@@ -54,6 +68,7 @@ def write_kit(
     repeats: int | None = None,
     n: int = DEFAULT_CHECK_NETS,
     seed: int = 0,
+    precision: str = "fp32",
     name: str = "device",
     quiet: bool = False,
 ) -> dict[str, Any]:
@@ -61,7 +76,8 @@ def write_kit(
 
     The check networks are `n` of the space's `check_archs(n, seed)` plus its reference
     network, at every width and at the space's check depth (`DEFAULT_CHECK_CELLS`, else 1
-    cell per stage). `threads` / `warmup` / `repeats` are the runner's defaults.
+    cell per stage). `threads` / `warmup` / `repeats` are the runner's defaults. `precision`
+    "int8": op graphs and networks are quantized (`quantize_graphs`, `quantize_network`).
     """
     from edgenas.core.progress import progress_bar
     from edgenas.export.onnx import export_onnx
@@ -75,7 +91,12 @@ def write_kit(
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise ConfigError(f"--n must be an int >= 2 (two networks to rank at least), got {n!r}")
     kernels = latency_kernels(space)
-    options: dict[str, Any] = {"in_channels": in_channels, "num_classes": classes, "widths": widths}
+    options: dict[str, Any] = {
+        "in_channels": in_channels,
+        "num_classes": classes,
+        "widths": widths,
+        "precision": precision,
+    }
     if cells:
         options["cells"] = cells
     spec: ProfileSpec = kernels.profile_spec(resolution, **options)
@@ -89,6 +110,8 @@ def write_kit(
     archs = [*kernels.check_archs(n, seed), kernels.REFERENCE]
     with progress_bar(quiet) as bar:
         files = kernels.profile_graphs(spec, folder / "graphs", bar=bar)
+        if spec.precision == "int8":
+            files = quantize_graphs(files, bar=bar)
         nets: dict[str, str] = {}
         checks = []
         task = bar.add_task("export check nets", total=len(spec.widths) * len(archs), status="")
@@ -99,6 +122,8 @@ def write_kit(
                 net = f"C{width}N{check_cells}/n{len(by_arch)}"
                 path = folder / "nets" / f"w{width}_n{len(by_arch)}.onnx"
                 export_onnx(sp.build(arch, shape), shape.input_shape, path, dynamic_batch=False)
+                if spec.precision == "int8":
+                    quantize_network(path, shape.input_shape, str(arch))
                 nets[net] = path.relative_to(folder).as_posix()
                 by_arch[str(arch)] = net
                 bar.advance(task)
@@ -188,6 +213,8 @@ def load_timings(path: str | Path) -> dict[str, Any]:
         spec = kit["spec"]
         if spec["space"] not in latency_spaces():
             raise _bad(path, f"space {spec['space']!r} has no latency kernels here")
+        if spec.get("precision", "fp32") not in PRECISIONS:
+            raise _bad(path, f"precision {spec['precision']!r} is not one of {', '.join(PRECISIONS)}")
         graphs, nets, optimized = dict(kit["graphs"]), dict(kit["nets"]), list(kit["optimized"])
         checks = list(kit["checks"])
     except (KeyError, TypeError, ValueError) as e:
@@ -209,10 +236,13 @@ def load_timings(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def import_timings(path: str | Path, *, out: str | Path | None = None) -> tuple[LatencyTable, dict[str, Any]]:
+def import_timings(
+    path: str | Path, *, out: str | Path | None = None, precision: str | None = None
+) -> tuple[LatencyTable, dict[str, Any]]:
     """The latency table of a kit's timings file, saved to `out` (default `<name>.lut.json` beside it).
 
-    Returns the table and the validated timings (for `check_kit`).
+    `precision`, when given, must be the kit's (else a `ConfigError`, nothing saved). Returns
+    the table and the validated timings (for `check_kit`).
     """
     path = Path(path)
     data = load_timings(path)
@@ -235,6 +265,8 @@ def import_timings(path: str | Path, *, out: str | Path | None = None) -> tuple[
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise _bad(path, f"cannot make a table from it: {type(e).__name__} {e}") from None
     table.seconds = float(data.get("seconds") or 0.0)
+    if precision is not None:
+        table.require_precision(precision, f"profile-device --import --precision {precision}")
     table.save(Path(out) if out is not None else path.with_name(f"{kit.get('name') or 'device'}.lut.json"))
     return table, data
 

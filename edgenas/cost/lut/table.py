@@ -32,9 +32,12 @@ if TYPE_CHECKING:
 
 # 2: tables record what onnxruntime fused on the device (`fusion`). Version 1 tables (no
 # record) still load; their space's kernels read them with the fusion assumed before.
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# 3: tables say their `precision`; written for INT8 tables only (float32 ones stay 2), so an
+# edgenas that predates INT8 tables refuses one instead of reading it as float32.
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 TABLE_KIND = "edgenas-latency-table"
+PRECISIONS = ("fp32", "int8")  # a table's ops run as float32, or quantized as `edgenas export --int8` does
 
 
 class LatencyKernels(Protocol):
@@ -109,6 +112,11 @@ class ProfileSpec:
     num_classes: int
     widths: tuple[int, ...]
     cells: tuple[int, ...] | None = None
+    precision: str = "fp32"  # "int8": the graphs are quantized before they are timed (`quantize_graphs`)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"profile-device: precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
 
     def shapes(self) -> list[NetShape]:
         """Every network shape the profile covers (one cell per stage where cells do not matter)."""
@@ -142,6 +150,7 @@ def table_from_timings(
         in_channels=spec.in_channels,
         num_classes=spec.num_classes,
         widths=list(spec.widths),
+        precision=spec.precision,
         threads=threads,
         warmup=warmup,
         repeats=repeats,
@@ -165,7 +174,8 @@ def profile_here(
     workdir: str | Path | None = None,
 ) -> LatencyTable:
     """Build `spec`'s op graphs, time them on this machine (`time_interleaved`), read onnxruntime's
-    fusions off their optimised graphs, and make the table: what a kit does on the device."""
+    fusions off their optimised graphs, and make the table: what a kit does on the device. An INT8
+    spec's graphs are quantized first (`quantize_graphs`), so fusions and timings are the INT8 kernels'."""
     import platform
     import tempfile
     import time
@@ -174,12 +184,21 @@ def profile_here(
     import onnxruntime
 
     from edgenas.core.progress import progress_bar
-    from edgenas.cost.lut.timing import optimized_graph, processor, round_count, session, time_interleaved
+    from edgenas.cost.lut.timing import (
+        optimized_graph,
+        processor,
+        quantize_graphs,
+        round_count,
+        session,
+        time_interleaved,
+    )
 
     start = time.perf_counter()
     kernels = latency_kernels(spec.space)
     with tempfile.TemporaryDirectory(prefix="edgenas-lut-", dir=workdir) as tmp, progress_bar(quiet) as bar:
         files = kernels.profile_graphs(spec, Path(tmp), bar=bar)
+        if spec.precision == "int8":
+            files = quantize_graphs(files, bar=bar)
         graphs = {g: session(path, threads) for g, path in files.items()}
         task = bar.add_task("time ops", total=round_count(repeats), status=f"{len(graphs)} graphs, {repeats} runs each")
         timed = time_interleaved(graphs, warmup=warmup, repeats=repeats, advance=lambda k: bar.advance(task, k))
@@ -244,6 +263,7 @@ class LatencyTable:
     overhead_ms: float
     entries: dict[str, float]
     fusion: dict[str, str] = field(default_factory=dict)
+    precision: str = "fp32"  # of the ops timed: a table predicts networks deployed at this precision
     name: str = ""
     block: int = BLOCK
     chain_extra: int = CHAIN_EXTRA
@@ -259,12 +279,16 @@ class LatencyTable:
 
     # ---- file
     def to_dict(self) -> dict[str, Any]:
-        """The JSON document (schema-versioned; a table without a fusion record is written as schema 1)."""
+        """The JSON document (schema-versioned: 3 for an INT8 table, a float32 one as before: 2, or 1
+        without a fusion record)."""
         d = asdict(self)
         d.pop("path")
         if not self.fusion:
             d.pop("fusion")
-        return {"schema_version": SCHEMA_VERSION if self.fusion else 1, "kind": TABLE_KIND, **d}
+        if self.precision == "fp32":
+            d.pop("precision")
+        version = SCHEMA_VERSION if self.precision != "fp32" else 2 if self.fusion else 1
+        return {"schema_version": version, "kind": TABLE_KIND, **d}
 
     def save(self, path: str | Path) -> Path:
         """Write the table atomically as JSON; returns the path."""
@@ -325,6 +349,10 @@ class LatencyTable:
             raise TypeError("fusion must be an object of name: text")
         if version >= 2 and not fusion:
             raise ValueError("the fusion record is empty")
+        if version < SCHEMA_VERSION and "precision" in data:
+            raise ValueError(f"a schema_version {version} table has no precision")
+        if version == SCHEMA_VERSION and data.get("precision") not in PRECISIONS:
+            raise ValueError(f"precision is {data.get('precision')!r}, expected one of {', '.join(PRECISIONS)}")
         if fusion and data["space"] in latency_spaces():
             latency_kernels(data["space"]).check_fusion(fusion)  # other spaces: checked when used
         known = {f for f in cls.__dataclass_fields__ if f != "path"}
@@ -395,8 +423,17 @@ class LatencyTable:
             f"{shape.resolution} with {shape.num_classes} classes: {why}; rerun `edgenas profile-device "
             f"--name {self.name or 'DEVICE'} --space {self.space} --resolution {shape.resolution} "
             f"--in-channels {shape.in_channels} --classes {shape.num_classes} "
-            f"--widths {','.join(map(str, widths))}{depth} --threads {self.threads}` on the device"
+            f"--widths {','.join(map(str, widths))}{depth} --threads {self.threads}"
+            f"{' --precision ' + self.precision if self.precision != 'fp32' else ''}` on the device"
         )
+
+    def require_precision(self, precision: str, user: str) -> None:
+        """A `ConfigError` when the table's ops were timed at another precision than `user` deploys at."""
+        if self.precision != precision:
+            raise ConfigError(
+                f"{user} runs {precision} networks but {self._source()} holds {self.precision} op latencies; "
+                f"make a {precision} table with `edgenas profile-device --precision {precision}` on the device"
+            )
 
     # ---- predictions
     def predict_ms(self, arch: Any, shape: NetShape) -> float:
@@ -442,7 +479,8 @@ def latency_table_for(profile: DeviceProfile) -> LatencyTable | None:
     """The latency table a device profile points at (`latency.source: table`), or None.
 
     Tables are cached by path and modification time, so a search loop can call this for
-    every candidate. A bad table file is a `ConfigError` naming the profile and the file.
+    every candidate. A bad table file, or one timed at another precision than the profile
+    deploys at, is a `ConfigError` naming the profile and the file.
     """
     spec = profile.latency
     if spec.source != "table":
@@ -460,6 +498,9 @@ def latency_table_for(profile: DeviceProfile) -> LatencyTable | None:
         except ConfigError as e:
             raise ConfigError(f"device profile {profile.name!r}: {e}") from None
         if key is None:
+            table.require_precision(profile.precision, f"device profile {profile.name!r}")
             return table
         _TABLE_CACHE[key] = table
-    return _TABLE_CACHE[key]
+    table = _TABLE_CACHE[key]
+    table.require_precision(profile.precision, f"device profile {profile.name!r}")
+    return table

@@ -6,7 +6,8 @@ graphs take turns block by block so that the slow spells of a shared machine hit
 them alike, and the figure kept is the lowest block median. Per-op graphs are timed as
 chains of 1 and `1 + CHAIN_EXTRA` copies of the op; the slope is the op's marginal cost
 inside a graph (see docs/methods/lut.md). `optimized_graph` returns the
-graph onnxruntime actually runs, from which a table records what it fuses.
+graph onnxruntime actually runs, from which a table records what it fuses. For an INT8
+table `quantize_graphs` quantizes the graphs as `edgenas export --int8` quantizes networks.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import platform
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgenas.core.seeding import numpy_rng
 from edgenas.cost.lut.runner import BLOCK, Feed, round_count, time_interleaved  # noqa: F401 (re-exported)
@@ -79,6 +80,36 @@ def processor() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def quantize_graphs(files: dict[str, Path], *, bar: Any = None) -> dict[str, Path]:
+    """Every graph of `files` (name -> float32 ONNX file) replaced in place by its INT8 version.
+
+    `edgenas.export.quantize.quantize_onnx` (static QDQ, per-channel int8 weights, uint8
+    activations, MinMax) calibrated on seeded random inputs (ranges do not change which
+    kernels run), with `quantize_inputs` so that an op whose input is the graph's float input
+    (a pool chain) runs the integer kernel it runs between quantized ops in a network.
+    """
+    from edgenas.export.onnx import onnx_session
+    from edgenas.export.quantize import quantize_onnx, random_calibration
+
+    task = bar.add_task("quantize ops", total=len(files), status="int8") if bar is not None else None
+    for name, path in files.items():
+        sess = onnx_session(path)
+        shape = tuple(d if isinstance(d, int) else 1 for d in sess.get_inputs()[0].shape[1:])
+        calibration = random_calibration(shape, 8, 0, name)
+        quantize_onnx(path, path, calibration, quantize_inputs=True)
+        if task is not None:
+            bar.advance(task)
+    return files
+
+
+def quantize_network(path: Path, input_shape: Sequence[int], *tags: object) -> Path:
+    """The whole-network ONNX file at `path` replaced by its INT8 version, quantized exactly as
+    `edgenas export --int8` quantizes (calibrated on seeded random inputs, `tags` seed them)."""
+    from edgenas.export.quantize import quantize_onnx, random_calibration
+
+    return quantize_onnx(path, path, random_calibration(tuple(input_shape), 8, 0, *tags))
 
 
 # --------------------------------------------------------------------------- graphs

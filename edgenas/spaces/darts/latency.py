@@ -706,6 +706,7 @@ def profile_spec(
     num_classes: int = 10,
     widths: Sequence[int] = (8, 16, 32),
     cells: Sequence[int] = DEFAULT_CELLS,
+    precision: str = "fp32",
     **_: Any,
 ) -> ProfileSpec:
     """The checked `ProfileSpec` of a profile of DARTS networks of these widths and cell counts at this input."""
@@ -722,7 +723,7 @@ def profile_spec(
             raise ConfigError(f"profile-device: {label} must be an int >= {low}, got {value!r}")
     if not widths or not cells:
         raise ConfigError("profile-device: give at least one width and one cell count (--widths 16 --cells 5)")
-    return ProfileSpec("darts", resolution, in_channels, num_classes, tuple(widths), tuple(cells))
+    return ProfileSpec("darts", resolution, in_channels, num_classes, tuple(widths), tuple(cells), precision)
 
 
 def _spec_shapes(spec: ProfileSpec) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -813,6 +814,7 @@ def profile_darts(
     threads: int = 1,
     warmup: int = DEFAULT_WARMUP,
     repeats: int = DEFAULT_REPEATS,
+    precision: str = "fp32",
     quiet: bool = False,
     name: str = "",
     workdir: str | Path | None = None,
@@ -824,10 +826,13 @@ def profile_darts(
     the run overhead as an Identity graph), timed interleaved (`profile_here`);
     `profile_entries` turns the timings into entries and `fusion_record` reads
     onnxruntime's optimised graphs of the same files. A profiling kit
-    (`edgenas profile-device --kit`) carries the same graphs to the device.
+    (`edgenas profile-device --kit`) carries the same graphs to the device. `precision="int8"`
+    quantizes every graph first (`quantize_graphs`): a table of INT8 kernels.
     """
     check_settings(threads, warmup, repeats)
-    spec = profile_spec(resolution, in_channels=in_channels, num_classes=num_classes, widths=widths, cells=cells)
+    spec = profile_spec(
+        resolution, in_channels=in_channels, num_classes=num_classes, widths=widths, cells=cells, precision=precision
+    )
     return profile_here(spec, threads=threads, warmup=warmup, repeats=repeats, quiet=quiet, name=name, workdir=workdir)
 
 

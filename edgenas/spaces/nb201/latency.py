@@ -465,16 +465,21 @@ def position_terms(table: LatencyTable, shape: NetShape) -> tuple[float, np.ndar
 
 
 # --------------------------------------------------------------------------- graphs
-def chain_model(chain: str, c: int, h: int, w: int, copies: int, seed: int = 0) -> onnx.ModelProto:
+def chain_model(
+    chain: str, c: int, h: int, w: int, copies: int, seed: int = 0, *, between_convs: bool = False
+) -> onnx.ModelProto:
     """A graph of `copies` copies of one cell-level kernel (a `CHAINS` name) at (C, H, W), each feeding the next.
 
     The nodes are those the exporter writes for the NB201 ops: Conv (its BN folded into
     weights and bias; distinct weights per copy), Relu, AveragePool (3x3, stride 1, pad 1,
-    count_include_pad=0) and Add (the running value plus the graph input: two tensors
+    count_include_pad=0) and Add (the running value plus the chain's input: two tensors
     read, as at a node of a cell). onnxruntime folds the add / ReLU of the other chains
     into a conv where the CPU allows: `conv_1x1+relu` is ReLU(conv(x)); `conv_1x1+add` is
     conv(x) + x, whose sum goes into a copy of x (x is the conv's input too);
     `conv_1x1x2+add` is conv_a(x) + conv_b(x), accumulated in place into conv_b's output.
+    `between_convs`: the chain sits between two 1x1 convs of its own (a constant that the
+    slope drops), as ops sit between convs in a network; quantized, onnxruntime then runs
+    the chain in the NHWC layout of its integer convs, as in a quantized network.
     """
     from onnx import helper, numpy_helper
 
@@ -484,18 +489,23 @@ def chain_model(chain: str, c: int, h: int, w: int, copies: int, seed: int = 0) 
     twice = kernel.endswith("x2")
     kernel = kernel.removesuffix("x2")
     rng = numpy_rng(seed, "lut-weights", chain, c, h, w)
-    nodes, inits, x = [], [], "input"
+    nodes, inits = [], []
+
+    def conv(src: str, dst: str, k: int, weight: str, bias: str, gen: np.random.Generator = rng) -> None:
+        values = (gen.standard_normal((c, c, k, k)) / math.sqrt(c * k * k)).astype(np.float32)
+        inits.extend([numpy_helper.from_array(values, weight), numpy_helper.from_array(np.zeros(c, np.float32), bias)])
+        nodes.append(helper.make_node("Conv", [src, weight, bias], [dst], kernel_shape=[k, k], pads=[k // 2] * 4))
+
+    wrap = numpy_rng(seed, "lut-wrap", c, h, w)
+    source = x = "input"
+    if between_convs:
+        conv("input", "lead", 1, "w_lead", "b_lead", wrap)
+        source = x = "lead"
     for i in range(copies):
         y = f"y{i}"
         out = f"k{i}" if extra else y
         if kernel in ("conv_1x1", "conv_3x3"):
-            k = 1 if kernel == "conv_1x1" else 3
-            weight = (rng.standard_normal((c, c, k, k)) / math.sqrt(c * k * k)).astype(np.float32)
-            inits += [
-                numpy_helper.from_array(weight, f"w{i}"),
-                numpy_helper.from_array(np.zeros(c, np.float32), f"b{i}"),
-            ]
-            nodes.append(helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [out], kernel_shape=[k, k], pads=[k // 2] * 4))
+            conv(x, out, 1 if kernel == "conv_1x1" else 3, f"w{i}", f"b{i}")
         elif kernel == "avg_pool_3x3":
             nodes.append(
                 helper.make_node(
@@ -505,20 +515,18 @@ def chain_model(chain: str, c: int, h: int, w: int, copies: int, seed: int = 0) 
         elif kernel == "relu":
             nodes.append(helper.make_node("Relu", [x], [out]))
         else:  # add
-            nodes.append(helper.make_node("Add", [x, "input"], [out]))
+            nodes.append(helper.make_node("Add", [x, source], [out]))
         if twice:
-            weight = (rng.standard_normal((c, c, 1, 1)) / math.sqrt(c)).astype(np.float32)
-            inits += [
-                numpy_helper.from_array(weight, f"v{i}"),
-                numpy_helper.from_array(np.zeros(c, np.float32), f"d{i}"),
-            ]
-            nodes.append(helper.make_node("Conv", [x, f"v{i}", f"d{i}"], [f"m{i}"], kernel_shape=[1, 1]))
+            conv(x, f"m{i}", 1, f"v{i}", f"d{i}")
             nodes.append(helper.make_node("Add", [out, f"m{i}"], [y]))
         elif extra == "add":
             nodes.append(helper.make_node("Add", [out, x], [y]))
         elif extra == "relu":
             nodes.append(helper.make_node("Relu", [out], [y]))
         x = y
+    if between_convs:
+        conv(x, "trail", 1, "w_trail", "b_trail", wrap)
+        x = "trail"
     return onnx_model(nodes, inits, (c, h, w), x, (c, h, w))
 
 
@@ -555,6 +563,7 @@ def profile_spec(
     in_channels: int = 3,
     num_classes: int = 10,
     widths: Sequence[int] = (8, 16, 32),
+    precision: str = "fp32",
     **_: Any,
 ) -> ProfileSpec:
     """The checked `ProfileSpec` of a profile of NB201 networks of these widths at this input (any cells)."""
@@ -569,13 +578,14 @@ def profile_spec(
             raise ConfigError(f"profile-device: {label} must be an int >= {low}, got {value!r}")
     if not widths:
         raise ConfigError("profile-device: give at least one width (--widths 8,16,32)")
-    return ProfileSpec("nb201", resolution, in_channels, num_classes, tuple(widths))
+    return ProfileSpec("nb201", resolution, in_channels, num_classes, tuple(widths), precision=precision)
 
 
 def profile_graphs(spec: ProfileSpec, folder: Path, *, bar: Any = None) -> dict[str, Path]:
     """Every graph a profile times, written to `folder`: the run overhead (an Identity graph), the
-    cell kernels as chains of 1 and `1 + CHAIN_EXTRA` copies at every stage shape (`chain_model`),
-    and the frame as growing prefixes of the identity-cell network per width (`frame_modules`)."""
+    cell kernels as chains of 1 and `1 + CHAIN_EXTRA` copies at every stage shape (`chain_model`;
+    for an INT8 spec between two convs, so that quantized they run in the layout of a quantized
+    network), and the frame as growing prefixes of the identity-cell network per width (`frame_modules`)."""
     import onnx
 
     from edgenas.export.onnx import export_onnx
@@ -591,7 +601,8 @@ def profile_graphs(spec: ProfileSpec, folder: Path, *, bar: Any = None) -> dict[
     for c, h, w in sorted({d for shape in shapes for d in stage_shapes(shape)}):
         for chain in CHAINS:
             for copies in (1, 1 + CHAIN_EXTRA):
-                add(f"{chain}:{dims(c, h, w)}#{copies}", chain_model(chain, c, h, w, copies))
+                model = chain_model(chain, c, h, w, copies, between_convs=spec.precision == "int8")
+                add(f"{chain}:{dims(c, h, w)}#{copies}", model)
     task = bar.add_task("export frame", total=4 * len(shapes), status="") if bar is not None else None
     for shape in shapes:
         for i, module in enumerate(frame_modules(shape)):
@@ -645,6 +656,7 @@ def profile_nb201(
     threads: int = 1,
     warmup: int = DEFAULT_WARMUP,
     repeats: int = DEFAULT_REPEATS,
+    precision: str = "fp32",
     quiet: bool = False,
     name: str = "",
     workdir: str | Path | None = None,
@@ -657,9 +669,12 @@ def profile_nb201(
     `fusion_record` reads onnxruntime's optimised graphs of the same files. A profiling kit
     (`edgenas profile-device --kit`) carries the same graphs to the device. Takes about 5 s
     per width for the frame exports plus the timing (`repeats` runs of ~35 graphs per width).
+    `precision="int8"` quantizes every graph first (`quantize_graphs`): a table of INT8 kernels.
     """
     check_settings(threads, warmup, repeats)
-    spec = profile_spec(resolution, in_channels=in_channels, num_classes=num_classes, widths=widths)
+    spec = profile_spec(
+        resolution, in_channels=in_channels, num_classes=num_classes, widths=widths, precision=precision
+    )
     return profile_here(spec, threads=threads, warmup=warmup, repeats=repeats, quiet=quiet, name=name, workdir=workdir)
 
 
