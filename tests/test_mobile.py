@@ -117,9 +117,13 @@ def test_the_baseline_multiplier_search_takes_the_largest_that_fits() -> None:
     for family in ("mbv2", "mbv3-small"):
         params = count_params(StockMobileNet(family, 0.5, shape))
         profile = DeviceProfile(name="hand", budgets=Budgets(max_params=params))
-        m, cost = largest_fitting(family, profile, shape)
+
+        def exact_params(m: float, latency: bool, family: str = family) -> Cost:
+            return Cost(count_params(StockMobileNet(family, m, shape)), 0, 0)
+
+        m, cost = largest_fitting(family, profile, shape, cost_fn=exact_params, largest=1.0)
         assert m >= 0.5 and cost.params <= params
-        bigger = [x for x in grid if x > m]
+        bigger = [x for x in multipliers(largest=1.0) if x > m]
         assert all(count_params(StockMobileNet(family, x, shape)) > params for x in bigger)
 
     # a hand-made cost: params 1000·m, latency 1 ms per 0.1 of m; the latency budget decides
@@ -227,7 +231,7 @@ def test_run_and_baseline_on_a_tiny_mobile_config(tmp_path: Path) -> None:
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(
         "name: tiny-mobile\nseed: 0\ndataset: {name: digits, subset: 300, val_fraction: 0.1, resize: 12}\n"
-        "space: {name: mobile, width: 4}\ndevices:\n  - name: small\n    budgets: {max_params: 250k}\n"
+        "space: {name: mobile, width: 4}\ndevices:\n  - name: small\n    budgets: {max_params: 400k}\n"
         "screen: {n: 4, top: 2, batch: 8, latency_tries: 2}\nsearch: {method: screen}\n"
         "teacher: {kind: plain, width: 4, epochs: 1}\ntrain: {epochs: 1, batch_size: 64}\n"
         "executor: {kind: local, workers: 1}\n"
