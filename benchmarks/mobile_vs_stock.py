@@ -66,6 +66,7 @@ def main() -> None:
         run_pipeline(args.config, run_dir=run_dir, threads=args.threads, quiet=args.quiet)
     e2e = bench_e2e(run_dir, seeds=args.seeds, sample=args.sample, threads=args.threads, quiet=args.quiet)
     protocol = e2e["protocol"]
+    data = protocol["dataset"]  # the run's students' data: name, data_dir, subset, val_fraction, resize
     state_file = args.work / "stock.json"
     done: dict[str, Any] = json.loads(state_file.read_text()) if state_file.is_file() else {}
     families = [f for f in args.families.split(",") if f]
@@ -79,11 +80,11 @@ def main() -> None:
                 res = run_baseline(
                     family,
                     p,
-                    dataset=protocol["dataset"],
-                    data_dir=cfg.dataset.data_dir,
-                    subset=cfg.dataset.subset,
-                    val_fraction=cfg.dataset.val_fraction,
-                    resize=cfg.dataset.resize,
+                    dataset=data["name"],
+                    data_dir=data.get("data_dir"),
+                    subset=data.get("subset"),
+                    val_fraction=data.get("val_fraction", 0.1),
+                    resize=data.get("resize"),
                     train=train,
                     teacher=protocol["teacher"],
                     kd=protocol["kd"],
@@ -97,7 +98,7 @@ def main() -> None:
         name = dev["device"]
         pick = dev["arms"]["pick"]["test_accuracy"]
         arms: dict[str, Any] = {a: v for a, v in dev["arms"].items()}
-        diffs = {f"pick-{a}": v for a, v in dev["differences"].items()}
+        diffs = dict(dev["differences"])  # pick-largest, pick-random
         for family in families:
             runs = [done[f"{name}/{family}/seed{k}"] for k in range(args.seeds)]
             accs = [r["test_accuracy"] for r in runs]
