@@ -146,16 +146,20 @@ def test_stock_networks_match_the_papers_at_224() -> None:
 
 
 # -- every command on a tiny mobile setting ------------------------------------------------------
-def test_train_devices_check_export_and_screen(tmp_path: Path, capsys) -> None:
+@pytest.mark.slow
+def test_train_then_export(tmp_path: Path) -> None:
+    """About 25 s here, most of it torch.export."""
     t = tmp_path / "t"
     assert run(["train", "--arch", ARCH, *TRAIN, "--run-dir", str(t)]) == 0
     assert results(t)["space"] == "mobile" and results(t)["arch"] == ARCH
-    dev = device(tmp_path, "{max_params: 150k, max_flops: 50M, max_latency_ms: 500}")
-    assert run(["devices", "check", "--arch", ARCH, "--device", str(dev), *NET]) == 1  # over 150k params
-    capsys.readouterr()
     assert run(["export", str(t), "--onnx", "--repeats", "3"]) == 0
     report = json.loads((t / "model.json").read_text())
     assert report["max_abs_diff"] <= report["atol"]
+
+
+def test_devices_check_and_screen(tmp_path: Path) -> None:
+    dev = device(tmp_path, "{max_params: 150k, max_flops: 50M, max_latency_ms: 500}")
+    assert run(["devices", "check", "--arch", ARCH, "--device", str(dev), *NET]) == 1  # over 150k params
     s = tmp_path / "s"
     dev = device(tmp_path, "{max_params: 300k}")
     args = ["screen", *NET, "--n", "4", "--top", "2", "--batch", "8", "--device", str(dev), "--run-dir", str(s)]
