@@ -209,6 +209,15 @@ class SearchSpace(ABC):
 
         return terms_for_budgets(self, budgets, shape, table, seed)
 
+    def op_mask(self) -> np.ndarray:
+        """(points, ops) bool: the ops each point may take. Default: every op at every point.
+
+        A space whose points differ (mobile: a stage's first two blocks cannot be skipped) says so
+        here; DCA-NAS gives the others no probability, the paper derivation never picks them, and
+        a point that may not take `none_op` must keep a computing op (`mask_admits_arch`).
+        """
+        return np.ones((len(self.choice_points()), len(self.choice_ops)), dtype=bool)
+
     @property
     def none_index(self) -> int | None:
         """Column of `none_op` in the decision weights, or None if the space has no such op."""
@@ -247,6 +256,11 @@ class SearchSpace(ABC):
         """True while the supernet restricted to the `alive` (points, ops) ops still holds a usable arch
         (DNAD never deletes an op that breaks this): with `keep_per_node` None some point is live
         (`mask_live_points`), else every node has `keep_per_node` points with a live computing op."""
+        if self.none_index is not None and not self.op_mask()[:, self.none_index].all():
+            on = np.asarray(alive, dtype=bool) & self.op_mask()
+            on[:, self.none_index] = False
+            if not on[~self.op_mask()[:, self.none_index]].any(axis=1).all():
+                return False  # a point that may not take `none_op` has lost every computing op
         if self.keep_per_node is None:
             return bool(self.mask_live_points(alive).any())
         on = np.asarray(alive, dtype=bool).copy()
@@ -283,11 +297,11 @@ class SearchSpace(ABC):
     def top_weighted(self, weights: np.ndarray) -> Arch:
         """The paper derivation of DARTS-style searches from (points, ops) weights.
 
-        `keep_per_node` None: the top op of every point (`none` included). Otherwise every
-        node keeps the `keep_per_node` points whose best non-`none` weight is highest, each
-        with that op; the other points of the node get `none`.
+        Only the ops `op_mask` allows at a point count. `keep_per_node` None: the top op of
+        every point (`none` included). Otherwise every node keeps the `keep_per_node` points
+        whose best non-`none` weight is highest, each with that op; the other points get `none`.
         """
-        w = np.asarray(weights, dtype=float)
+        w = np.where(self.op_mask(), np.asarray(weights, dtype=float), -np.inf)
         if self.keep_per_node is None:
             return self.decode(w.argmax(axis=1))
         none = self.none_index

@@ -12,6 +12,7 @@ from edgenas.core.space import SearchSpace
 SPACES: Registry[type[SearchSpace]] = Registry("search space")
 SPACES.register_lazy("nb201", "edgenas.spaces.nb201:NB201Space")
 SPACES.register_lazy("darts", "edgenas.spaces.darts:DartsSpace")
+SPACES.register_lazy("mobile", "edgenas.spaces.mobile:MobileSpace")
 
 
 def get_space(name: str) -> SearchSpace:

@@ -3,7 +3,9 @@
 The DARTS operations (Liu, Simonyan, Yang, "DARTS: Differentiable Architecture Search",
 ICLR 2019, `operations.py`): ReLU-conv-BN, separable and dilated depthwise convolutions,
 and the factorized reduction; plus the channel shuffle of partial-channel supernets
-(PC-DARTS, Xu et al., ICLR 2020).
+(PC-DARTS, Xu et al., ICLR 2020). The mobile blocks: MobileNetV2's inverted residual
+(Sandler et al., CVPR 2018) with MobileNetV3's squeeze-excite and h-swish (Howard et al.,
+ICCV 2019), shared by the mobile space and the stock MobileNet baselines.
 """
 
 from __future__ import annotations
@@ -156,3 +158,72 @@ def fixed_cell_inputs(
     if none_index is not None:
         edges[:, none_index] = 0
     return fixed, edges.sum(dim=1), alive & (fixed > 0)
+
+
+# --------------------------------------------------------------------------- mobile blocks
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """`value` rounded to a multiple of `divisor`, not below 90 % of it (MobileNetV2's `_make_divisible`)."""
+    out = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return out + divisor if out < 0.9 * value else out
+
+
+def activation(name: str) -> nn.Module:
+    """`relu` or `hswish` (MobileNetV3's h-swish, x·ReLU6(x+3)/6)."""
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    if name == "hswish":
+        return nn.Hardswish(inplace=True)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+class ConvBNAct(nn.Sequential):
+    """Conv (no bias) -> BN -> activation (none when `act` is None); `groups` = channels for a depthwise conv."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1, act: str | None = None):
+        layers: list[nn.Module] = [
+            nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(c_out),
+        ]
+        if act is not None:
+            layers.append(activation(act))
+        super().__init__(*layers)
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation (Hu et al., CVPR 2018) as in MobileNetV3: pool -> 1×1 conv -> ReLU -> 1×1 conv
+    -> hard sigmoid, scaling each channel; `mid` channels in between."""
+
+    def __init__(self, channels: int, mid: int) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.reduce = nn.Conv2d(channels, mid, 1)
+        self.relu = nn.ReLU(inplace=True)
+        self.expand = nn.Conv2d(mid, channels, 1)
+        self.gate = nn.Hardsigmoid(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(self.expand(self.relu(self.reduce(self.pool(x)))))
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2's inverted residual (Sandler et al., CVPR 2018) with MobileNetV3's optional SE:
+    1×1 expand (skipped when `hidden` == `c_in`) -> k×k depthwise (stride) -> SE -> 1×1 project (linear),
+    plus the input when the stride is 1 and the widths match."""
+
+    def __init__(
+        self, c_in: int, hidden: int, c_out: int, kernel: int, stride: int, act: str, se_mid: int | None = None
+    ) -> None:
+        super().__init__()
+        self.expand = ConvBNAct(c_in, hidden, 1, act=act) if hidden != c_in else None
+        self.depthwise = ConvBNAct(hidden, hidden, kernel, stride, groups=hidden, act=act)
+        self.se = SqueezeExcite(hidden, se_mid) if se_mid else None
+        self.project = ConvBNAct(hidden, c_out, 1)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.expand(x) if self.expand is not None else x
+        h = self.depthwise(h)
+        if self.se is not None:
+            h = self.se(h)
+        h = self.project(h)
+        return h + x if self.residual else h

@@ -203,6 +203,7 @@ class DCASearch(BilevelSearch):
             ).to(device)
         gen = torch_generator(cfg.seed, "alpha-init")
         self.alpha = nn.Parameter((1e-3 * torch.randn(points, ops, generator=gen)).to(device))
+        self.banned = torch.as_tensor(~self.space.op_mask(), device=device)  # ops a point may not take
         self.beta = nn.Parameter((1e-3 * torch.randn(points, generator=gen)).to(device))
         self.train_batches = BatchLoader(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=True)
         self.val_batches = BatchLoader(
@@ -228,7 +229,8 @@ class DCASearch(BilevelSearch):
 
     # -- architecture distribution -------------------------------------------------------
     def op_probs(self) -> torch.Tensor:
-        return torch.softmax(self.alpha, dim=-1)
+        """softmax(α) over the ops each point may take (`SearchSpace.op_mask`; the others get 0)."""
+        return torch.softmax(self.alpha.masked_fill(self.banned, float("-inf")), dim=-1)
 
     def edge_weights(self) -> torch.Tensor:
         if not self.cfg.experimental.edge_norm:
