@@ -58,6 +58,24 @@ def test_quantized_outputs_close_to_float32(trained, tmp_path: Path) -> None:
     assert np.abs(ref - a).max() < 1e-3
 
 
+def test_the_quantizer_advice_is_held_back(trained, tmp_path: Path, caplog, monkeypatch) -> None:
+    """onnxruntime's quantizer logs per-tensor advice on the root logger; a run shows none of it."""
+    import contextlib
+
+    import edgenas.export.quantize as q
+
+    model, data, _ = trained
+    fp32 = export_onnx(model, tuple(data.train.images.shape[1:]), tmp_path / "m.onnx")
+    calib = calibration_sample(data.train.images.numpy(), 16, 0)
+    with caplog.at_level("WARNING"):
+        quantize_onnx(fp32, tmp_path / "a.onnx", calib)
+    assert not [r for r in caplog.records if r.name == "root"]
+    monkeypatch.setattr(q, "_quiet_quantizer", contextlib.nullcontext)  # the advice is there to hold back
+    with caplog.at_level("WARNING"):
+        quantize_onnx(fp32, tmp_path / "b.onnx", calib)
+    assert [r for r in caplog.records if r.name == "root"]
+
+
 def test_int8_export_report(trained, tmp_path: Path) -> None:
     model, data, _ = trained
     res = int8_export(model, data, tmp_path, calibration="entropy", calibration_images=64, latency=False)

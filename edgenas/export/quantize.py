@@ -11,6 +11,8 @@ the same runtime that will run the model, not on PyTorch's simulation of it.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -51,6 +53,19 @@ class _Reader:
         return None if x is None else {self._name: x}
 
 
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """onnxruntime's quantizer logs advice per tensor through the root logger (dozens of lines per
+    model, e.g. "consider pre-processing"); a user sees only our one report, so hold those back."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def quantize_onnx(
     fp32_path: str | Path,
     out: str | Path,
@@ -86,17 +101,18 @@ def quantize_onnx(
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        quantize_static(
-            str(fp32_path),
-            str(tmp),
-            _Reader(name, np.ascontiguousarray(calibration, dtype=np.float32), batch),
-            quant_format=QuantFormat.QDQ,
-            per_channel=per_channel,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=methods[method],
-            extra_options={"WeightSymmetric": True, "ForceQuantizeNoInputCheck": quantize_inputs},
-        )
+        with _quiet_quantizer():
+            quantize_static(
+                str(fp32_path),
+                str(tmp),
+                _Reader(name, np.ascontiguousarray(calibration, dtype=np.float32), batch),
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=methods[method],
+                extra_options={"WeightSymmetric": True, "ForceQuantizeNoInputCheck": quantize_inputs},
+            )
         os.replace(tmp, out)
     except (ConfigError, ExportError):
         raise
