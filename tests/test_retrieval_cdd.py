@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -380,7 +381,9 @@ def test_open_set_split_never_leaks_a_test_identity_into_training() -> None:
         assert set(d.query.labels.tolist()) | set(d.gallery.labels.tolist()) <= held
         draws.add(d.test_ids)
         # the draw depends on split_seed only, not on the run's seed
-        assert load_retrieval("digits", seed=7, protocol="open", test_ids=4, split_seed=split_seed).test_ids == d.test_ids
+        assert (
+            load_retrieval("digits", seed=7, protocol="open", test_ids=4, split_seed=split_seed).test_ids == d.test_ids
+        )
     assert len(draws) > 1
     closed = load_retrieval("digits", protocol="closed")
     assert closed.test_ids == () and closed.info.num_classes == 10
@@ -507,7 +510,9 @@ PAPER_RUN = {
 }
 
 
-def test_a_paper_cdd_run_starts_as_the_teacher_and_removes_channels_exactly(digits_teacher: Path, tmp_path: Path) -> None:
+def test_a_paper_cdd_run_starts_as_the_teacher_and_removes_channels_exactly(
+    digits_teacher: Path, tmp_path: Path
+) -> None:
     teacher, blob = load_embedding_model(digits_teacher)
     assert blob["meta"]["test_ids"] and "classifier" in blob
     res = run_retrieval(teacher=str(digits_teacher), run_dir=tmp_path / "p", device="cpu", quiet=True, **PAPER_RUN)
@@ -551,3 +556,26 @@ def test_a_paper_cdd_run_resumes_bit_exactly(digits_teacher: Path, tmp_path: Pat
 def test_runs_made_before_the_open_protocol_resume_as_closed_set() -> None:
     opts = RetrievalOptions(**{"protocol": "closed", **{"role": "teacher"}})
     assert opts.protocol == "closed" and make_options(role="teacher").protocol == "open"
+
+
+@pytest.mark.parametrize("in_memory", [True, False], ids=["in-memory", "streamed"])
+def test_open_set_holds_out_whole_identity_folders(tmp_path: Path, in_memory: bool) -> None:
+    from PIL import Image
+
+    from edgenas.data.base import make_loader
+    from edgenas.tasks.retrieval.data import load_retrieval
+
+    for ident in range(6):  # every image's grey level says whose it is: 40·id + j
+        (tmp_path / f"id{ident}").mkdir()
+        for j in range(6):
+            Image.fromarray(np.full((8, 8), 40 * ident + j, dtype=np.uint8)).save(tmp_path / f"id{ident}" / f"{j}.png")
+    d = load_retrieval("folder", tmp_path, protocol="open", test_ids=2, split_seed=1, in_memory=in_memory)
+
+    def owners(split) -> set[int]:
+        x = torch.cat([xb for xb, _ in make_loader(split, 64)])
+        grey = (x[:, 0, 0, 0] * d.std[0] + d.mean[0]) * 255
+        return {int(v) // 40 for v in grey.round().tolist()}
+
+    held = set(d.test_ids)
+    assert len(held) == 2 and owners(d.train) == set(d.train_ids) and not owners(d.train) & held
+    assert owners(d.query) | owners(d.gallery) == held

@@ -100,12 +100,13 @@ def load_retrieval(
     resize: int | None = None,
     in_memory: bool | str = True,
     workers: int | None = None,
-    protocol: Literal["open", "closed"] = "open",
+    protocol: Literal["open", "closed"] = "closed",
     test_ids: int = 4,
     split_seed: int = 0,
 ) -> RetrievalSplits:
     """Load a dataset (see `edgenas.data.load_dataset`) as retrieval train/query/gallery splits
-    under `protocol` (see the module docstring).
+    under `protocol` (see the module docstring; `edgenas retrieval` defaults to open, this
+    function keeps its closed-set behaviour unless asked).
 
     `in_memory`/`workers` as in `load_dataset`: streamed or not, the identities drawn for
     query and gallery are the same.

@@ -144,13 +144,17 @@ class BasicBlock(nn.Module):
         if stride != 1 or cin != cout:
             self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
+    def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(inner activations conv2 reads, bn1's output, the compactor's output before the ReLU);
+        the last two are the same tensor without a compactor."""
+        pre = self.bn1(self.conv1(x))
+        post = self.compactor(pre) if self.compactor is not None else pre
+        h = F.relu(post)
+        return (self.gate(h) if self.gate is not None else h), pre, post
+
     def inner(self, x: torch.Tensor) -> torch.Tensor:
         """The inner activations (what conv2 reads)."""
-        h = self.bn1(self.conv1(x))
-        if self.compactor is not None:
-            h = self.compactor(h)
-        h = F.relu(h)
-        return self.gate(h) if self.gate is not None else h
+        return self.parts(x)[0]
 
     def outer(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn2(self.conv2(h)) + self.shortcut(x))
@@ -180,14 +184,17 @@ class ResNetEmbed(nn.Module):
             h = block(h)
         return self.embed(h.mean((2, 3)))
 
-    def forward_inner(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The embedding and every block's globally average-pooled inner activations [N, inner]."""
-        h, pooled = self.stem(x), []
+    def forward_inner(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """The embedding and, per block, the globally average-pooled [N, inner] bn1 output and
+        compactor output (before the ReLU): the points where the authors' CDD code reads its
+        feature-distillation and its gradient-resetting features."""
+        h, pre, post = self.stem(x), [], []
         for block in self.blocks:
-            inner = block.inner(h)
-            pooled.append(inner.mean((2, 3)))
+            inner, p, q = block.parts(h)
+            pre.append(p.mean((2, 3)))
+            post.append(q.mean((2, 3)))
             h = block.outer(h, inner)
-        return self.embed(h.mean((2, 3))), pooled
+        return self.embed(h.mean((2, 3))), pre, post
 
     def gates(self) -> list[ChannelGate]:
         return [b.gate for b in self.blocks if b.gate is not None]

@@ -96,8 +96,10 @@ def make_options(**options: Any) -> RetrievalOptions:
         opts = RetrievalOptions(**options, cdd=CDDConfig(**cdd))
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = str(err["loc"][-1] if err["loc"] else "option").replace("_", "-")
-        raise ConfigError(f"--{where}: {err['msg']}") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        if not err["loc"]:  # a check across options names its flags itself
+            raise ConfigError(msg) from None
+        raise ConfigError(f"--{str(err['loc'][-1]).replace('_', '-')}: {msg}") from None
     make = "make one with `edgenas retrieval --role teacher`"
     for flag, path in (("--teacher", opts.teacher), ("--student-like", opts.student_like)):
         if path is not None and not (Path(path).is_file() or (Path(path) / "model.pt").is_file()):

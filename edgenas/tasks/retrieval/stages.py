@@ -134,14 +134,14 @@ class RetrievalHooks(TrainHooks):
         """The `Trainer`'s `loss_fn` for an `EmbeddingClassifier`."""
         o = self.opts
         inner = self.feature_weight > 0 or isinstance(self.cdd, CompactorController)
-        emb, s_feats = model.net.forward_inner(x) if inner else (model(x), [])
+        emb, s_pre, s_post = model.net.forward_inner(x) if inner else (model(x), [], [])
         logits = model.classifier(emb)
         loss = F.cross_entropy(logits, y, label_smoothing=o.label_smoothing)
         loss = loss + batch_hard_triplet(emb, y, o.margin)
         if self.teacher is None:
             return loss
         with torch.no_grad():
-            t, t_feats = self.teacher.forward_inner(x) if inner else (self.teacher(x), [])
+            t, t_pre, t_post = self.teacher.forward_inner(x) if inner else (self.teacher(x), [], [])
         if o.embed_kd_weight:
             loss = loss + o.embed_kd_weight * embedding_kd(emb, t)
         if o.rkd_weight:
@@ -150,11 +150,13 @@ class RetrievalHooks(TrainHooks):
             with torch.no_grad():
                 t_logits = self.teacher_classifier(t)  # type: ignore[misc]
             loss = loss + self.kl_weight * hinton_kd(logits, t_logits, o.cdd.kl_temperature)
-        if self.feature_weight:
-            loss = loss + self.feature_weight * sum(F.mse_loss(s, f) for s, f in zip(s_feats, t_feats, strict=True))
+        if self.feature_weight:  # the authors' Fitnet_loss: Σ_blocks mean_n ‖t − s‖₂ of pooled bn1 outputs
+            loss = loss + self.feature_weight * sum(
+                (f - s).norm(dim=1).mean() for s, f in zip(s_pre, t_pre, strict=True)
+            )
         if isinstance(self.cdd, CompactorController) and self.compress:
             self.counts["reset"] += self.cdd.update_masks(
-                [f.detach().float() for f in s_feats], [f.float() for f in t_feats]
+                [f.detach().float() for f in s_post], [f.float() for f in t_post]
             )
         return loss
 
