@@ -40,6 +40,7 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = {
         "dataset": "fashion-mnist",
+        "protocol": "closed",  # the protocol of the published cdd.json (open-set: benchmarks/cdd_open.py)
         "subset": 2000 if args.quick else args.subset,
         "test_subset": 2000 if args.quick else None,
         "query_fraction": 0.1,

@@ -162,10 +162,11 @@ def test_retrieval_query_and_gallery_identities_are_the_same_streamed(tmp_path: 
     from edgenas.tasks.retrieval.data import load_retrieval
 
     make_folder(tmp_path, per_class=12)
-    mem = load_retrieval("folder", tmp_path, seed=2, query_fraction=0.3)
-    stream = load_retrieval("folder", tmp_path, seed=2, query_fraction=0.3, in_memory=False, workers=0)
-    for name in ("train", "query", "gallery"):
-        a, b = getattr(mem, name), getattr(stream, name)
-        assert torch.equal(a.labels, b.labels), name
-    x, _ = next(iter(make_loader(stream.query, 100)))
-    torch.testing.assert_close(x, mem.query.images, rtol=1e-5, atol=1e-5)
+    for split in ({"protocol": "closed"}, {"protocol": "open", "test_ids": 1}):
+        mem = load_retrieval("folder", tmp_path, seed=2, query_fraction=0.3, **split)
+        stream = load_retrieval("folder", tmp_path, seed=2, query_fraction=0.3, in_memory=False, workers=0, **split)
+        for name in ("train", "query", "gallery"):
+            a, b = getattr(mem, name), getattr(stream, name)
+            assert torch.equal(a.labels, b.labels), name
+        x, _ = next(iter(make_loader(stream.query, 100)))
+        torch.testing.assert_close(x, mem.query.images, rtol=1e-5, atol=1e-5)

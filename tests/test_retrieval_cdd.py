@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -213,7 +214,7 @@ def _same_model(a: Path, b: Path) -> bool:
 
 @pytest.mark.parametrize(
     ("stage", "epochs_done", "step"),
-    [("compress", 1, None), ("compress", 1, 2), ("finetune", 0, 1)],
+    [("compress", 1, None), ("compress", 1, 1), ("finetune", 0, 1)],
     ids=["compress-after-epoch", "compress-mid-epoch", "finetune-mid-epoch"],
 )
 def test_resume_after_an_interruption_gives_the_same_model(
@@ -345,3 +346,236 @@ def _assert_same_tree(a, b) -> None:
         assert torch.equal(a, b)
     else:
         assert a == b
+
+
+# ------------------------------------------------------------------ issue 22: open set, CDD paper
+DIGITS_RUN = {
+    "dataset": "digits",
+    "subset": 320,
+    "test_subset": 200,
+    "widths": (8, 12),
+    "blocks": (1, 1),
+    "embed_dim": 16,
+    "batch_size": 32,
+    "latency_repeats": 5,
+}
+
+
+def test_open_set_split_never_leaks_a_test_identity_into_training() -> None:
+    from edgenas.data.datasets import load_dataset
+    from edgenas.tasks.retrieval.data import load_retrieval
+
+    full = load_dataset("digits", seed=3, val_fraction=0.0)
+    draws = set()
+    for split_seed in range(4):
+        d = load_retrieval("digits", seed=3, protocol="open", test_ids=4, split_seed=split_seed)
+        held, kept = set(d.test_ids), set(d.train_ids)
+        assert len(held) == 4 and len(kept) == 6 and not held & kept
+        # every training image is of a kept identity (compare images: labels are renumbered 0..5)
+        train_orig = torch.tensor(d.train_ids)[d.train.labels]
+        assert not set(train_orig.tolist()) & held
+        assert d.info.num_classes == 6 and set(d.train.labels.tolist()) == set(range(6))
+        kept_rows = torch.isin(full.train.labels, torch.tensor(sorted(kept)))
+        assert len(d.train) == int(kept_rows.sum())
+        assert torch.equal(d.train.images, full.train.images[kept_rows])  # no held-out image trained on
+        assert set(d.query.labels.tolist()) | set(d.gallery.labels.tolist()) <= held
+        draws.add(d.test_ids)
+        # the draw depends on split_seed only, not on the run's seed
+        assert (
+            load_retrieval("digits", seed=7, protocol="open", test_ids=4, split_seed=split_seed).test_ids == d.test_ids
+        )
+    assert len(draws) > 1
+    closed = load_retrieval("digits", protocol="closed")
+    assert closed.test_ids == () and closed.info.num_classes == 10
+
+
+def test_pk_batches_hold_p_identities_of_k_images() -> None:
+    from edgenas.data.base import Split
+    from edgenas.tasks.retrieval.data import PKBatchLoader
+
+    labels = torch.arange(60) % 6
+    labels[:3] = 5  # uneven identities
+    loader = PKBatchLoader(Split(torch.randn(60, 1, 4, 4), labels), 12, 4, seed=1)
+    loader.set_epoch(2)
+    batches = [y for _, y in loader]
+    assert len(batches) == len(loader) == 5
+    for y in batches:
+        ids, counts = torch.unique(y, return_counts=True)
+        assert len(ids) == 3 and counts.tolist() == [4, 4, 4]
+    loader.set_epoch(2)
+    assert all(torch.equal(a, b) for a, (_, b) in zip(batches, loader, strict=True))  # (seed, epoch) decides
+    with pytest.raises(UserError, match="identities"):
+        PKBatchLoader(Split(torch.randn(60, 1, 4, 4), labels), 32, 4)
+
+
+def test_group_lasso_gradient_matches_hand_values_and_autograd() -> None:
+    from edgenas.tasks.retrieval.cdd import group_lasso_grad
+
+    w = torch.tensor([[3.0, 4.0], [0.0, 0.0], [0.0, -2.0]]).view(3, 2, 1, 1)
+    g = group_lasso_grad(w, 0.5).view(3, 2)
+    assert torch.allclose(g, torch.tensor([[0.3, 0.4], [0.0, 0.0], [0.0, -0.5]]))
+    v = torch.randn(5, 5, 1, 1, requires_grad=True)
+    (0.004 * v.flatten(1).norm(dim=1).sum()).backward()
+    assert torch.allclose(group_lasso_grad(v.detach(), 0.004), v.grad)
+
+
+def test_neighbour_mask_on_a_constructed_batch() -> None:
+    from edgenas.tasks.retrieval.cdd import neighbour_mask
+
+    # bank: 3 teacher features over 4 channels; a sample's nearest neighbours are itself and the next
+    bank = torch.tensor([[1.0, 1.0, 0.0, 0.1], [1.0, 0.9, 0.0, 0.2], [0.0, 0.0, 1.0, 1.0]])
+    teacher = bank[:2]
+    student = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 0.5]])
+    # |t_nn · s| for both samples and both neighbours (bank rows 0 and 1): channel 2 is 0 and
+    # channel 3 the next smallest every time, so {2, 3} is the intersection
+    mask = neighbour_mask(student, teacher, bank, k=2, ratio=0.5)
+    assert mask.tolist() == [False, False, True, True]
+    # a sample whose neighbours weigh channels 2 and 3 empties the intersection
+    student2 = torch.cat([student, torch.tensor([[0.1, 0.1, 5.0, 9.0]])])
+    teacher2 = torch.cat([teacher, bank[2:]])
+    assert neighbour_mask(student2, teacher2, bank, k=2, ratio=0.5).tolist() == [False, False, False, False]
+    assert neighbour_mask(student, teacher, bank, k=1, ratio=0.25).tolist() == [False, False, True, False]
+    assert not neighbour_mask(student, teacher, bank, k=2, ratio=0.0).any()
+
+
+def _compactor_net(seed: int = 0) -> ResNetEmbed:
+    torch.manual_seed(seed)
+    net = ResNetEmbed(ResNetConfig(1, 12, 4, (6, 8), (2, 1), 8, compactor=True))
+    for b in net.blocks:  # a trained-looking network: BN statistics and compactors away from init
+        b.bn1.running_mean.uniform_(-1, 1)
+        b.bn1.running_var.uniform_(0.5, 2)
+        b.bn1.weight.data.uniform_(0.5, 2)
+        b.bn1.bias.data.uniform_(-1, 1)
+        b.compactor.conv.weight.data.normal_()
+    return net
+
+
+def test_compactor_removal_is_exact_and_identity_compactors_are_the_plain_net() -> None:
+    from edgenas.tasks.retrieval.prune import merge_compactors
+
+    net = _compactor_net()
+    for b in net.blocks:
+        b.compactor.conv.weight.data[::2] = 0.0  # rows the lasso drove to zero
+        b.compactor.conv.weight.data[1] *= 1e-7  # and one under the threshold
+    small = merge_compactors(net, 1e-5)
+    assert small.cfg.inner == (2, 2, 3) and not small.cfg.compactor
+    assert max_output_diff(net, small) <= 1e-5
+    assert count_params(small) < count_params(net)
+    # identity compactors compute the network without them
+    fresh = ResNetEmbed(ResNetConfig(1, 12, 4, (6, 8), (2, 1), 8, compactor=True))
+    plain = ResNetEmbed(fresh.cfg.with_inner(fresh.cfg.inner_widths()))
+    plain.load_state_dict(fresh.state_dict(), strict=False)
+    assert max_output_diff(fresh, plain) == 0.0
+
+
+def test_phase_switch_resets_the_task_gradient_only_after_the_full_capacity_epochs() -> None:
+    from types import SimpleNamespace
+
+    from edgenas.tasks.retrieval.cdd import CompactorController, group_lasso_grad
+
+    net = _compactor_net()
+    opts = make_options(role="teacher", variant="paper", lasso=0.1)
+    ctrl = CompactorController(net, opts.cdd)
+    comp = net.compactors()[0]
+    comp.grad_mask[:3] = 0.0
+    hooks = RetrievalHooks("compress", opts, None, ctrl, full_epochs=2)
+    for epoch, resetting in ((0, False), (1, False), (2, True), (3, True)):
+        hooks.before_epoch(SimpleNamespace(epoch=epoch))  # type: ignore[arg-type]
+        assert hooks.compress is resetting
+        task = torch.randn_like(comp.conv.weight)
+        comp.conv.weight.grad = task.clone()
+        hooks.after_backward(None, 0)  # type: ignore[arg-type]
+        lasso = group_lasso_grad(comp.conv.weight.detach(), 0.1)
+        kept = task * (comp.grad_mask.view(-1, 1, 1, 1) if resetting else 1.0)
+        assert torch.allclose(comp.conv.weight.grad, kept + lasso)
+    assert opts.cdd.full_capacity_epochs(120) == 20 and opts.cdd.threshold == 1e-5
+
+
+@pytest.fixture(scope="module")
+def digits_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dteacher") / "t"
+    run_retrieval(role="teacher", epochs=2, run_dir=out, device="cpu", quiet=True, **DIGITS_RUN)
+    return out / "model.pt"
+
+
+PAPER_RUN = {
+    "role": "cdd",
+    "variant": "paper",
+    "epochs": 3,
+    "full_epochs": 1,
+    "lasso": 0.5,
+    "threshold": 0.8,
+    "bank_size": 100,
+    **DIGITS_RUN,
+}
+
+
+def test_a_paper_cdd_run_starts_as_the_teacher_and_removes_channels_exactly(
+    digits_teacher: Path, tmp_path: Path
+) -> None:
+    teacher, blob = load_embedding_model(digits_teacher)
+    assert blob["meta"]["test_ids"] and "classifier" in blob
+    res = run_retrieval(teacher=str(digits_teacher), run_dir=tmp_path / "p", device="cpu", quiet=True, **PAPER_RUN)
+    opts = res["options"]
+    assert opts["init"] == "teacher" and opts["finetune_epochs"] == 0 and opts["rkd_weight"] == 0
+    assert opts["cdd"]["kl_weight"] == 1 and opts["cdd"]["feature_weight"] == 0.5
+    assert set(res["stages"]) == {"compress", "prune", "evaluate", "export"}
+    hist = res["stages"]["compress"]["history"]
+    assert [h["phase"] for h in hist] == ["full-capacity", "reset", "reset"]
+    assert sum(res["reset_channels"]) > 0
+    assert res["params"] < count_params(teacher) and 0 < res["params_reduction"] < 1
+    assert res["inner"] == hist[-1]["alive"]
+    with pytest.raises(ConfigError, match="held out"):
+        run_retrieval(teacher=str(digits_teacher), run_dir=tmp_path / "x", split_seed=5, **PAPER_RUN)
+    assert not (tmp_path / "x").exists()
+
+
+def test_init_teacher_computes_the_teacher(digits_teacher: Path) -> None:
+    from edgenas.tasks.retrieval.api import _init_model
+
+    teacher, _ = load_embedding_model(digits_teacher)
+    cfg = teacher.cfg.with_inner(teacher.cfg.inner_widths(), compactor=True)
+    student, _ = _init_model(cfg, 6, 0, (teacher, None))
+    assert max_output_diff(teacher, student) == 0.0
+
+
+@pytest.mark.parametrize(("epochs_done", "step"), [(1, None), (1, 2)], ids=["after-epoch", "mid-epoch"])
+def test_a_paper_cdd_run_resumes_bit_exactly(digits_teacher: Path, tmp_path: Path, epochs_done: int, step) -> None:
+    opts = {"teacher": str(digits_teacher), "device": "cpu", "quiet": True, **PAPER_RUN}
+    straight = run_retrieval(run_dir=tmp_path / "a", **opts)
+    with _interrupted("compress", epochs_done, step), pytest.raises(Interrupted):
+        run_retrieval(run_dir=tmp_path / "b", **opts)
+    ckpt = torch.load(tmp_path / "b" / "ckpt-compress.pt", weights_only=False)
+    assert ckpt["epoch"] == epochs_done and set(ckpt["hooks"]) == {"cdd"}
+    resumed = run_retrieval(resume=tmp_path / "b", device="cpu", quiet=True)
+    assert resumed["stages"]["compress"]["resumed_from_epoch"] == epochs_done
+    assert resumed["inner"] == straight["inner"] and resumed["metrics"] == straight["metrics"]
+    assert _same_model(tmp_path / "a", tmp_path / "b")
+
+
+def test_runs_made_before_the_open_protocol_resume_as_closed_set() -> None:
+    opts = RetrievalOptions(**{"protocol": "closed", **{"role": "teacher"}})
+    assert opts.protocol == "closed" and make_options(role="teacher").protocol == "open"
+
+
+@pytest.mark.parametrize("in_memory", [True, False], ids=["in-memory", "streamed"])
+def test_open_set_holds_out_whole_identity_folders(tmp_path: Path, in_memory: bool) -> None:
+    from PIL import Image
+
+    from edgenas.data.base import make_loader
+    from edgenas.tasks.retrieval.data import load_retrieval
+
+    for ident in range(6):  # every image's grey level says whose it is: 40·id + j
+        (tmp_path / f"id{ident}").mkdir()
+        for j in range(6):
+            Image.fromarray(np.full((8, 8), 40 * ident + j, dtype=np.uint8)).save(tmp_path / f"id{ident}" / f"{j}.png")
+    d = load_retrieval("folder", tmp_path, protocol="open", test_ids=2, split_seed=1, in_memory=in_memory)
+
+    def owners(split) -> set[int]:
+        x = torch.cat([xb for xb, _ in make_loader(split, 64)])
+        grey = (x[:, 0, 0, 0] * d.std[0] + d.mean[0]) * 255
+        return {int(v) // 40 for v in grey.round().tolist()}
+
+    held = set(d.test_ids)
+    assert len(held) == 2 and owners(d.train) == set(d.train_ids) and not owners(d.train) & held
+    assert owners(d.query) | owners(d.gallery) == held

@@ -1,6 +1,6 @@
 """`edgenas retrieval`: embedding models for image retrieval (teacher, CDD student, static-KD student).
 
-The library function is `edgenas.tasks.retrieval.stages.run_retrieval`.
+The library function is `edgenas.tasks.retrieval.run_retrieval`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ from edgenas.cli._args import common_args, data_args, ints_tuple, positive_int, 
 
 DESCRIPTION = (
     "--role teacher trains an embedding teacher (CE + batch-hard triplet); --role cdd (default) "
-    "distils a student as wide as --teacher while shrinking it to --budget, prunes it physically, fine-tunes "
-    "and exports it; --role static distils a fixed student the size of --student-like (the static-KD baseline)."
+    "distils a student as wide as --teacher while shrinking it (--variant edgenas: gates, to --budget, then "
+    "fine-tuned; --variant paper: the authors' compactors + group lasso, the size emerging from --lasso), prunes it "
+    "physically and exports it; --role static distils a fixed student the size of --student-like (the static-KD "
+    "baseline). --protocol open (default) trains on some identities and retrieves held-out ones, as retrieval "
+    "and re-identification are judged; a teacher and its students must hold out the same identities."
 )
 
 
@@ -25,12 +28,26 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--student-like", type=Path, help="static: model.pt whose size the student takes (a CDD run)")
     p.add_argument("--budget", type=float, default=0.35, help="cdd: share of the teacher's params/FLOPs kept (0.35)")
     p.add_argument("--budget-metric", choices=("params", "flops", "both"), default="both", help="cdd: (both)")
-    p.add_argument("--no-reset", action="store_true", help="cdd: no retrieval-guided gradient resetting (ablation)")
+    p.add_argument("--no-reset", action="store_true", help="cdd edgenas: no gradient resetting (ablation)")
+    p.add_argument("--variant", choices=("edgenas", "paper"), default="edgenas", help="cdd: (edgenas)")
+    p.add_argument("--init", choices=("teacher", "scratch"), help="cdd: student's start (paper: teacher)")
+    p.add_argument("--threshold", type=float, help="cdd: removal threshold (edgenas gates 0.05; paper ‖W_c‖ 1e-5)")
+    p.add_argument("--lasso", type=float, default=0.004, help="cdd paper: group-lasso weight λ (0.004)")
+    p.add_argument("--mask-ratio", type=float, default=0.5, help="cdd paper: unimportant share per sample (0.5)")
+    p.add_argument("--neighbours", type=positive_int, default=2, help="cdd paper: teacher neighbours (2)")
+    p.add_argument("--bank-size", type=positive_int, default=24000, help="cdd paper: memory bank rows (24000)")
+    p.add_argument("--full-epochs", type=int, help="cdd paper: full-capacity epochs (epochs/6)")
+    p.add_argument("--kl-weight", type=float, help="cdd: KL(T)·T² on id logits (paper 1, edgenas 0)")
+    p.add_argument("--feature-weight", type=float, help="cdd: L2 of pooled block features (paper 0.5, edgenas 0)")
+    p.add_argument("--protocol", choices=("open", "closed"), default="open", help="held-out identities (open)")
+    p.add_argument("--test-ids", type=positive_int, default=4, help="open: identities held out (4)")
+    p.add_argument("--split-seed", type=int, default=0, help="open: seed of the held-out draw (0)")
+    p.add_argument("--pk", type=int, help="P×K batches: K images per identity, batch-size/K identities")
     p.add_argument("--widths", type=ints_tuple, default=(16, 32, 64), help="teacher: stage widths (16,32,64)")
     p.add_argument("--blocks", type=ints_tuple, default=(2, 2, 2), help="teacher: blocks per stage (2,2,2)")
     p.add_argument("--embed-dim", type=positive_int, default=128, help="teacher: embedding size (128)")
     p.add_argument("--epochs", type=positive_int, default=6, help="teacher/cdd training epochs (6)")
-    p.add_argument("--finetune-epochs", type=int, default=2, help="cdd: after pruning; static: added (2)")
+    p.add_argument("--finetune-epochs", type=int, help="cdd: after pruning; static: added (2; cdd paper: 0)")
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (0.1)")
     p.add_argument("--test-subset", type=positive_int, help="use this many test images for query + gallery")
@@ -42,7 +59,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from edgenas.tasks.retrieval.stages import run_retrieval
+    from edgenas.tasks.retrieval import run_retrieval
 
     if args.resume is not None:
         res = run_retrieval(resume=args.resume, device=args.device, quiet=args.quiet)
@@ -54,6 +71,20 @@ def handle(args: argparse.Namespace) -> int:
             budget=args.budget,
             metric=args.budget_metric,
             reset=not args.no_reset,
+            variant=args.variant,
+            init=args.init,
+            threshold=args.threshold,
+            lasso=args.lasso,
+            mask_ratio=args.mask_ratio,
+            neighbours=args.neighbours,
+            bank_size=args.bank_size,
+            full_epochs=args.full_epochs,
+            kl_weight=args.kl_weight,
+            feature_weight=args.feature_weight,
+            protocol=args.protocol,
+            test_ids=args.test_ids,
+            split_seed=args.split_seed,
+            pk=args.pk,
             dataset=args.dataset,
             data_dir=str(args.data_dir) if args.data_dir else None,
             subset=args.subset,

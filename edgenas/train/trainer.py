@@ -30,8 +30,8 @@ from edgenas.core.errors import ResumeError, UserError
 from edgenas.core.precision import Precision, clip_and_step, resolve_precision
 from edgenas.core.progress import progress_bar
 from edgenas.core.rundir import RunDir
-from edgenas.data.base import Split, make_loader
-from edgenas.data.stream import StreamSplit
+from edgenas.data.base import BatchLoader, Split, make_loader
+from edgenas.data.stream import StreamLoader, StreamSplit
 from edgenas.train.evaluate import evaluate
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -172,7 +172,9 @@ class Trainer:
     share one run; `precision` (default: `resolve_precision(device)`: AMP on CUDA, never on
     CPU) sets autocast and loss scaling; `channels_last` (default: the precision's, on
     unless switched off) sets the memory format of the model and its inputs; `name` labels
-    the progress bar and errors. Streaming splits are read through their `StreamLoader`
+    the progress bar and errors; `train_batches` replaces the shuffled training loader (e.g.
+    identity-balanced batches; its order must be a function of (seed, epoch) for exact resume).
+    Streaming splits are read through their `StreamLoader`
     (pinned batches on CUDA).
     """
 
@@ -192,6 +194,7 @@ class Trainer:
         channels_last: bool | None = None,
         name: str | None = None,
         precision: Precision | None = None,
+        train_batches: BatchLoader | StreamLoader | None = None,
     ) -> None:
         self.cfg = cfg
         self.device = device
@@ -212,10 +215,10 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.loss_fn = loss_fn or cross_entropy_loss(cfg.label_smoothing)
         pin = device.type == "cuda"
-        self.train_batches = make_loader(
+        self.train_batches = train_batches or make_loader(
             data.train, cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=True, augment=cfg.augment, pin_memory=pin
         )
-        if len(self.train_batches) == 0:
+        if train_batches is None and len(self.train_batches) == 0:
             self.train_batches = make_loader(
                 data.train, cfg.batch_size, shuffle=True, seed=cfg.seed, augment=cfg.augment, pin_memory=pin
             )

@@ -48,7 +48,8 @@ def run_retrieval(
     """
     if resume is not None:
         run = RunDir.open_existing(resume, COMMAND)
-        opts = RetrievalOptions(**run.read_config()["options"])
+        # runs made before issue 22 recorded no protocol: they were closed-set
+        opts = RetrievalOptions(**{"protocol": "closed", **run.read_config()["options"]})
         return _run(run, opts, device=device, quiet=quiet)
     opts = make_options(**options)
     # Everything a user can get wrong fails before a run folder is created.
@@ -69,21 +70,45 @@ def _load_data(opts: RetrievalOptions) -> RetrievalSplits:
         test_subset=opts.test_subset,
         query_fraction=opts.query_fraction,
         resize=opts.resize,
+        protocol=opts.protocol,
+        test_ids=opts.test_ids,
+        split_seed=opts.split_seed,
     )
 
 
 # ----------------------------------------------------------------------------- networks
-def _teacher(opts: RetrievalOptions, data: RetrievalSplits) -> ResNetEmbed | None:
-    if opts.teacher is None:
-        return None
-    teacher, _ = load_embedding_model(opts.teacher)
+def _teacher_and_classifier(opts: RetrievalOptions, data: RetrievalSplits) -> tuple[ResNetEmbed, nn.Linear | None]:
+    """The frozen teacher and its id classifier (None in model files made before issue 22),
+    checked against the data: same inputs, and the same held-out identities (a teacher that
+    trained on this run's test identities would leak them into the student)."""
+    assert opts.teacher is not None
+    teacher, blob = load_embedding_model(opts.teacher)
     if teacher.cfg.input_shape != _input_shape(data):
         raise ConfigError(
             f"teacher {opts.teacher} takes {teacher.cfg.input_shape} inputs; this data has {_input_shape(data)}"
         )
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher.eval()
+    held = tuple(blob["meta"].get("test_ids") or ())
+    if held != data.test_ids:
+        raise ConfigError(
+            f"teacher {opts.teacher} held out identities {list(held) or 'none'}, this run holds out "
+            f"{list(data.test_ids) or 'none'}; train the teacher with the same --protocol/--test-ids/--split-seed"
+        )
+    classifier = None
+    if "classifier" in blob:
+        w = blob["classifier"]["weight"]
+        classifier = nn.Linear(w.shape[1], w.shape[0])
+        classifier.load_state_dict(blob["classifier"])
+        if w.shape[0] != data.info.num_classes:
+            raise ConfigError(
+                f"teacher {opts.teacher} classifies {w.shape[0]} ids; this data has {data.info.num_classes}"
+            )
+        classifier.requires_grad_(False)
+    teacher.requires_grad_(False)
+    return teacher.eval(), classifier
+
+
+def _teacher(opts: RetrievalOptions, data: RetrievalSplits) -> ResNetEmbed | None:
+    return None if opts.teacher is None else _teacher_and_classifier(opts, data)[0]
 
 
 def _input_shape(data: RetrievalSplits) -> tuple[int, int, int]:
@@ -98,7 +123,8 @@ def _student_config(opts: RetrievalOptions, data: RetrievalSplits) -> ResNetConf
     teacher = _teacher(opts, data)
     assert teacher is not None
     if opts.role == "cdd":  # start as wide as the teacher
-        return teacher.cfg.with_inner(teacher.cfg.inner_widths(), gated=True)
+        paper = opts.cdd.variant == "paper"
+        return teacher.cfg.with_inner(teacher.cfg.inner_widths(), gated=not paper, compactor=paper)
     like, _ = load_embedding_model(opts.student_like)  # type: ignore[arg-type]
     cfg = like.cfg.with_inner(like.cfg.inner_widths(), gated=False)
     if cfg.input_shape != teacher.cfg.input_shape or cfg.embed_dim != teacher.cfg.embed_dim:
@@ -106,11 +132,24 @@ def _student_config(opts: RetrievalOptions, data: RetrievalSplits) -> ResNetConf
     return cfg
 
 
-def _init_model(cfg: ResNetConfig, num_ids: int, seed: int) -> tuple[ResNetEmbed, nn.Linear]:
+def _init_model(
+    cfg: ResNetConfig, num_ids: int, seed: int, like: tuple[ResNetEmbed, nn.Linear | None] | None = None
+) -> tuple[ResNetEmbed, nn.Linear]:
+    """A new network and id classifier; with `like` (`--init teacher`), a copy of the teacher's
+    weights (its gates or compactors start open / as the identity, so it computes the teacher)."""
     with torch.random.fork_rng():
         torch.manual_seed(derive_seed(seed, "init"))
         model = ResNetEmbed(cfg)
         classifier = nn.Linear(cfg.embed_dim, num_ids)
+    if like is not None:
+        teacher, teacher_classifier = like
+        missing, unexpected = model.load_state_dict(teacher.state_dict(), strict=False)
+        if unexpected or any(".gate." not in k and ".compactor." not in k for k in missing):
+            raise ConfigError("--init teacher: the student's architecture is not the teacher's")
+        if teacher_classifier is not None:
+            classifier.load_state_dict(teacher_classifier.state_dict())
+        model.requires_grad_(True)
+        classifier.requires_grad_(True)
     return model, classifier
 
 
@@ -122,10 +161,19 @@ def _run(
     if data is None:
         data = _load_data(opts)
     seed_everything(opts.seed)
-    teacher = _teacher(opts, data)
-    model, classifier = _init_model(_student_config(opts, data), data.info.num_classes, opts.seed)
+    teacher, teacher_classifier = _teacher_and_classifier(opts, data) if opts.teacher else (None, None)
+    like = (teacher, teacher_classifier) if opts.role == "cdd" and opts.init == "teacher" else None
+    model, classifier = _init_model(_student_config(opts, data), data.info.num_classes, opts.seed, like)
     run.event("start", role=opts.role, device=str(dev), threads=torch.get_num_threads())
-    ctx = StageContext(run, opts, data, dev, teacher.to(dev) if teacher is not None else None, quiet)
+    ctx = StageContext(
+        run,
+        opts,
+        data,
+        dev,
+        teacher.to(dev) if teacher is not None else None,
+        quiet,
+        teacher_classifier.to(dev) if teacher_classifier is not None else None,
+    )
     t0 = time.perf_counter()
     try:
         state = run_stages(stages_for(opts), ctx, StageState(model, classifier))
@@ -174,6 +222,9 @@ def _finish(ctx: StageContext, state: StageState, seconds: float) -> dict[str, A
         std=list(data.std),
         distilled_from=opts.teacher,
         map=metrics["map"],
+        protocol=opts.protocol,
+        test_ids=list(data.test_ids),
+        classifier=state.classifier.cpu().state_dict(),
     )
     t = time.perf_counter()
     onnx_path = export_onnx(model, shape, run.file("model.onnx"))

@@ -1,15 +1,22 @@
-"""Capacity dynamic distillation (CDD): gates, budget, gradient resetting, channel removal.
+"""Capacity dynamic distillation (CDD): two variants of one method, chosen by `CDDConfig.variant`.
 
 Xie, Zhang, Xu, Zhu, He, "Towards a Smaller Student: Capacity Dynamic Distillation for
 Efficient Image Retrieval", CVPR 2023 (arXiv 2303.09230). The student starts as wide as
-its teacher, with a `ChannelGate` on the inner channels of every residual block
-(`edgenas.tasks.retrieval.model`), and is compressed while it is distilled, so it learns
-from the teacher at full capacity first. `CDDController` owns the gates during training:
-an exact params/FLOPs cost of the alive channels (`CapacityCost`), a cost-weighted L1
-compression loss on while the model is above the budget, retrieval-guided gradient
-resetting (edgenas's rule: drop the compression gradient where it conflicts in sign with
-the task gradient), and removal of gates under a threshold down to the budget. Design
-notes, where this departs from the paper, and measurements: `docs/methods/cdd.md`.
+its teacher and is compressed while it is distilled, so it learns from the teacher at full
+capacity first. The variants differ in what carries the capacity and how it shrinks:
+- `edgenas` (`CDDController`): a `ChannelGate` on every block's inner channels, an exact
+  params/FLOPs cost of the alive channels (`CapacityCost`), a cost-weighted L1 compression
+  loss on while the model is above a budget, gradient resetting by edgenas's rule (drop
+  the compression gradient where it conflicts in sign with the task gradient), removal of
+  gates under a threshold down to the budget;
+- `paper` (`CompactorController`, as the authors' code SCY-X/Capacity_Dynamic_Distillation
+  does it): identity-initialised 1×1 compactors under a fixed group lasso λ·Σ‖W_c‖₂ (no
+  budget: the ratio emerges), and retrieval-guided gradient resetting: the *task* gradient
+  of a compactor row is zeroed, from then on, once the channel ranks in the bottom
+  `mask_ratio` of |t_nn · s| for every sample of a batch and each of its `neighbours`
+  nearest teacher features in a memory bank; a full-capacity phase without resetting
+  first; exact removal of rows under `threshold` at the end (`prune.merge_compactors`).
+Design notes, departures from the paper and measurements: `docs/methods/cdd.md`.
 """
 
 from __future__ import annotations
@@ -17,12 +24,29 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edgenas.cost import count_flops, count_params
-from edgenas.tasks.retrieval.model import ChannelGate, ResNetConfig, ResNetEmbed
+from edgenas.tasks.retrieval.model import ChannelGate, Compactor, ResNetConfig, ResNetEmbed
 
-__all__ = ["CDDConfig", "CDDController", "CDDExperimental", "CapacityCost", "ChannelGate", "reset_conflicts"]
+__all__ = [
+    "CDDConfig",
+    "CDDController",
+    "CDDExperimental",
+    "CapacityCost",
+    "ChannelGate",
+    "CompactorController",
+    "group_lasso_grad",
+    "neighbour_mask",
+    "reset_conflicts",
+]
+
+# What each variant means by an option left unset (the paper's values from the authors' code).
+VARIANT_DEFAULTS: dict[str, dict[str, float]] = {
+    "edgenas": {"threshold": 0.05, "kl_weight": 0.0, "feature_weight": 0.0},
+    "paper": {"threshold": 1e-5, "kl_weight": 1.0, "feature_weight": 0.5},
+}
 
 
 class CDDExperimental(BaseModel):
@@ -39,9 +63,23 @@ class CDDConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    budget: float = Field(0.35, gt=0, lt=1, description="share of the full model's params/FLOPs to keep")
+    variant: Literal["edgenas", "paper"] = Field("edgenas", description="gates + budget, or compactors + lasso")
+    budget: float = Field(0.35, gt=0, lt=1, description="edgenas: share of the full model's params/FLOPs to keep")
     metric: Literal["params", "flops", "both"] = "both"
-    threshold: float = Field(0.05, ge=0, lt=1, description="gates under this are removed")
+    threshold: float | None = Field(
+        None, ge=0, lt=1, description="gates (edgenas, 0.05) / compactor row norms (paper, 1e-5) under this are removed"
+    )
+    # paper variant
+    lasso: float = Field(0.004, ge=0, description="paper: group-lasso weight λ on compactor rows")
+    mask_ratio: float = Field(0.5, ge=0, le=1, description="paper: share of channels per sample ranked unimportant")
+    neighbours: int = Field(2, ge=1, description="paper: teacher neighbours per sample (the sample itself first)")
+    bank_size: int = Field(24000, ge=1, description="paper: teacher features kept per block in the memory bank")
+    full_epochs: int | None = Field(
+        None, ge=0, description="paper: full-capacity epochs before gradient resetting (round(epochs/6))"
+    )
+    kl_weight: float | None = Field(None, ge=0, description="KL(T)·T² on id logits (paper 1, edgenas 0)")
+    kl_temperature: float = Field(2.0, gt=0)
+    feature_weight: float | None = Field(None, ge=0, description="L2 of pooled inner features (paper 0.5, edgenas 0)")
     strength: float = Field(3.0, gt=0, description="unopposed gate decay over the compression steps")
     gate_lr: float = Field(0.1, gt=0, description="SGD step size of the gates")
     warmup_epochs: int = Field(1, ge=0, description="epochs before compression starts")
@@ -64,6 +102,18 @@ class CDDConfig(BaseModel):
                 nested[key] = data.pop(key)
         data["experimental"] = nested
         return data
+
+    @model_validator(mode="after")
+    def _variant_defaults(self) -> CDDConfig:
+        """Options left unset take the variant's value (recorded resolved in the run's config)."""
+        for key, value in VARIANT_DEFAULTS[self.variant].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        return self
+
+    def full_capacity_epochs(self, epochs: int) -> int:
+        """Epochs of the paper's full-capacity phase: `full_epochs`, else 1/6 of training (20 of 120)."""
+        return self.full_epochs if self.full_epochs is not None else round(epochs / 6)
 
 
 class CapacityCost:
@@ -207,3 +257,90 @@ class CDDController:
     def enforce_budget(self) -> int:
         """Remove the lowest-gate alive channels until the kept share is within the budget."""
         return self._remove_until_budget(self._candidates(None))
+
+
+# ----------------------------------------------------------------------------- paper variant
+def group_lasso_grad(weight: torch.Tensor, lam: float) -> torch.Tensor:
+    """∂/∂W of λ Σ_c ‖W_c‖₂ over output rows c: λ W_c / ‖W_c‖₂ (0 for an all-zero row)."""
+    norms = weight.flatten(1).norm(dim=1)
+    scale = torch.where(norms > 0, lam / norms.clamp_min(torch.finfo(weight.dtype).tiny), torch.zeros_like(norms))
+    return weight * scale.view(-1, *([1] * (weight.dim() - 1)))
+
+
+@torch.no_grad()
+def neighbour_mask(
+    student: torch.Tensor, teacher: torch.Tensor, bank: torch.Tensor, k: int, ratio: float
+) -> torch.Tensor:
+    """Channels to reset for one block: a bool [C], True where the channel is among the
+    `int(C·ratio)` smallest |t̂_nn,c · ŝ_c| for every sample and each of its top-`k` cosine
+    neighbours t_nn among `bank` (rows of L2-normalised teacher features; ŝ, t̂ normalised).
+    Ties rank by channel index (a stable sort)."""
+    c = student.shape[1]
+    n_low = int(c * ratio)
+    if n_low == 0 or len(bank) == 0:
+        return torch.zeros(c, dtype=torch.bool, device=student.device)
+    t, s, g = (F.normalize(v.double(), dim=1) for v in (teacher, student, bank))
+    nn_idx = torch.sort(t @ g.t(), dim=1, descending=True, stable=True).indices[:, : min(k, len(g))]
+    contrib = (g[nn_idx] * s[:, None, :]).abs()  # [N, k, C]
+    low = torch.sort(contrib, dim=2, stable=True).indices[..., :n_low]
+    is_low = torch.zeros_like(contrib, dtype=torch.bool).scatter_(2, low, True)
+    return is_low.flatten(0, 1).all(0)
+
+
+class CompactorController:
+    """Group lasso, retrieval-guided resetting of the task gradient, memory bank (paper variant)."""
+
+    def __init__(self, model: ResNetEmbed, cfg: CDDConfig) -> None:
+        if not model.cfg.compactor:
+            raise ValueError("CDD paper needs a network with compactors (ResNetConfig(compactor=True))")
+        self.cfg = cfg
+        self.compactors: list[Compactor] = model.compactors()
+        self.banks = [torch.zeros(0, c.conv.out_channels) for c in self.compactors]
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint must keep besides the weights (the reset masks are model buffers)."""
+        return {"banks": [b.detach().cpu().clone() for b in self.banks]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        dev = self.compactors[0].conv.weight.device
+        self.banks = [b.to(dev) for b in state["banks"]]
+
+    @torch.no_grad()
+    def _push(self, teacher: list[torch.Tensor]) -> None:
+        """Enqueue the batch's teacher features; the bank keeps the newest `bank_size` rows."""
+        for i, t in enumerate(teacher):
+            bank = self.banks[i].to(t.device)
+            self.banks[i] = torch.cat([bank, t.detach().float()])[-self.cfg.bank_size :]
+
+    @torch.no_grad()
+    def update_masks(self, student: list[torch.Tensor], teacher: list[torch.Tensor]) -> int:
+        """Push the teacher features, then reset the channels `neighbour_mask` picks (for good);
+        returns how many channels were newly reset."""
+        self._push(teacher)
+        newly = 0
+        for comp, s, t, bank in zip(self.compactors, student, teacher, self.banks, strict=True):
+            pick = neighbour_mask(s, t, bank, self.cfg.neighbours, self.cfg.mask_ratio)
+            newly += int((pick & (comp.grad_mask > 0)).sum())
+            comp.grad_mask[pick] = 0.0
+        return newly
+
+    @torch.no_grad()
+    def adjust_grads(self, reset: bool) -> None:
+        """After backward: zero the task gradient of reset rows (if `reset`), add the lasso gradient."""
+        for comp in self.compactors:
+            w = comp.conv.weight
+            if w.grad is None:
+                w.grad = torch.zeros_like(w)
+            if reset:
+                w.grad.mul_(comp.grad_mask.view(-1, 1, 1, 1))
+            w.grad.add_(group_lasso_grad(w.detach(), self.cfg.lasso))
+
+    def row_norms(self) -> list[torch.Tensor]:
+        return [c.row_norms() for c in self.compactors]
+
+    def alive(self) -> list[int]:
+        """Rows at or above the removal threshold, per block (at least 1: a block keeps one channel)."""
+        return [max(1, int((n >= self.cfg.threshold).sum())) for n in self.row_norms()]
+
+    def reset_channels(self) -> list[int]:
+        return [int((c.grad_mask == 0).sum()) for c in self.compactors]

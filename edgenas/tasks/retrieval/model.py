@@ -12,7 +12,11 @@ prunable: they touch nothing outside the block, so removing them never has to fo
 residual connection through the network.
 
 With `gated=True` each block multiplies its inner activations by a `ChannelGate`
-(importance per channel times a 0/1 alive mask), which CDD learns and thresholds.
+(importance per channel times a 0/1 alive mask), which CDD learns and thresholds (the
+`edgenas` variant). With `compactor=True` each block has a `Compactor` between bn1 and the
+ReLU: an identity-initialised 1×1 conv whose rows CDD's `paper` variant drives to zero with a
+group lasso (Xie et al., CVPR 2023, after ResRep, Ding et al., ICCV 2021); a zero row is a
+channel that can be removed exactly (`edgenas.tasks.retrieval.prune.merge_compactors`).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class ResNetConfig:
     embed_dim: int = 128
     inner: tuple[int, ...] = field(default=())  # inner width of every block; () = the stage width
     gated: bool = False
+    compactor: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -53,6 +58,8 @@ class ResNetConfig:
             raise UserError(f"widths {self.widths} and blocks {self.blocks} must be non-empty and of equal length")
         if min((*self.widths, *self.blocks, self.stem, self.embed_dim, self.in_channels, self.resolution)) < 1:
             raise UserError("every width, block count, stem, embed_dim and resolution must be >= 1")
+        if self.gated and self.compactor:
+            raise UserError("a network has gates (CDD edgenas) or compactors (CDD paper), not both")
         if self.inner and (len(self.inner) != sum(self.blocks) or min(self.inner) < 1):
             raise UserError(f"inner needs {sum(self.blocks)} widths >= 1 (one per block), got {self.inner}")
 
@@ -77,8 +84,8 @@ class ResNetConfig:
                 cin = w
         return specs
 
-    def with_inner(self, inner: tuple[int, ...], gated: bool = False) -> ResNetConfig:
-        return replace(self, inner=tuple(inner), gated=gated)
+    def with_inner(self, inner: tuple[int, ...], gated: bool = False, compactor: bool = False) -> ResNetConfig:
+        return replace(self, inner=tuple(inner), gated=gated, compactor=compactor)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -103,13 +110,33 @@ class ChannelGate(nn.Module):
         return x * self.effective().view(1, -1, 1, 1)
 
 
-class BasicBlock(nn.Module):
-    """conv3×3 → BN → ReLU → [gate] → conv3×3 → BN, plus shortcut, then ReLU."""
+class Compactor(nn.Module):
+    """Identity-initialised C×C 1×1 conv; `grad_mask` (1 = free, 0 = task gradient reset) is
+    the state of CDD's retrieval-guided gradient resetting, kept with the weights."""
 
-    def __init__(self, cin: int, inner: int, cout: int, stride: int, gated: bool) -> None:
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.eye(channels).view(channels, channels, 1, 1))
+        self.register_buffer("grad_mask", torch.ones(channels))
+
+    def row_norms(self) -> torch.Tensor:
+        """‖W_c‖₂ of every output row (the group lasso's groups)."""
+        return self.conv.weight.detach().flatten(1).norm(dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class BasicBlock(nn.Module):
+    """conv3×3 → BN → [compactor] → ReLU → [gate] → conv3×3 → BN, plus shortcut, then ReLU."""
+
+    def __init__(self, cin: int, inner: int, cout: int, stride: int, gated: bool, compactor: bool = False) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, inner, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(inner)
+        self.compactor = Compactor(inner) if compactor else None
         self.gate = ChannelGate(inner) if gated else None
         self.conv2 = nn.Conv2d(inner, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
@@ -117,11 +144,23 @@ class BasicBlock(nn.Module):
         if stride != 1 or cin != cout:
             self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.bn1(self.conv1(x)))
-        if self.gate is not None:
-            h = self.gate(h)
+    def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(inner activations conv2 reads, bn1's output, the compactor's output before the ReLU);
+        the last two are the same tensor without a compactor."""
+        pre = self.bn1(self.conv1(x))
+        post = self.compactor(pre) if self.compactor is not None else pre
+        h = F.relu(post)
+        return (self.gate(h) if self.gate is not None else h), pre, post
+
+    def inner(self, x: torch.Tensor) -> torch.Tensor:
+        """The inner activations (what conv2 reads)."""
+        return self.parts(x)[0]
+
+    def outer(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn2(self.conv2(h)) + self.shortcut(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.outer(x, self.inner(x))
 
 
 class ResNetEmbed(nn.Module):
@@ -134,7 +173,8 @@ class ResNetEmbed(nn.Module):
             nn.Conv2d(cfg.in_channels, cfg.stem, 3, 1, 1, bias=False), nn.BatchNorm2d(cfg.stem), nn.ReLU()
         )
         self.blocks = nn.ModuleList(
-            BasicBlock(cin, inner, cout, stride, cfg.gated) for cin, inner, cout, stride, _ in cfg.block_specs()
+            BasicBlock(cin, inner, cout, stride, cfg.gated, cfg.compactor)
+            for cin, inner, cout, stride, _ in cfg.block_specs()
         )
         self.embed = nn.Linear(cfg.widths[-1], cfg.embed_dim)
 
@@ -144,20 +184,40 @@ class ResNetEmbed(nn.Module):
             h = block(h)
         return self.embed(h.mean((2, 3)))
 
+    def forward_inner(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """The embedding and, per block, the globally average-pooled [N, inner] bn1 output and
+        compactor output (before the ReLU): the points where the authors' CDD code reads its
+        feature-distillation and its gradient-resetting features."""
+        h, pre, post = self.stem(x), [], []
+        for block in self.blocks:
+            inner, p, q = block.parts(h)
+            pre.append(p.mean((2, 3)))
+            post.append(q.mean((2, 3)))
+            h = block.outer(h, inner)
+        return self.embed(h.mean((2, 3))), pre, post
+
     def gates(self) -> list[ChannelGate]:
         return [b.gate for b in self.blocks if b.gate is not None]
 
+    def compactors(self) -> list[Compactor]:
+        return [b.compactor for b in self.blocks if b.compactor is not None]
 
-def save_embedding_model(path: str | Path, model: ResNetEmbed, **meta: Any) -> Path:
-    """Atomically write weights + config (+ meta such as normalisation); no pickled modules."""
+
+def save_embedding_model(
+    path: str | Path, model: ResNetEmbed, *, classifier: dict[str, torch.Tensor] | None = None, **meta: Any
+) -> Path:
+    """Atomically write weights + config (+ the id classifier's weights, which distillation by
+    logits needs, + meta such as normalisation); no pickled modules."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    blob = {
+    blob: dict[str, Any] = {
         "kind": EMBED_FILE_KIND,
         "format_version": EMBED_FILE_VERSION,
         "config": model.cfg.to_dict(),
         "state_dict": state,
         "meta": meta,
     }
+    if classifier is not None:
+        blob["classifier"] = {k: v.detach().cpu().contiguous() for k, v in classifier.items()}
     return atomic_torch_save(path, blob)
 
 

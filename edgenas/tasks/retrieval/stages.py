@@ -5,9 +5,12 @@ training box:
 - `teacher`: [train]: CE on ids + batch-hard triplet;
 - `cdd`: [compress, prune, finetune]: capacity dynamic distillation (Xie, Zhang, Xu, Zhu,
   He, "Towards a Smaller Student: Capacity Dynamic Distillation for Efficient Image
-  Retrieval", CVPR 2023, arXiv 2303.09230): a gated student as wide as the teacher is
-  distilled while `CDDController` shrinks it to the budget, then pruned physically and
-  fine-tuned; `docs/methods/cdd.md` says where edgenas departs from the paper;
+  Retrieval", CVPR 2023, arXiv 2303.09230): a student as wide as the teacher is distilled
+  while it shrinks (variant `edgenas`: gates under `CDDController`, to a budget; variant
+  `paper`: compactors under `CompactorController`, a full-capacity phase then gradient
+  resetting, the ratio emerging from the lasso), then pruned physically and (by default
+  for `edgenas` only) fine-tuned; `docs/methods/cdd.md` says where edgenas departs from
+  the paper;
 - `static`: [train]: the static-KD baseline, a fixed student distilled for as many epochs.
 A training stage is the shared trainer plus `RetrievalHooks` (the retrieval loss; for
 compression, the gate optimiser, gradient resetting and channel removal around each
@@ -29,13 +32,14 @@ from torch import nn
 from edgenas.core.atomic import atomic_torch_save
 from edgenas.core.errors import ConfigError
 from edgenas.core.rundir import RunDir
-from edgenas.distill.losses import embedding_kd, rkd_distance
-from edgenas.tasks.retrieval.cdd import CDDController
-from edgenas.tasks.retrieval.data import RetrievalSplits
+from edgenas.data.base import Split
+from edgenas.distill.losses import embedding_kd, hinton_kd, rkd_distance
+from edgenas.tasks.retrieval.cdd import CapacityCost, CDDController, CompactorController
+from edgenas.tasks.retrieval.data import PKBatchLoader, RetrievalSplits
 from edgenas.tasks.retrieval.losses import batch_hard_triplet
 from edgenas.tasks.retrieval.model import ResNetConfig, ResNetEmbed
 from edgenas.tasks.retrieval.options import RetrievalOptions
-from edgenas.tasks.retrieval.prune import max_output_diff, prune_gated
+from edgenas.tasks.retrieval.prune import max_output_diff, merge_compactors, prune_gated
 from edgenas.train.trainer import TrainConfig, Trainer, TrainHooks
 
 __all__ = [
@@ -73,6 +77,7 @@ class StageContext:
     device: torch.device
     teacher: ResNetEmbed | None
     quiet: bool = False
+    teacher_classifier: nn.Linear | None = None  # for the KL term on id logits
 
 
 @dataclass
@@ -86,51 +91,92 @@ class StageState:
 
 
 class RetrievalHooks(TrainHooks):
-    """The retrieval loss, and with a `CDDController` the compression around each step.
+    """The retrieval loss, and with a CDD controller the compression around each step.
 
-    Loss: CE with label smoothing on ids + batch-hard triplet, plus embedding KD and relational
-    (distance) KD from the teacher when there is one. Compression: the gates have their own
-    optimiser (plain SGD: λ is calibrated to its step size); after `warmup_epochs`, the
-    (reset) compression gradient is added after backward and gates under the threshold are
-    removed after each step. Retrieval is scored once, on the final model, so no per-epoch
-    metrics.
+    Loss: CE with label smoothing on ids + batch-hard triplet, plus from the teacher (when
+    there is one) embedding KD and relational (distance) KD, and for a CDD student KL(T)·T²
+    on id logits and L2 between every block's pooled inner features (the paper's losses;
+    each term by its weight). Compression, `edgenas` variant: the gates have their own
+    optimiser (plain SGD: λ is calibrated to its step size); after `warmup_epochs`, the (reset)
+    compression gradient is added after backward and gates under the threshold are removed
+    after each step. `paper` variant: the compactors train with the network; after backward
+    their rows get the group-lasso gradient, and after the full-capacity epochs the task
+    gradient of the channels the teacher's neighbours rank unimportant is zeroed (masks
+    updated at every step). Retrieval is scored once, on the final model.
     """
 
     def __init__(
-        self, stage: str, opts: RetrievalOptions, teacher: ResNetEmbed | None, cdd: CDDController | None = None
+        self,
+        stage: str,
+        opts: RetrievalOptions,
+        teacher: ResNetEmbed | None,
+        cdd: CDDController | CompactorController | None = None,
+        teacher_classifier: nn.Linear | None = None,
+        full_epochs: int = 0,
     ) -> None:
         self.stage, self.opts, self.teacher, self.cdd = stage, opts, teacher, cdd
-        self.gate_opt = torch.optim.SGD(cdd.gate_parameters(), lr=cdd.cfg.gate_lr) if cdd is not None else None
-        self.compress = False
+        self.teacher_classifier, self.full_epochs = teacher_classifier, full_epochs
+        gates = isinstance(cdd, CDDController)
+        self.gate_opt = torch.optim.SGD(cdd.gate_parameters(), lr=cdd.cfg.gate_lr) if gates else None  # type: ignore[union-attr]
+        self.compress = False  # edgenas: compression on this epoch; paper: gradient resetting on
         self.counts = {"removed": 0, "reset": 0, "pushed": 0}
+        # the paper's terms apply to a CDD student (same architecture as its teacher)
+        c = opts.cdd
+        self.kl_weight = c.kl_weight if opts.role == "cdd" and teacher is not None else 0.0
+        self.feature_weight = c.feature_weight if opts.role == "cdd" and teacher is not None else 0.0
+        if self.kl_weight and teacher_classifier is None:
+            raise ConfigError(
+                "--kl-weight needs the teacher's id classifier, which model files made before issue 22 lack; "
+                "retrain the teacher or pass --kl-weight 0"
+            )
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The `Trainer`'s `loss_fn` for an `EmbeddingClassifier`."""
         o = self.opts
-        emb = model(x)
-        loss = F.cross_entropy(model.classifier(emb), y, label_smoothing=o.label_smoothing)
+        inner = self.feature_weight > 0 or isinstance(self.cdd, CompactorController)
+        emb, s_pre, s_post = model.net.forward_inner(x) if inner else (model(x), [], [])
+        logits = model.classifier(emb)
+        loss = F.cross_entropy(logits, y, label_smoothing=o.label_smoothing)
         loss = loss + batch_hard_triplet(emb, y, o.margin)
-        if self.teacher is not None:
+        if self.teacher is None:
+            return loss
+        with torch.no_grad():
+            t, t_pre, t_post = self.teacher.forward_inner(x) if inner else (self.teacher(x), [], [])
+        if o.embed_kd_weight:
+            loss = loss + o.embed_kd_weight * embedding_kd(emb, t)
+        if o.rkd_weight:
+            loss = loss + o.rkd_weight * rkd_distance(emb, t)
+        if self.kl_weight:
             with torch.no_grad():
-                t = self.teacher(x)
-            if o.embed_kd_weight:
-                loss = loss + o.embed_kd_weight * embedding_kd(emb, t)
-            if o.rkd_weight:
-                loss = loss + o.rkd_weight * rkd_distance(emb, t)
+                t_logits = self.teacher_classifier(t)  # type: ignore[misc]
+            loss = loss + self.kl_weight * hinton_kd(logits, t_logits, o.cdd.kl_temperature)
+        if self.feature_weight:  # the authors' Fitnet_loss: Σ_blocks mean_n ‖t − s‖₂ of pooled bn1 outputs
+            loss = loss + self.feature_weight * sum(
+                (f - s).norm(dim=1).mean() for s, f in zip(s_pre, t_pre, strict=True)
+            )
+        if isinstance(self.cdd, CompactorController) and self.compress:
+            self.counts["reset"] += self.cdd.update_masks(
+                [f.detach().float() for f in s_post], [f.float() for f in t_post]
+            )
         return loss
 
     def before_epoch(self, trainer: Trainer) -> None:
-        self.compress = self.cdd is not None and trainer.epoch >= self.cdd.cfg.warmup_epochs
+        if isinstance(self.cdd, CompactorController):
+            self.compress = trainer.epoch >= self.full_epochs
+        else:
+            self.compress = self.cdd is not None and trainer.epoch >= self.cdd.cfg.warmup_epochs
         self.counts = {"removed": 0, "reset": 0, "pushed": 0}
 
     def after_backward(self, trainer: Trainer, step: int) -> None:
-        if self.compress:
+        if isinstance(self.cdd, CompactorController):
+            self.cdd.adjust_grads(reset=self.compress)
+        elif self.compress:
             stats = self.cdd.add_compression_grad()  # type: ignore[union-attr]
             self.counts["reset"] += stats["reset"]
             self.counts["pushed"] += stats["pushed"]
 
     def after_step(self, trainer: Trainer, step: int) -> None:
-        if self.gate_opt is None or self.cdd is None:
+        if self.gate_opt is None or not isinstance(self.cdd, CDDController):
             return
         self.gate_opt.step()
         self.cdd.clamp_()
@@ -140,7 +186,18 @@ class RetrievalHooks(TrainHooks):
 
     def after_epoch(self, trainer: Trainer, record: dict[str, Any]) -> None:
         record["stage"] = self.stage
-        if self.cdd is not None:
+        if isinstance(self.cdd, CompactorController):
+            alive = self.cdd.alive()
+            kept = CapacityCost(trainer.model.net.cfg).kept(alive)  # type: ignore[union-attr]
+            record.update(
+                phase="reset" if self.compress else "full-capacity",
+                alive=alive,
+                reset_channels=self.cdd.reset_channels(),
+                newly_reset=self.counts["reset"],
+                kept_params=round(kept["params"], 4),
+                kept_flops=round(kept["flops"], 4),
+            )
+        elif self.cdd is not None:
             kept = self.cdd.kept()
             record.update(
                 removed=self.counts["removed"],
@@ -152,12 +209,16 @@ class RetrievalHooks(TrainHooks):
             )
 
     def state_dict(self) -> dict[str, Any]:
+        if isinstance(self.cdd, CompactorController):
+            return {"cdd": self.cdd.state_dict()}
         if self.cdd is None or self.gate_opt is None:
             return {}
         return {"gate_optimizer": self.gate_opt.state_dict(), "cdd": self.cdd.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.cdd is not None and self.gate_opt is not None:
+        if isinstance(self.cdd, CompactorController):
+            self.cdd.load_state_dict(state["cdd"])
+        elif self.cdd is not None and self.gate_opt is not None:
             self.gate_opt.load_state_dict(state["gate_optimizer"])
             self.cdd.load_state_dict(state["cdd"])
 
@@ -210,13 +271,17 @@ class TrainStage:
             raise ConfigError(
                 f"--batch-size {opts.batch_size} is larger than the {len(ctx.data.train)} training images"
             )
-        controller = None
-        if self.cdd:
+        controller: CDDController | CompactorController | None = None
+        full_epochs = 0
+        if self.cdd and opts.cdd.variant == "paper":
+            controller = CompactorController(state.model, opts.cdd)
+            full_epochs = opts.cdd.full_capacity_epochs(self.epochs)
+        elif self.cdd:
             compress_epochs = max(1, self.epochs - opts.cdd.warmup_epochs)
             controller = CDDController(state.model, opts.cdd, compress_epochs * steps)
-        hooks = RetrievalHooks(self.name, opts, ctx.teacher, controller)
+        hooks = RetrievalHooks(self.name, opts, ctx.teacher, controller, ctx.teacher_classifier, full_epochs)
         net = EmbeddingClassifier(state.model, state.classifier)
-        gates = {id(p) for p in controller.gate_parameters()} if controller else set()
+        gates = {id(p) for p in controller.gate_parameters()} if isinstance(controller, CDDController) else set()
         cfg = TrainConfig(
             epochs=self.epochs,
             batch_size=opts.batch_size,
@@ -238,6 +303,7 @@ class TrainStage:
             checkpoint=f"ckpt-{self.name}.pt",
             channels_last=False,
             name=self.name,
+            train_batches=_pk_loader(ctx, cfg),
         )
         resumed = trainer.epoch if trainer.load_checkpoint() else None
         run.event("stage", stage=self.name, resumed_from_epoch=resumed)
@@ -249,6 +315,8 @@ class TrainStage:
         }
         if resumed is not None:
             record["resumed_from_epoch"] = resumed
+        if isinstance(controller, CompactorController):
+            record["full_capacity_epochs"] = full_epochs
         state.model, state.classifier = net.net.cpu(), net.classifier.cpu()
         atomic_torch_save(
             out,
@@ -270,6 +338,9 @@ class PruneStage:
     name: str = "prune"
 
     def run(self, ctx: StageContext, state: StageState) -> None:
+        if state.model.cfg.compactor:
+            self._merge(ctx, state)
+            return
         t = time.perf_counter()
         gated = state.model
         controller = CDDController(gated, ctx.opts.cdd, 1)
@@ -286,6 +357,37 @@ class PruneStage:
             wide_inner=list(gated.cfg.inner_widths()),
         )
         state.model = small
+
+    def _merge(self, ctx: StageContext, state: StageState) -> None:
+        """CDD paper: drop compactor rows under the threshold, merge the rest into conv1 (no budget)."""
+        t = time.perf_counter()
+        wide = state.model
+        norms = [c.row_norms() for c in wide.compactors()]
+        small = merge_compactors(wide, ctx.opts.cdd.threshold)  # type: ignore[arg-type]
+        diff = max_output_diff(wide, small)
+        kept = CapacityCost(wide.cfg).kept(list(small.cfg.inner))
+        state.records[self.name] = {"seconds": round(time.perf_counter() - t, 2)}
+        ctx.run.event("pruned", inner=list(small.cfg.inner), max_abs_diff=diff, **kept)
+        state.extra.update(
+            prune_max_abs_diff=diff,
+            kept_by_compactors=kept,
+            wide_inner=list(wide.cfg.inner_widths()),
+            compactor_row_norm_max_removed=max(
+                (float(n[n < ctx.opts.cdd.threshold].max()) for n in norms if (n < ctx.opts.cdd.threshold).any()),
+                default=0.0,
+            ),
+            reset_channels=[int((c.grad_mask == 0).sum()) for c in wide.compactors()],
+        )
+        state.model = small
+
+
+def _pk_loader(ctx: StageContext, cfg: TrainConfig) -> PKBatchLoader | None:
+    """P×K identity-balanced batches when `--pk` asks for them (in-memory training data)."""
+    if ctx.opts.pk is None:
+        return None
+    if not isinstance(ctx.data.train, Split):
+        raise ConfigError("--pk needs the training images in memory (not streamed)")
+    return PKBatchLoader(ctx.data.train, cfg.batch_size, ctx.opts.pk, seed=cfg.seed, augment=cfg.augment)
 
 
 StageDef = TrainStage | PruneStage
