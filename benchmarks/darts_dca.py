@@ -3,7 +3,7 @@
 Usage:  .venv/bin/python benchmarks/darts_dca.py [--budget 45000] [--randoms 10] [--seeds 3]
         [--search-width 8] [--k 2] [--search-subset 2000] [--search-epochs 3]
         [--warmup-epochs 1] [--width 8] [--cells 5] [--subset 2000] [--epochs 2]
-        [--runs-dir DIR] [--truth FILE] [--threads 1] [--out FILE]
+        [--runs-dir DIR] [--truth FILE] [--threads 1] [--workers 1] [--out FILE]
 
 1. One DCA-NAS search (default `edgenas` variant) on a Fashion-MNIST subset under a params
    budget; the search network has the deployed `--cells` at `--search-width` (partial
@@ -169,6 +169,7 @@ def main() -> None:
     p.add_argument("--runs-dir", type=Path, default=RESULTS / "darts_dca")
     p.add_argument("--truth", type=Path, help="truth file (default RUNS/truth.jsonl)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="training runs in parallel (each with --threads)")
     p.add_argument("--out", type=Path, default=RESULTS / "darts_dca.json")
     args = p.parse_args()
 
@@ -216,7 +217,10 @@ def main() -> None:
         "threads": args.threads,
     }
     # seed by seed: every arch's seed 0, then seed 1, ... so an interrupted build leaves whole seeds
-    for seeds in range(1, args.seeds + 1):
+    # a rerun starts at the seeds the truth file already holds (its protocol refuses fewer)
+    recorded = truth.with_name(truth.name + ".protocol.json")
+    first = json.loads(recorded.read_text())["protocol"]["seeds"] if recorded.is_file() else 1
+    for seeds in range(min(first, args.seeds), args.seeds + 1):
         protocol = TruthProtocol(
             space="darts",
             dataset="fashion-mnist",
@@ -226,7 +230,7 @@ def main() -> None:
             epochs=args.epochs,
             seeds=seeds,
         )
-        build_truth(truth, protocol, archs=[derived, *randoms], workers=1, quiet=True, threads=args.threads)
+        build_truth(truth, protocol, archs=[derived, *randoms], workers=args.workers, quiet=True, threads=args.threads)
         rows = {r["arch"]: r for r in read_truth(truth, seeds)}
         rep = report(rows, derived, randoms)
         out = summary | {

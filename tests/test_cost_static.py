@@ -16,6 +16,7 @@ from edgenas.spaces.nb201 import NB201Arch
 SHAPES = {
     "nb201": NetShape(width=4, cells=1, in_channels=1, resolution=9, num_classes=10),
     "darts": NetShape(width=4, cells=3, in_channels=1, resolution=8, num_classes=10),
+    "mobile": NetShape(width=4, cells=1, in_channels=1, resolution=12, num_classes=10),
 }
 # NB201 cells whose dead or missing edges make the built network smaller than the sum of every point
 NB201_EDGE_CASES = [
@@ -67,7 +68,10 @@ def test_static_budget_filter_gives_the_verdicts_of_built_networks(space) -> Non
     for budgets in budget_sets:
         verdicts = [static.fits(a, budgets) for a in archs]
         assert verdicts == [fits(budgets, c) for c in built], budgets
-        assert 0 < sum(verdicts) < len(archs) or budgets.max_latency_ms is not None  # both verdicts occur
+        # both verdicts occur where some arch lies above the median (the mobile space's peak memory
+        # is mostly set by its first stages, so most of a small sample share the top value)
+        above = any(getattr(c, k) > med[k] for c in built for k in med if getattr(budgets, f"max_{k}") is not None)
+        assert 0 < sum(verdicts) < len(archs) or budgets.max_latency_ms is not None or not above
     assert static.fits(archs[0], None)
 
 

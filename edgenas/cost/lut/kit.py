@@ -32,7 +32,7 @@ from edgenas.cost.lut.table import (
     PRECISIONS,
     LatencyTable,
     ProfileSpec,
-    latency_kernels,
+    kit_kernels,
     latency_spaces,
     table_from_timings,
 )
@@ -90,7 +90,7 @@ def write_kit(
     check_settings(threads, warmup, repeats)
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise ConfigError(f"--n must be an int >= 2 (two networks to rank at least), got {n!r}")
-    kernels = latency_kernels(space)
+    kernels = kit_kernels(space)
     options: dict[str, Any] = {
         "in_channels": in_channels,
         "num_classes": classes,

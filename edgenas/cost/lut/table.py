@@ -236,6 +236,32 @@ def latency_kernels(space: str) -> LatencyKernels:
     raise ConfigError(f"no latency kernels for the {space!r} space; latency tables exist for {have}")
 
 
+# Kernels a space may lack: the legacy per-edge terms, and the split profiler the kit and
+# INT8 tables are built from (such a space profiles in-process, float32, through `profile`).
+OPTIONAL_KERNELS = (
+    "edge_terms",
+    "position_terms",
+    "profile_spec",
+    "profile_graphs",
+    "profile_fusion",
+    "profile_entries",
+)
+KIT_KERNELS = ("profile_spec", "profile_graphs", "profile_fusion", "profile_entries")
+
+
+def kit_kernels(space: str) -> LatencyKernels:
+    """`latency_kernels(space)` for the profiling kit: a space without the split profiler
+    (`KIT_KERNELS`) is a one-line `ConfigError`."""
+    kernels = latency_kernels(space)
+    missing = [k for k in KIT_KERNELS if not hasattr(kernels, k)]
+    if missing:
+        raise ConfigError(
+            f"--kit: the {space!r} space's latency table is profiled in-process only (its latency.py has no "
+            f"{', '.join(missing)}); run edgenas profile-device --space {space} on the device"
+        )
+    return kernels
+
+
 def latency_spaces() -> tuple[str, ...]:
     """The registered spaces (`edgenas.spaces.SPACES`) whose folder has a `latency.py`."""
     from edgenas.spaces import SPACES
