@@ -250,6 +250,7 @@ def test_kill_9_mid_distill_then_resume_of_the_moved_folder_finishes_losing_at_m
     assert "| small |" in (run / "report.md").read_text()
 
 
+@pytest.mark.slow  # the suite stays under 6 min; faster cousins run in CI
 @needs_fashion
 def test_dnad_searches_once_for_all_devices_after_the_teacher(tmp_path: Path) -> None:
     devices = [

@@ -320,6 +320,7 @@ def straight(teacher: Path, tmp_path_factory) -> dict:
     return res
 
 
+@pytest.mark.slow  # the suite stays under 6 min; faster cousins run in CI
 def test_search_shrinks_harvests_and_writes_its_results(straight: dict) -> None:
     res, out = straight, Path(straight["run_dir"])
     masks = straight["_masks"]
@@ -360,6 +361,7 @@ def test_search_shrinks_harvests_and_writes_its_results(straight: dict) -> None:
     assert {"start", "epoch", "delete", "snapshot", "done"} <= kinds
 
 
+@pytest.mark.slow  # the suite stays under 6 min; faster cousins run in CI
 def test_search_resumes_exactly_after_an_interruption(teacher: Path, straight: dict, tmp_path: Path, monkeypatch):
     real = SNPSSearch.train_epoch
     calls = {"n": 0}
