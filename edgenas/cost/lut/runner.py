@@ -179,7 +179,8 @@ def _session(path: Path, threads: int, seed: int) -> Feed:
     return sess, feed
 
 
-def _processor() -> str:
+def processor() -> str:
+    """The CPU model name (Linux /proc/cpuinfo), else what `platform` knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -240,7 +241,7 @@ def run_kit(
         "optimized": optimized,
         "onnxruntime": ort.__version__,
         "platform": platform.platform(),
-        "processor": _processor(),
+        "processor": processor(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
         "seconds": round(time.perf_counter() - start, 2),
     }

@@ -12,14 +12,13 @@ table `quantize_graphs` quantizes the graphs as `edgenas export --int8` quantize
 
 from __future__ import annotations
 
-import platform
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgenas.core.seeding import numpy_rng
-from edgenas.cost.lut.runner import BLOCK, Feed, round_count, time_interleaved  # noqa: F401 (re-exported)
+from edgenas.cost.lut.runner import BLOCK, Feed, processor, round_count, time_interleaved  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     import onnx
@@ -69,17 +68,6 @@ def check_settings(threads: int, warmup: int, repeats: int) -> None:
     from edgenas.cost.latency import _check_protocol
 
     _check_protocol(threads, warmup, repeats)
-
-
-def processor() -> str:
-    """The CPU model name (Linux /proc/cpuinfo), else what `platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def quantize_graphs(files: dict[str, Path], *, bar: Any = None) -> dict[str, Path]:
