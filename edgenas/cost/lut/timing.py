@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgenas.core.errors import ConfigError
 from edgenas.core.seeding import numpy_rng
 from edgenas.cost.lut.runner import BLOCK, Feed, processor, round_count, time_interleaved  # noqa: F401 (re-exported)
 
@@ -61,6 +62,34 @@ def optimized_graph(path: str | Path, *, disabled_optimizers: Iterable[str] = ()
             str(path), opts, providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled_optimizers)
         )
         return onnx.load(opts.optimized_model_filepath).graph
+
+
+def checked_profile_input(
+    resolution: int,
+    in_channels: int,
+    num_classes: int,
+    widths: Sequence[int],
+    *,
+    example: str,
+    cells: Sequence[int] | None = None,
+) -> tuple[list[int], list[int] | None]:
+    """The sorted distinct widths (and cell counts, for spaces whose frame depends on them) of a
+    profile, its input checked; a `ConfigError` names the bad value, `example` the flags to give."""
+    widths = sorted({int(w) for w in widths})
+    counts = sorted({int(n) for n in cells}) if cells is not None else None
+    for label, value, low in (
+        ("resolution", resolution, 4),
+        ("in_channels", in_channels, 1),
+        ("classes", num_classes, 1),
+        *(("width", w, 1) for w in widths),
+        *(("cells", n, 1) for n in counts or ()),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"profile-device: {label} must be an int >= {low}, got {value!r}")
+    if not widths or counts == []:
+        what = "one width and one cell count" if counts is not None else "one width"
+        raise ConfigError(f"profile-device: give at least {what} ({example})")
+    return widths, counts
 
 
 def check_settings(threads: int, warmup: int, repeats: int) -> None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgenas.core.errors import ArchError, ConfigError
+from edgenas.core.errors import ArchError
 from edgenas.core.seeding import numpy_rng
 from edgenas.core.space import NetShape
 from edgenas.cost.lut.table import LatencyTable, ProfileSpec, profile_here
@@ -34,6 +34,7 @@ from edgenas.cost.lut.timing import (
     DEFAULT_WARMUP,
     NCHWC_DOMAIN,
     check_settings,
+    checked_profile_input,
     identity_model,
     onnx_model,
     optimized_graph,
@@ -710,19 +711,9 @@ def profile_spec(
     **_: Any,
 ) -> ProfileSpec:
     """The checked `ProfileSpec` of a profile of DARTS networks of these widths and cell counts at this input."""
-    widths = sorted({int(w) for w in widths})
-    cells = sorted({int(n) for n in cells})
-    for label, value, low in (
-        ("resolution", resolution, 4),
-        ("in_channels", in_channels, 1),
-        ("classes", num_classes, 1),
-        *(("width", w, 1) for w in widths),
-        *(("cells", n, 1) for n in cells),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ConfigError(f"profile-device: {label} must be an int >= {low}, got {value!r}")
-    if not widths or not cells:
-        raise ConfigError("profile-device: give at least one width and one cell count (--widths 16 --cells 5)")
+    widths, cells = checked_profile_input(
+        resolution, in_channels, num_classes, widths, example="--widths 16 --cells 5", cells=cells
+    )
     return ProfileSpec("darts", resolution, in_channels, num_classes, tuple(widths), tuple(cells), precision)
 
 

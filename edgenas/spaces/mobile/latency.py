@@ -42,6 +42,7 @@ from edgenas.cost.lut.timing import (
     NCHWC_DOMAIN,
     Feed,
     check_settings,
+    checked_profile_input,
     identity_model,
     optimized_graph,
     processor,
@@ -228,17 +229,7 @@ def profile_mobile(
     if precision != "fp32":
         raise ConfigError(f"--precision {precision}: the mobile space's latency table is float32 only for now")
     check_settings(threads, warmup, repeats)
-    widths = sorted({int(w) for w in widths})
-    for label, value, low in (
-        ("resolution", resolution, 4),
-        ("in_channels", in_channels, 1),
-        ("classes", num_classes, 1),
-        *(("width", w, 1) for w in widths),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ConfigError(f"profile-device: {label} must be an int >= {low}, got {value!r}")
-    if not widths:
-        raise ConfigError("profile-device: give at least one width (--widths 16)")
+    widths, _ = checked_profile_input(resolution, in_channels, num_classes, widths, example="--widths 16")
     start = time.perf_counter()
     models: dict[str, tuple[nn.Module, tuple[int, int, int]]] = {}
     for w in widths:

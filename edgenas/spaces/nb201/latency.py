@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgenas.core.errors import ArchError, ConfigError
+from edgenas.core.errors import ArchError
 from edgenas.core.seeding import numpy_rng
 from edgenas.core.space import NetShape
 from edgenas.cost.lut.table import LatencyTable, ProfileSpec, profile_here
@@ -32,6 +32,7 @@ from edgenas.cost.lut.timing import (
     DEFAULT_WARMUP,
     NCHWC_DOMAIN,
     check_settings,
+    checked_profile_input,
     identity_model,
     onnx_model,
     optimized_graph,
@@ -567,17 +568,7 @@ def profile_spec(
     **_: Any,
 ) -> ProfileSpec:
     """The checked `ProfileSpec` of a profile of NB201 networks of these widths at this input (any cells)."""
-    widths = sorted({int(w) for w in widths})
-    for label, value, low in (
-        ("resolution", resolution, 4),
-        ("in_channels", in_channels, 1),
-        ("classes", num_classes, 1),
-        *(("width", w, 1) for w in widths),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ConfigError(f"profile-device: {label} must be an int >= {low}, got {value!r}")
-    if not widths:
-        raise ConfigError("profile-device: give at least one width (--widths 8,16,32)")
+    widths, _ = checked_profile_input(resolution, in_channels, num_classes, widths, example="--widths 8,16,32")
     return ProfileSpec("nb201", resolution, in_channels, num_classes, tuple(widths), precision=precision)
 
 
