@@ -1,11 +1,15 @@
 """DNAD's Pareto set against random search and AZ screening at the same total compute.
 
 Usage:  .venv/bin/python benchmarks/pareto.py [--teacher MODEL_FILE] [--truth FILE] [--az-pool 500]
+        [--arms edgenas paper paper-scaled] [--seeds 0 1 2] [--out results/pareto_seeds.json]
 
-1. One DNAD search (default SNPS options, Fashion-MNIST 10k subset, the ground-truth shape
+1. Per arm and search seed, one DNAD search (Fashion-MNIST 10k subset, the ground-truth shape
    C=8 N=1) distilling from `--teacher` (trained here with `edgenas teacher` defaults at
-   3 epochs when not given). Its harvested Pareto set is trained with the ground-truth
-   protocol (`<truth>.protocol.json`, `edgenas.bench.truth`).
+   3 epochs when not given). Arms: `edgenas` and `paper` (the variants of issue 17), and
+   `paper-scaled`: the paper variant with its γ/μ controller's time constants compressed to
+   this run's 520 steps (`scaled_controller`; at the authors' per-step rates γ needs ~690
+   steps to reach γ_max, so a CPU-length search deletes nothing). Its harvested Pareto set is
+   trained with the ground-truth protocol (`<truth>.protocol.json`, `edgenas.bench.truth`).
 2. The compute of DNAD is T = search CPU seconds (epochs + snapshot evaluations) + the
    cost of training its Pareto set (see `train_cost_model`: recorded ground-truth seconds,
    or a seconds-vs-FLOPs fit, because this machine may be shared while the benchmark runs).
@@ -27,8 +31,9 @@ Usage:  .venv/bin/python benchmarks/pareto.py [--teacher MODEL_FILE] [--truth FI
    FLOPs = 1.1 × the largest FLOPs of any arch in any set; accuracy 0 (and a second,
    fixed floor of 0.75, where differences are easier to see).
 
-Writes benchmarks/results/pareto.json and pareto.png (+ the run folders under
-benchmarks/results/pareto/). A finished search is reused when rerun.
+Writes `--out` (JSON: per arm and seed, and across seeds mean ± std with paired t intervals of
+DNAD − random median and DNAD − AZ) and a plot beside it (+ the run folders under
+benchmarks/results/pareto/). A finished search is reused when rerun, an interrupted one resumed.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ RESULTS = Path(__file__).parent / "results"
 FOLDER = RESULTS / "pareto"
 FLOOR = 0.75
 RANDOM_DRAWS = 200
+TRAINED_FILE = RESULTS / "truth_pareto_archs.jsonl"
 
 
 def train_rows(out: Path, protocol: TruthProtocol, archs: list[str]) -> dict[str, dict]:
@@ -87,22 +93,83 @@ def get_teacher(path: Path | None, protocol: TruthProtocol) -> Path:
     from edgenas.train.trainer import TrainConfig
 
     resume = out if out.exists() else None
-    train_arch(TEACHER_ARCH, dataset=protocol.dataset, width=16, subset=protocol.subset, resume=resume,
-               train=TrainConfig(epochs=3), device="cpu", run_dir=out, quiet=True, command="teacher")  # fmt: skip
+    train_arch(
+        TEACHER_ARCH,
+        dataset=protocol.dataset,
+        width=16,
+        subset=protocol.subset,
+        resume=resume,
+        train=TrainConfig(epochs=3),
+        device="cpu",
+        run_dir=out,
+        quiet=True,
+        command="teacher",
+    )
     return out / "model.pt"
 
 
-def run_dnad(teacher: Path, protocol: TruthProtocol, seed: int) -> dict:
+# The authors' controller (methods.md §3) is written per step of a 120-epoch CIFAR search:
+# 50,000 images / batch 128 = 391 steps an epoch (an assumption: the split is not stated),
+# over a supernet of 8 cells × 14 edges × 3 ops each with its own α.
+AUTHORS_STEPS = 120 * 391
+AUTHORS_OPS = 8 * 14 * 3
+
+
+def scaled_controller(steps: int, ops: int) -> dict[str, float | int]:
+    """The authors' γ/μ controller with its time constants compressed to a run of `steps` steps
+    over `ops` live ops: per-step factors raised to r = AUTHORS_STEPS / steps (γ reaches γ_max
+    and falls back at the same share of training), the deletion-rate EMA's τ likewise, stalls
+    r times shorter (at least 1 step), and the wanted deletions per step scaled by r and by the
+    share of ops (the same fraction of the supernet deleted per fraction of training)."""
+    r = AUTHORS_STEPS / steps
+    return {
+        "gamma_up": round(1.01**r, 4),
+        "gamma_down": round(0.99**r, 4),
+        "deletion_ema": round(0.9**r, 6),
+        "stall_steps": max(1, round(50 / r)),
+        "deletion_rate": round(0.005 * r * ops / AUTHORS_OPS, 5),
+    }
+
+
+ARMS = {
+    "edgenas": {"variant": "edgenas"},
+    "paper": {"variant": "paper"},
+    "paper-scaled": {"variant": "paper"},  # + scaled_controller(...) for this run's length
+}
+
+
+def arm_options(arm: str, protocol: TruthProtocol, seed: int) -> dict:
+    opts = dict(ARMS[arm], seed=seed)
+    if arm == "paper-scaled":
+        from edgenas.search.methods.dnad import SNPSConfig
+
+        cfg = SNPSConfig(**opts)
+        w_images = int(protocol.subset * (1 - 0.5))  # the search's w split (val_fraction 0.5)
+        steps = (cfg.epochs - (cfg.warmup_epochs or 0)) * (w_images // cfg.batch_size)
+        opts |= scaled_controller(steps, ops=24)  # NB201: 6 edges × 4 ops ("none" is dead from the start)
+    return opts
+
+
+def run_dnad(teacher: Path, protocol: TruthProtocol, arm: str, seed: int) -> dict:
     from edgenas.search.run import resume_search, search
 
-    folder = FOLDER / f"dnad-seed{seed}"
+    folder = FOLDER / f"dnad-{arm}-seed{seed}"
     if (folder / "results.json").is_file():
         return json.loads((folder / "results.json").read_text()) | {"run_dir": str(folder)}
     if folder.exists():
         return resume_search(folder, compute="cpu", quiet=True)
-    return search(method="dnad", teacher=teacher, dataset=protocol.dataset, subset=protocol.subset,
-                  width=protocol.width, cells=protocol.cells, options={"seed": seed}, compute="cpu",
-                  run_dir=folder, quiet=True)  # fmt: skip
+    return search(
+        method="dnad",
+        teacher=teacher,
+        dataset=protocol.dataset,
+        subset=protocol.subset,
+        width=protocol.width,
+        cells=protocol.cells,
+        options=arm_options(arm, protocol, seed),
+        compute="cpu",
+        run_dir=folder,
+        quiet=True,
+    )
 
 
 def front_of(rows: list[dict]) -> list[dict]:
@@ -149,226 +216,276 @@ def az_order(candidates: list[dict]) -> list[str]:
     return first + rest
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--teacher", type=Path, help="teacher model.pt (default: train one into results/pareto/teacher)")
-    p.add_argument("--truth", type=Path, default=RESULTS / "truth_nb201_fashion.jsonl")
-    p.add_argument("--az-pool", type=int, help="score N fresh uniform archs (default: the ground-truth archs)")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
-    protocol = TruthProtocol(
-        **json.loads(args.truth.with_name(args.truth.name + ".protocol.json").read_text())["protocol"]
-    )
-    truth = read_truth(args.truth)
-    by_arch = {r["arch"]: r for r in truth}
-    trained_file = RESULTS / "truth_pareto_archs.jsonl"
-    t_start = time.perf_counter()
+def az_screen(truth: list[dict], protocol: TruthProtocol, az_pool: int | None, seed: int) -> tuple[dict, float]:
+    """AZ scores of the ground-truth archs (or `az_pool` fresh ones) for this seed, and its CPU seconds (reused)."""
+    import shutil
 
-    # 1-2. DNAD: search, then train its Pareto set with the ground-truth protocol.
-    teacher = get_teacher(args.teacher, protocol)
-    res = run_dnad(teacher, protocol, args.seed)
-    dnad_archs = res["pareto_archs"]
-    rows = train_rows(trained_file, protocol, dnad_archs)
-    dnad_rows = [rows[a] for a in dnad_archs]
-    cost = train_cost_model(truth)
-    search_cost = res["search_cpu_seconds"]
-    budget = search_cost + sum(cost(r) for r in dnad_rows)
-
-    # 4. AZ screening (done before random: its trained archs share the JSONL file).
     from edgenas.core.rundir import RunDir
     from edgenas.core.space import NetShape
     from edgenas.data import dataset_info
     from edgenas.proxies.pool import expand_proxy_names
     from edgenas.search.screen import run_screen
 
-    shape = NetShape.for_data(dataset_info(protocol.dataset, protocol.data_dir), protocol.width, protocol.cells)
-    screen_dir = FOLDER / f"az-screen-seed{args.seed}"
+    screen_dir = FOLDER / f"az-screen-seed{seed}"
     if (screen_dir / "results.json").is_file():
         screen = json.loads((screen_dir / "results.json").read_text())
-        screen_cpu = json.loads((screen_dir / "cpu_seconds.json").read_text())["cpu_seconds"]
-    else:
-        import shutil
+        return screen, json.loads((screen_dir / "cpu_seconds.json").read_text())["cpu_seconds"]
+    shutil.rmtree(screen_dir, ignore_errors=True)
+    shape = NetShape.for_data(dataset_info(protocol.dataset, protocol.data_dir), protocol.width, protocol.cells)
+    cpu0 = time.process_time()
+    pool = None if az_pool else [r["arch"] for r in truth]
+    screen = run_screen(
+        profile=None,
+        shape=shape,
+        names=expand_proxy_names("az"),
+        n=az_pool or len(truth),
+        archs=pool,
+        top=1,
+        seed=seed,
+        compute="cpu",
+        run=RunDir.create("screen", screen_dir),
+        quiet=True,
+    )
+    screen_cpu = time.process_time() - cpu0
+    (screen_dir / "cpu_seconds.json").write_text(json.dumps({"cpu_seconds": screen_cpu}))
+    return screen, screen_cpu
 
-        shutil.rmtree(screen_dir, ignore_errors=True)
-        cpu0 = time.process_time()
-        pool = None if args.az_pool else [r["arch"] for r in truth]
-        screen = run_screen(profile=None, shape=shape, names=expand_proxy_names("az"), n=args.az_pool or len(truth),
-                            archs=pool, top=1, seed=args.seed, compute="cpu", run=RunDir.create("screen", screen_dir),
-                            quiet=True)  # fmt: skip
-        screen_cpu = time.process_time() - cpu0
-        (screen_dir / "cpu_seconds.json").write_text(json.dumps({"cpu_seconds": screen_cpu}))
+
+def one_seed(arm: str, seed: int, args, protocol: TruthProtocol, truth: list[dict], teacher: Path, cost) -> dict:
+    """DNAD (this arm, this search seed), AZ and random search at its compute: the trained rows of each."""
+    by_arch = {r["arch"]: r for r in truth}
+    res = run_dnad(teacher, protocol, arm, seed)
+    rows = train_rows(TRAINED_FILE, protocol, res["pareto_archs"])
+    dnad_rows = [rows[a] for a in res["pareto_archs"]]
+    budget = res["search_cpu_seconds"] + sum(cost(r) for r in dnad_rows)
+
+    screen, screen_cpu = az_screen(truth, protocol, args.az_pool, seed)
     flops_of = {c["arch"]: c["flops"] for c in screen["candidates"]}
     az_rows: list[dict] = []
-    spent = screen_cpu
-    az_new = 0
+    spent, az_new = screen_cpu, 0
     for arch in az_order(screen["candidates"]):
         if spent + cost({"arch": arch, "flops": flops_of[arch]}) > budget:
             break  # the next training would not fit: stop before starting it
         row = by_arch.get(arch)
         if row is None:
-            known = {r["arch"] for r in read_truth(trained_file)} if trained_file.is_file() else set()
+            known = {r["arch"] for r in read_truth(TRAINED_FILE)} if TRAINED_FILE.is_file() else set()
             az_new += arch not in known
-            row = train_rows(trained_file, protocol, [arch])[arch]
+            row = train_rows(TRAINED_FILE, protocol, [arch])[arch]
         spent += cost(row)
         az_rows.append(row)
 
-    # 3. Random search from the uniform ground-truth pool, many draws.
-    equal_count = len(dnad_rows)
     draws_budget, draws_count = [], []
     for d in range(RANDOM_DRAWS):
-        order = numpy_rng(args.seed, "random-draw", d).permutation(len(truth))
+        order = numpy_rng(seed, "random-draw", d).permutation(len(truth))
         perm = [truth[i] for i in order]
         draws_budget.append(within_budget(perm, budget, cost))
-        draws_count.append(perm[:equal_count])
+        draws_count.append(perm[: len(dnad_rows)])
+    return {
+        "res": res,
+        "dnad": dnad_rows,
+        "az": az_rows,
+        "az_new": az_new,
+        "screen": screen,
+        "screen_cpu": screen_cpu,
+        "budget": budget,
+        "draws_budget": draws_budget,
+        "draws_count": draws_count,
+    }
 
-    every = dnad_rows + az_rows + truth
-    ref_flops = 1.1 * max(r["flops"] for r in every)
 
-    def summary(rows: list[dict]) -> dict:
-        front = front_of(rows)
-        flops = [r["flops"] for r in front]
-        return {
-            "trained": len(rows),
-            "hypervolume": hv(rows, ref_flops, 0.0),
-            "hypervolume_floor": hv(rows, ref_flops, FLOOR),
-            "front": [{k: r[k] for k in ("arch", "flops", "params", "test_accuracy", "seconds")} for r in front],
-            "front_count": len(front),
-            "front_flops_span": max(flops) / min(flops) if flops else None,
-            "best_accuracy": max(r["test_accuracy"] for r in rows) if rows else None,
-            "train_cost_seconds": round(sum(cost(r) for r in rows), 2),
-        }
+def summary(rows: list[dict], ref_flops: float, cost) -> dict:
+    front = front_of(rows)
+    flops = [r["flops"] for r in front]
+    return {
+        "trained": len(rows),
+        "hypervolume": hv(rows, ref_flops, 0.0),
+        "hypervolume_floor": hv(rows, ref_flops, FLOOR),
+        "front": [{k: r[k] for k in ("arch", "flops", "params", "test_accuracy", "seconds")} for r in front],
+        "front_count": len(front),
+        "front_flops_span": max(flops) / min(flops) if flops else None,
+        "best_accuracy": max(r["test_accuracy"] for r in rows) if rows else None,
+        "train_cost_seconds": round(sum(cost(r) for r in rows), 2),
+    }
 
-    def spread(draws: list[list[dict]]) -> dict:
-        vals = np.asarray([hv(d, ref_flops, 0.0) for d in draws])
-        floor = np.asarray([hv(d, ref_flops, FLOOR) for d in draws])
-        dnad_hv, dnad_floor = hv(dnad_rows, ref_flops, 0.0), hv(dnad_rows, ref_flops, FLOOR)
-        return {
-            "draws": len(draws),
-            "trained_mean": float(np.mean([len(d) for d in draws])),
-            "hypervolume": {
-                "mean": float(vals.mean()),
-                "median": float(np.median(vals)),
-                "std": float(vals.std()),
-                "p10": float(np.percentile(vals, 10)),
-                "p90": float(np.percentile(vals, 90)),
-            },
-            "hypervolume_floor": {
-                "mean": float(floor.mean()),
-                "median": float(np.median(floor)),
-                "std": float(floor.std()),
-            },
-            "share_of_draws_dnad_at_least_as_good": float(np.mean(dnad_hv >= vals)),
-            "share_of_draws_dnad_at_least_as_good_floor": float(np.mean(dnad_floor >= floor)),
-            "first_draw": summary(draws[0]),
-        }
 
-    dnad = summary(dnad_rows) | {
-        "run_dir": str(Path(res["run_dir"]).relative_to(Path(__file__).parent.parent))
-        if Path(res["run_dir"]).is_absolute()
-        else res["run_dir"],
+def spread(draws: list[list[dict]], dnad_rows: list[dict], ref_flops: float) -> dict:
+    vals = np.asarray([hv(d, ref_flops, 0.0) for d in draws])
+    floor = np.asarray([hv(d, ref_flops, FLOOR) for d in draws])
+    dnad_hv, dnad_floor = hv(dnad_rows, ref_flops, 0.0), hv(dnad_rows, ref_flops, FLOOR)
+    return {
+        "draws": len(draws),
+        "trained_mean": float(np.mean([len(d) for d in draws])),
+        "hypervolume": {
+            "mean": float(vals.mean()),
+            "median": float(np.median(vals)),
+            "std": float(vals.std()),
+            "p10": float(np.percentile(vals, 10)),
+            "p90": float(np.percentile(vals, 90)),
+        },
+        "hypervolume_floor": {
+            "mean": float(floor.mean()),
+            "median": float(np.median(floor)),
+            "std": float(floor.std()),
+        },
+        "share_of_draws_dnad_at_least_as_good": float(np.mean(dnad_hv >= vals)),
+        "share_of_draws_dnad_at_least_as_good_floor": float(np.mean(dnad_floor >= floor)),
+    }
+
+
+def seed_report(r: dict, ref_flops: float, cost, truth_len: int, az_pool: int | None) -> dict:
+    res, dnad_rows = r["res"], r["dnad"]
+    run_dir = Path(res["run_dir"])
+    root = Path(__file__).parent.parent
+    dnad = summary(dnad_rows, ref_flops, cost) | {
+        "run_dir": str(run_dir.relative_to(root)) if run_dir.is_absolute() else str(run_dir),
         "search_seconds_wall": res["search_seconds"],
         "search_cpu_seconds": res["search_cpu_seconds"],
         "snapshots": len(res["snapshots"]),
         "search_pareto_count": res["pareto_count"],
         "search_pareto_flops_span": res["pareto_flops_span"],
-        "search_pareto_on": res["pareto_on"],
+        "search_pareto_archs": res["pareto_archs"],
         "search_pareto_archs_flops_span": res["pareto_archs_flops_span"],
-        "search_pareto_tolerance": res.get("pareto_tolerance", 0.0),
-        "search_pareto_strict_archs": res.get("pareto_strict_archs", res["pareto_archs"]),
-        "search_pareto": [
-            {
-                k: s[k]
-                for k in ("arch", "flops", "val_accuracy", "live_flops", "live_val_accuracy", "live_op_count", "epoch")
-            }
-            for s in res["pareto"]
-        ],
         "final_live_ops": res["final_live_ops"],
         "deletions": len(res["deletions"]),
     }
-    random_budget, random_count = spread(draws_budget), spread(draws_count)
-    az = summary(az_rows) | {
-        "pool": args.az_pool or f"the {len(truth)} ground-truth archs",
-        "screen_seconds_wall": screen["search_seconds"],
-        "screen_cpu_seconds": round(screen_cpu, 2),
-        "newly_trained": az_new,
-        "reused_from_truth": len(az_rows) - az_new,
-        "total_cost_seconds": round(screen_cpu + sum(cost(r) for r in az_rows), 2),
+    random_budget = spread(r["draws_budget"], dnad_rows, ref_flops)
+    az = summary(r["az"], ref_flops, cost) | {
+        "pool": az_pool or f"the {truth_len} ground-truth archs",
+        "screen_cpu_seconds": round(r["screen_cpu"], 2),
+        "newly_trained": r["az_new"],
+        "total_cost_seconds": round(r["screen_cpu"] + sum(cost(x) for x in r["az"]), 2),
     }
+    return {
+        "compute_budget_seconds": round(r["budget"], 2),
+        "dnad": dnad,
+        "random_same_compute": random_budget,
+        "random_same_count": spread(r["draws_count"], dnad_rows, ref_flops),
+        "az_same_compute": az,
+        "dnad_hv_at_least_random_median": dnad["hypervolume"] >= random_budget["hypervolume"]["median"],
+        "dnad_hv_at_least_az": dnad["hypervolume"] >= az["hypervolume"],
+    }
+
+
+def arm_report(seeds: dict[int, dict]) -> dict:
+    """Across search seeds: mean ± std and paired intervals (DNAD − random median, DNAD − AZ)."""
+    from edgenas.bench.stats import mean_std, paired_difference
+
+    ss = list(seeds.values())
+    dn = [s["dnad"]["hypervolume"] for s in ss]
+    rm = [s["random_same_compute"]["hypervolume"]["median"] for s in ss]
+    az = [s["az_same_compute"]["hypervolume"] for s in ss]
+    dnf = [s["dnad"]["hypervolume_floor"] for s in ss]
+    rmf = [s["random_same_compute"]["hypervolume_floor"]["median"] for s in ss]
+    return {
+        "seeds": list(seeds),
+        "pareto_archs": mean_std([s["dnad"]["search_pareto_count"] for s in ss]),
+        "trained_front": mean_std([s["dnad"]["front_count"] for s in ss]),
+        "flops_span": mean_std([s["dnad"]["search_pareto_archs_flops_span"] or 1.0 for s in ss]),
+        "search_cpu_seconds": mean_std([s["dnad"]["search_cpu_seconds"] for s in ss]),
+        "compute_budget_seconds": mean_std([s["compute_budget_seconds"] for s in ss]),
+        "hypervolume": {"dnad": mean_std(dn), "random_median": mean_std(rm), "az": mean_std(az)},
+        "hv_ratio_to_random_median": [d / m for d, m in zip(dn, rm, strict=True)],
+        "dnad_minus_random_median": paired_difference(dn, rm).as_dict(),
+        "dnad_minus_az": paired_difference(dn, az).as_dict(),
+        "dnad_minus_random_median_floor": paired_difference(dnf, rmf).as_dict(),
+        "goal_hv_at_least_random_median_every_seed": all(s["dnad_hv_at_least_random_median"] for s in ss),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--teacher", type=Path, help="teacher model.pt (default: train one into results/pareto/teacher)")
+    p.add_argument("--truth", type=Path, default=RESULTS / "truth_nb201_fashion.jsonl")
+    p.add_argument("--az-pool", type=int, help="score N fresh uniform archs (default: the ground-truth archs)")
+    p.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds (AZ and random draws too)")
+    p.add_argument("--out", type=Path, default=RESULTS / "pareto_seeds.json")
+    args = p.parse_args()
+    protocol = TruthProtocol(
+        **json.loads(args.truth.with_name(args.truth.name + ".protocol.json").read_text())["protocol"]
+    )
+    truth = read_truth(args.truth)
+    t_start = time.perf_counter()
+    teacher = get_teacher(args.teacher, protocol)
+    cost = train_cost_model(truth)
+    runs = {
+        (arm, seed): one_seed(arm, seed, args, protocol, truth, teacher, cost)
+        for arm in args.arms
+        for seed in args.seeds
+    }
+    every = list(truth) + [x for r in runs.values() for x in r["dnad"] + r["az"]]
+    ref_flops = 1.1 * max(r["flops"] for r in every)
+    arms: dict[str, dict] = {}
+    for arm in args.arms:
+        seeds = {s: seed_report(runs[arm, s], ref_flops, cost, len(truth), args.az_pool) for s in args.seeds}
+        arms[arm] = {
+            "options": arm_options(arm, protocol, 0) | {"seed": "per run"},
+            "per_seed": seeds,
+            "summary": arm_report(seeds),
+        }
     out = {
-        "schema_version": 1,
+        "schema_version": 2,
         "benchmark": "pareto",
         "protocol": protocol.model_dump(),
         "teacher": str(teacher),
         "truth_file": args.truth.name,
         "compute_rule": (
-            "T = DNAD search CPU seconds (epochs incl. snapshot evaluations + end snapshot; process time, since the "
-            "machine was shared) + the cost of training its Pareto set. Cost of training an arch: its ground-truth "
-            "row's 'seconds' (training + evaluation, timed on a quiet machine, 1 thread) or, for archs not in the "
-            "ground truth, the linear fit seconds ~ FLOPs on it. Random: uniform archs added while their summed "
-            "cost <= T (also reported: the same count as DNAD). AZ: screening CPU seconds + training cost <= T."
+            "Per search seed: T = DNAD search CPU seconds (epochs incl. snapshot evaluations + end snapshot; "
+            "process time, since the machine was shared) + the cost of training its Pareto set. Cost of training "
+            "an arch: its ground-truth row's 'seconds' (training + evaluation, timed on a quiet machine, 1 thread) "
+            "or, for archs not in the ground truth, the linear fit seconds ~ FLOPs on it. Random: uniform archs "
+            f"from the ground truth added while their summed cost <= T, {RANDOM_DRAWS} draws per seed (median "
+            "reported; also the same count as DNAD). AZ: screening CPU seconds + training cost <= T, screened "
+            "with the search seed. Every trained arch uses the ground-truth protocol (its training seed fixed)."
         ),
         "train_cost_fit": cost.fit,  # type: ignore[attr-defined]
-        "compute_budget_seconds": round(budget, 2),
         "reference_point": {"flops": ref_flops, "accuracy": 0.0, "floor_accuracy": FLOOR},
-        "dnad": dnad,
-        "random_same_compute": random_budget,
-        "random_same_count": random_count,
-        "az_same_compute": az,
-        "goals": {
-            "search_pareto_at_least_4": res["pareto_count"] >= 4,
-            "search_pareto_span_at_least_3x": (res["pareto_flops_span"] or 0) >= 3,
-            "search_pareto_strict_at_least_4": len(res.get("pareto_strict_archs", res["pareto_archs"])) >= 4,
-            "trained_front_at_least_4": dnad["front_count"] >= 4,
-            "dnad_hv_at_least_random_median_same_compute": dnad["hypervolume"]
-            >= random_budget["hypervolume"]["median"],
-            "dnad_hv_at_least_az_same_compute": dnad["hypervolume"] >= az["hypervolume"],
-        },
+        "arms": arms,
         "benchmark_wall_seconds_this_run": round(time.perf_counter() - t_start, 1),
     }
-    (RESULTS / "pareto.json").write_text(json.dumps(out, indent=2) + "\n")
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
     from edgenas.report.plots import pareto_plot
 
+    s0 = args.seeds[0]
     pts = {"random pool (truth)": [(r["flops"], r["test_accuracy"]) for r in truth]}
     fronts = {
-        "DNAD": [(r["flops"], r["test_accuracy"]) for r in dnad_rows],
-        f"random, draw 0 ({len(draws_budget[0])} trained)": [
-            (r["flops"], r["test_accuracy"]) for r in front_of(draws_budget[0])
-        ],
-        f"AZ ({len(az_rows)} trained)": [(r["flops"], r["test_accuracy"]) for r in front_of(az_rows)],
+        f"DNAD {arm}": [(r["flops"], r["test_accuracy"]) for r in front_of(runs[arm, s0]["dnad"])] for arm in args.arms
     }
-    pareto_plot(RESULTS / "pareto.png", pts, fronts, f"Pareto fronts at the same compute ({budget:.0f}s)",
-                ylabel="test accuracy (ground-truth protocol)")  # fmt: skip
+    fronts["AZ"] = [(r["flops"], r["test_accuracy"]) for r in front_of(runs[args.arms[0], s0]["az"])]
+    pareto_plot(
+        args.out.with_suffix(".png"),
+        pts,
+        fronts,
+        f"Pareto fronts, search seed {s0}",
+        ylabel="test accuracy (ground-truth protocol)",
+    )
+    rows = []
+    for arm, a in arms.items():
+        sm = a["summary"]
+        for s, r in a["per_seed"].items():
+            rows.append(
+                (
+                    arm,
+                    s,
+                    r["dnad"]["search_pareto_count"],
+                    f"{r['dnad']['search_pareto_archs_flops_span'] or 1:.2f}",
+                    f"{r['compute_budget_seconds']:.0f}",
+                    f"{r['dnad']['hypervolume']:.4g}",
+                    f"{r['random_same_compute']['hypervolume']['median']:.4g}",
+                    f"{r['az_same_compute']['hypervolume']:.4g}",
+                )
+            )
+        d = sm["dnad_minus_random_median"]
+        rows.append(
+            (arm, "Δ vs random", "", "", "", f"{d['estimate']:+.4g} [{d['low']:+.4g}, {d['high']:+.4g}]", "", "")
+        )
     stdout.print(
         rows_table(
-            f"hypervolume, ref ({ref_flops / 1e6:.1f} MFLOPs, acc 0 | {FLOOR})",
-            ("set", "trained", "front", "HV (acc 0)", f"HV (floor {FLOOR})"),
-            [
-                (
-                    "DNAD",
-                    dnad["trained"],
-                    dnad["front_count"],
-                    f"{dnad['hypervolume']:.4g}",
-                    f"{dnad['hypervolume_floor']:.4g}",
-                ),
-                (
-                    "random (median of draws)",
-                    f"{random_budget['trained_mean']:.1f}",
-                    "",
-                    f"{random_budget['hypervolume']['median']:.4g}",
-                    f"{random_budget['hypervolume_floor']['median']:.4g}",
-                ),
-                (
-                    "random, same count",
-                    equal_count,
-                    "",
-                    f"{random_count['hypervolume']['median']:.4g}",
-                    f"{random_count['hypervolume_floor']['median']:.4g}",
-                ),
-                ("AZ", az["trained"], az["front_count"], f"{az['hypervolume']:.4g}", f"{az['hypervolume_floor']:.4g}"),
-            ],
+            f"hypervolume, ref ({ref_flops / 1e6:.1f} MFLOPs, acc 0)",
+            ("arm", "seed", "Pareto", "span", "T (s)", "HV DNAD", "HV random median", "HV AZ"),
+            rows,
         )
     )
-    stdout.print(json.dumps(out["goals"]))
 
 
 if __name__ == "__main__":

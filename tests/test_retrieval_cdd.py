@@ -377,7 +377,15 @@ def test_open_set_split_never_leaks_a_test_identity_into_training() -> None:
         assert d.info.num_classes == 6 and set(d.train.labels.tolist()) == set(range(6))
         kept_rows = torch.isin(full.train.labels, torch.tensor(sorted(kept)))
         assert len(d.train) == int(kept_rows.sum())
-        assert torch.equal(d.train.images, full.train.images[kept_rows])  # no held-out image trained on
+        # no held-out image trained on (compared in pixel units: the open split renormalises)
+        pixels = d.train.images * torch.tensor(d.std).view(1, -1, 1, 1) + torch.tensor(d.mean).view(1, -1, 1, 1)
+        raw = full.train.images[kept_rows] * full.std[0] + full.mean[0]
+        assert torch.allclose(pixels, raw, atol=1e-5)
+        # nor its pixel statistics: mean/std are the training identities' alone
+        assert d.mean[0] == pytest.approx(float(raw.double().mean()), abs=1e-6)
+        assert d.std[0] == pytest.approx(float(raw.double().std(unbiased=False)), abs=1e-6)
+        assert d.mean[0] != pytest.approx(full.mean[0], abs=1e-4)
+        assert float(d.train.images.mean()) == pytest.approx(0.0, abs=1e-5)
         assert set(d.query.labels.tolist()) | set(d.gallery.labels.tolist()) <= held
         draws.add(d.test_ids)
         # the draw depends on split_seed only, not on the run's seed

@@ -17,6 +17,9 @@ more test images, `query_fraction` of them (rounded, at least 1, at most all but
 drawn as queries with a seeded generator; the rest (and every single-image identity) form
 the gallery. For Fashion-MNIST the identities are the 10 classes; for an image folder
 laid out by identity (`root/<identity>/<image>`, dataset `folder`) they are the folders.
+Under `open`, the normalisation statistics are taken again from the training identities'
+images alone (`load_dataset` took them over every training image), so nothing of a held-out
+identity, not even its pixel statistics, reaches training.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ from edgenas.core.errors import DataError
 from edgenas.core.seeding import numpy_rng, torch_generator
 from edgenas.data.augment import apply_augment
 from edgenas.data.base import BatchLoader, DataInfo, Split
-from edgenas.data.datasets import load_dataset
-from edgenas.data.stream import StreamSplit
+from edgenas.data.datasets import STATS_IMAGES, load_dataset
+from edgenas.data.splits import stratified_pick
+from edgenas.data.stream import StreamSplit, stream_stats
+from edgenas.data.tensors import channel_stats, normalise_
 
 
 @dataclass
@@ -138,8 +143,34 @@ def load_retrieval(
         train = _rows(train, rows, relabel[train.labels[torch.from_numpy(rows)]])
         test = _rows(test, np.flatnonzero(np.isin(test.labels.numpy(), held)))
         info = replace(info, num_classes=len(kept), class_names=tuple(info.class_names[i] for i in kept))
+        mean, std = _renormalise(train, test, data.mean, data.std, seed)
+    else:
+        mean, std = data.mean, data.std
     q, g = query_gallery_split(test.labels.numpy(), query_fraction, seed)
-    return RetrievalSplits(train, _rows(test, q), _rows(test, g), info, data.mean, data.std, kept, held)
+    return RetrievalSplits(train, _rows(test, q), _rows(test, g), info, mean, std, kept, held)
+
+
+def _renormalise(
+    train: Split | StreamSplit, test: Split | StreamSplit, mean: tuple[float, ...], std: tuple[float, ...], seed: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Normalise `train` and `test` (in place) with the statistics of `train` alone; returns them
+    in pixel units. In memory, the splits (own copies, `_rows`) hold images normalised with
+    (mean, std): their own mean m and std s there give mean + std·m and std·s in pixel units."""
+    if isinstance(train, StreamSplit):
+        rows = np.arange(len(train))
+        if len(train) > STATS_IMAGES:
+            rows = stratified_pick(train.labels.numpy(), STATS_IMAGES, seed, "stats")[0]
+        new_mean, new_std = stream_stats(train, rows)
+        for split in (train, test):
+            split.mean, split.std = new_mean, new_std  # type: ignore[union-attr]
+        return new_mean, new_std
+    m, s = channel_stats(train.images)
+    for split in (train, test):
+        normalise_(split.images, m, s)
+    return (
+        tuple(float(a + b * c) for a, b, c in zip(mean, std, m, strict=True)),
+        tuple(float(b * c) for b, c in zip(std, s, strict=True)),
+    )
 
 
 def pk_order(labels: np.ndarray, p: int, k: int, batches: int, rng: np.random.Generator) -> np.ndarray:
