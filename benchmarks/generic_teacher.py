@@ -1,21 +1,28 @@
-"""Students alone vs KD from a plain teacher vs KD from the generic teacher (GTN), same budget for all.
+"""Students alone vs KD from a plain teacher vs KD from generic teachers (GTN), same budget for all.
 
 Usage:  .venv/bin/python benchmarks/generic_teacher.py [--students 5] [--teacher-epochs 5]
-        [--student-epochs 3] [--subset 10000] [--mu 0.1] [--seeds 0 1 2] [--threads 1]
+        [--student-epochs 3] [--subset 10000] [--seeds 0 1 2] [--conditioning film none]
+        [--mu 1.0] [--mu-mode balanced] [--sampler learned] [--draw pool|supernet]
+        [--threads 1] [--out FILE] [--runs DIR]
 
 Pool: `--students` connected NB201 cells at the ground-truth shape (C=8, N=1), picked at
 evenly spaced params quantiles of `truth_nb201_fashion.jsonl` so they span the sizes.
-Teachers (same arch, width, data and epochs): a plain one (`edgenas teacher`) and a generic
-one (`edgenas teacher --generic`, students sampled from the C=8 supernet). Every student is
-then trained three ways with the same TrainConfig and seed: alone, KD from the plain
-teacher, KD from the generic teacher (conditioned on the student's capacity code).
+Teachers (same arch, width, data and epochs): a plain one (`edgenas teacher`) and one generic
+teacher per `--conditioning` option (`edgenas teacher --generic --conditioning C`; students
+drawn by `--sampler` from the benchmark's own students, `--draw pool`, or from the whole
+C=8 supernet, `--draw supernet`). Every student is then trained with the same TrainConfig
+and seed: alone, KD from the plain teacher, KD from each generic teacher (FiLM: conditioned
+on the student's capacity code; none: as a plain teacher).
 All of it is repeated for every seed in `--seeds` (teachers included; the seed also draws the
 data subset), so every arm has the same budget and the arms are paired by seed and student.
-Reported (issue 15, `edgenas.bench.stats`): per arm the 5-student mean as mean ± std over
-seeds, and the paired differences with 95% intervals, both a t interval over the per-seed
-mean differences and a percentile bootstrap over seeds × students.
-Writes benchmarks/results/generic_teacher_mu<MU>.json; run folders under results/gtn/ (seed 0
-without a suffix, seed S with `-seedS`) are reused when rerun, so an interrupted benchmark continues.
+Reported (issues 15, 22; `edgenas.bench.stats`): per arm the 5-student mean as mean ± std over
+seeds, and paired differences (each generic arm − plain, plain − alone, each generic − alone)
+with 95% intervals: a t interval over the per-seed mean differences and a percentile bootstrap
+over seeds × students.
+Writes `--out` (default results/generic_teacher_v2.json); run folders under `--runs` (default
+results/gtn_v2/; seed S adds `-seedS`, generic teachers and their students are named by their
+options) are reused when rerun, so an interrupted benchmark continues. The issue-15 version
+(one FiLM arm, uniform students, fixed μ) wrote results/generic_teacher_mu<MU>.json and gtn/.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from edgenas.bench.truth import read_truth
 from edgenas.core.errors import ConfigError
 from edgenas.core.space import NetShape
 from edgenas.cost import count_params
+from edgenas.distill.generic_teacher import GenericConfig
 from edgenas.distill.teacher_net import TEACHER_ARCH
 from edgenas.report.tables import rows_table, stdout
 from edgenas.spaces.nb201 import NB201Arch, NB201Network
@@ -40,20 +48,30 @@ from edgenas.train.train_arch import train_arch
 from edgenas.train.trainer import TrainConfig
 
 RESULTS = Path(__file__).parent / "results"
-ARMS = ("alone", "kd_plain", "kd_generic")
-PAIRS = (("kd_generic", "kd_plain"), ("kd_plain", "alone"), ("kd_generic", "alone"))
+KD = {"kd_weight": 1.0, "temperature": 4.0}
 
 
-def once(name: str, **kw) -> dict:
-    """train_arch into results/gtn/NAME; a finished run is read back, an interrupted one resumed.
-    A folder trained with another arch, width, subset or TrainConfig (seed included) is refused."""
-    folder = RESULTS / "gtn" / name
+def arms_of(conditionings: list[str]) -> tuple[str, ...]:
+    return ("alone", "kd_plain", *(f"kd_generic_{c}" for c in conditionings))
+
+
+def pairs_of(conditionings: list[str]) -> list[tuple[str, str]]:
+    generic = [f"kd_generic_{c}" for c in conditionings]
+    return [*((g, "kd_plain") for g in generic), ("kd_plain", "alone"), *((g, "alone") for g in generic)]
+
+
+def once(runs: Path, name: str, **kw) -> dict:
+    """train_arch into RUNS/NAME; a finished run is read back, an interrupted one resumed.
+    A folder trained with another arch, width, subset, TrainConfig (seed included) or generic
+    options is refused."""
+    folder = runs / name
     if (folder / "config.yaml").is_file():
         opts = yaml.safe_load((folder / "config.yaml").read_text())["options"]
-        stored = (opts["arch"], opts["width"], opts["subset"], TrainConfig(**opts["train"]))
-        wanted = (kw["arch"], kw["width"], kw["subset"], kw["train"])
+        stored = (opts["arch"], opts["width"], opts["subset"], TrainConfig(**opts["train"]), opts.get("generic"))
+        generic = GenericConfig(**kw["generic"]).model_dump() if kw.get("generic") else None
+        wanted = (kw["arch"], kw["width"], kw["subset"], kw["train"], generic)
         if stored != wanted:
-            raise ConfigError(f"{folder}: run has (arch, width, subset, train) {stored}, wanted {wanted}")
+            raise ConfigError(f"{folder}: run has (arch, width, subset, train, generic) {stored}, wanted {wanted}")
     if (folder / "results.json").is_file():
         return json.loads((folder / "results.json").read_text()) | {"run_dir": str(folder)}
     if folder.exists():
@@ -75,53 +93,81 @@ def pick_students(truth_file: Path, n: int) -> list[str]:
     return picked
 
 
+def generic_options(args: argparse.Namespace, conditioning: str, students: list[str]) -> dict:
+    return {
+        "student_width": 8,
+        "student_cells": 1,
+        "conditioning": conditioning,
+        "mu": args.mu,
+        "mu_mode": args.mu_mode,
+        "sampler": args.sampler,
+        "pool": [str(NB201Arch.parse(a)) for a in students] if args.draw == "pool" else None,
+    }
+
+
+def generic_tag(args: argparse.Namespace, conditioning: str) -> str:
+    """The part of a folder name that tells generic teachers (and their students) apart."""
+    return f"{conditioning}-{args.mu_mode}{args.mu}-{args.sampler}-{args.draw}"
+
+
 def seed_run(args: argparse.Namespace, seed: int, students: list[str]) -> dict:
-    """Both teachers and every student three ways, all with `seed`; the old one-seed record."""
+    """Every teacher and every student in every arm, all with `seed`."""
     common = {"dataset": "fashion-mnist", "subset": args.subset}
-    sfx = "" if seed == 0 else f"-seed{seed}"  # seed 0 keeps the folder names of the first (one-seed) run
+    sfx = "" if seed == 0 else f"-seed{seed}"
     t_cfg = TrainConfig(epochs=args.teacher_epochs, seed=seed)
     s_cfg = TrainConfig(epochs=args.student_epochs, seed=seed)
+    arms = arms_of(args.conditioning)
     teachers = {
         "plain": once(
-            f"teacher-plain{sfx}", arch=TEACHER_ARCH, width=args.teacher_width, train=t_cfg, command="teacher", **common
-        ),
-        "generic": once(
-            f"teacher-generic-mu{args.mu}{sfx}",
+            args.runs,
+            f"teacher-plain{sfx}",
             arch=TEACHER_ARCH,
             width=args.teacher_width,
             train=t_cfg,
             command="teacher",
-            generic={"student_width": 8, "student_cells": 1, "mu": args.mu},
             **common,
-        ),
+        )
     }
+    for c in args.conditioning:
+        teachers[f"generic_{c}"] = once(
+            args.runs,
+            f"teacher-generic-{generic_tag(args, c)}{sfx}",
+            arch=TEACHER_ARCH,
+            width=args.teacher_width,
+            train=t_cfg,
+            command="teacher",
+            generic=generic_options(args, c, students),
+            **common,
+        )
     rows = []
     threads = {t["threads"] for t in teachers.values()}
     for k, arch in enumerate(students):
         row = {"arch": arch}
-        alone = once(f"s{k}-alone{sfx}", arch=arch, width=8, train=s_cfg, **common)
+        alone = once(args.runs, f"s{k}-alone{sfx}", arch=arch, width=8, train=s_cfg, **common)
         row["alone"] = alone["test_accuracy"]
+        row["alone_train_seconds"] = alone["train_seconds"]
         threads.add(alone["threads"])
         for kind, t in teachers.items():
+            tag = "plain" if kind == "plain" else f"generic-{generic_tag(args, kind.removeprefix('generic_'))}"
             res = once(
-                f"s{k}-kd-{kind}" + (f"-mu{args.mu}" if kind == "generic" else "") + sfx,
+                args.runs,
+                f"s{k}-kd-{tag}{sfx}",
                 arch=arch,
                 width=8,
                 train=s_cfg,
                 command="distill",
                 teacher=str(Path(t["run_dir"]) / "model.pt"),
-                kd={"kd_weight": 1.0, "temperature": 4.0},
+                kd=KD,
                 **common,
             )
             row[f"kd_{kind}"] = res["test_accuracy"]
             row[f"kd_{kind}_train_seconds"] = res["train_seconds"]
             threads.add(res["threads"])
-        row["alone_train_seconds"] = alone["train_seconds"]
         row["params"] = count_params(NB201Network(NB201Arch.parse(arch), NetShape(8, 1, 1, 28, 10)))
         rows.append(row)
-    mean = {c: float(np.mean([r[c] for r in rows])) for c in ARMS}
+    mean = {c: float(np.mean([r[c] for r in rows])) for c in arms}
     seconds = sum(t["train_seconds"] for t in teachers.values()) + sum(
-        r[f"{c}_train_seconds"] for r in rows for c in ARMS
+        r[f"{c}_train_seconds"] for r in rows for c in arms
     )
     return {
         "seed": seed,
@@ -134,15 +180,21 @@ def seed_run(args: argparse.Namespace, seed: int, students: list[str]) -> dict:
                 "test_accuracy": t["test_accuracy"],
                 "train_seconds": t["train_seconds"],
                 "run_dir": Path(t["run_dir"]).name,
+                **({"sampler": _sampler(t)} if k != "plain" else {}),
             }
             for k, t in teachers.items()
         },
         "students": rows,
         "mean_accuracy": mean,
-        "generic_minus_plain_points": round((mean["kd_generic"] - mean["kd_plain"]) * 100, 2),
-        "plain_minus_alone_points": round((mean["kd_plain"] - mean["alone"]) * 100, 2),
-        "generic_minus_alone_points": round((mean["kd_generic"] - mean["alone"]) * 100, 2),
     }
+
+
+def _sampler(result: dict) -> dict:
+    """The generic teacher's final student distribution (from its model file's meta; {} if the file is gone)."""
+    path = Path(result["run_dir"]) / "model.pt"
+    if not path.is_file():  # model files are not committed (.gitignore)
+        return {}
+    return torch.load(path, weights_only=True, map_location="cpu")["meta"]["teacher"].get("sampler", {})
 
 
 def _rounded(d: dict) -> dict:
@@ -164,22 +216,36 @@ def main() -> None:
     p.add_argument("--teacher-epochs", type=int, default=5)
     p.add_argument("--student-epochs", type=int, default=3)
     p.add_argument("--subset", type=int, default=10000)
-    p.add_argument("--mu", type=float, default=0.1)
+    p.add_argument("--conditioning", nargs="+", choices=("film", "none"), default=["film", "none"])
+    p.add_argument("--mu", type=float, default=GenericConfig().mu, help="generic teachers' μ (GenericConfig's)")
+    p.add_argument("--mu-mode", choices=("balanced", "fixed"), default=GenericConfig().mu_mode)
+    p.add_argument("--sampler", choices=("learned", "uniform"), default=GenericConfig().sampler)
+    p.add_argument(
+        "--draw",
+        choices=("pool", "supernet"),
+        default="pool",
+        help="generic teachers draw students from the benchmark's students (pool) or the whole C=8 supernet",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (teachers and students)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
+    p.add_argument("--out", type=Path, default=RESULTS / "generic_teacher_v2.json", help="results JSON")
+    p.add_argument("--runs", type=Path, default=RESULTS / "gtn_v2", help="run folders (reused when rerun)")
     args = p.parse_args()
     if len(set(args.seeds)) != len(args.seeds):
         raise ConfigError(f"--seeds has duplicates: {args.seeds}")
+    if len(set(args.conditioning)) != len(args.conditioning):
+        raise ConfigError(f"--conditioning has duplicates: {args.conditioning}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    arms, pairs = arms_of(args.conditioning), pairs_of(args.conditioning)
     students = pick_students(args.truth, args.students)
     per_seed = [seed_run(args, s, students) for s in args.seeds]
     # (seeds × students) accuracy in points per arm; the arms are paired by seed and student.
-    acc = {c: np.array([[r[c] for r in ps["students"]] for ps in per_seed]) * 100 for c in ARMS}
-    arms = {}
-    for c in ARMS:
+    acc = {c: np.array([[r[c] for r in ps["students"]] for ps in per_seed]) * 100 for c in arms}
+    summary = {}
+    for c in arms:
         m, sd = mean_std(acc[c].mean(axis=1))
-        arms[c] = {
+        summary[c] = {
             "mean_points": round(m, 3),
             "std_points_over_seeds": None if sd is None else round(sd, 3),
             "by_seed_points": [round(float(v), 3) for v in acc[c].mean(axis=1)],
@@ -189,11 +255,10 @@ def main() -> None:
             "t_over_seed_means": _rounded(t_interval((acc[a] - acc[b]).mean(axis=1)).as_dict()),
             "bootstrap_seeds_x_students": _rounded(bootstrap_difference(acc[a], acc[b]).as_dict()),
         }
-        for a, b in PAIRS
+        for a, b in pairs
     }
-    mean = {c: float(acc[c].mean() / 100) for c in ARMS}
     out = {
-        "schema_version": 2,
+        "schema_version": 3,
         "protocol": {
             "dataset": "fashion-mnist",
             "subset": args.subset,
@@ -202,43 +267,41 @@ def main() -> None:
             "teacher_arch": TEACHER_ARCH,
             "teacher_width": args.teacher_width,
             "teacher_train": TrainConfig(epochs=args.teacher_epochs).model_dump(exclude={"seed"}),
-            "kd": {"kd_weight": 1.0, "temperature": 4.0},
-            "generic": {"student_width": 8, "student_cells": 1, "mu": args.mu, "conditioning": "film-last-stage"},
+            "kd": KD,
+            "generic": {c: GenericConfig(**generic_options(args, c, students)).model_dump() for c in args.conditioning},
+            "draw": args.draw,
         },
         "seeds": args.seeds,
         "students": [
             {
                 "arch": arch,
                 "params": per_seed[0]["students"][k]["params"],
-                **{f"{c}_mean_over_seeds": round(float(acc[c][:, k].mean() / 100), 5) for c in ARMS},
+                **{f"{c}_mean_over_seeds": round(float(acc[c][:, k].mean() / 100), 5) for c in arms},
             }
             for k, arch in enumerate(students)
         ],
-        # Per arm: the 5-student mean, mean ± std over seeds (points).
-        "arms": arms,
+        # Per arm: the students' mean, mean ± std over seeds (points).
+        "arms": summary,
         # a − b in points, 95%: t over the per-seed mean differences (n = seeds) and a percentile
         # bootstrap resampling seeds and students (stats.bootstrap_difference, fixed seed 0).
         "differences_points": differences,
-        "mean_accuracy": mean,
-        "generic_minus_plain_points": round((mean["kd_generic"] - mean["kd_plain"]) * 100, 2),
-        "plain_minus_alone_points": round((mean["kd_plain"] - mean["alone"]) * 100, 2),
-        "generic_minus_alone_points": round((mean["kd_generic"] - mean["alone"]) * 100, 2),
         "train_seconds_total": round(sum(ps["train_seconds_total"] for ps in per_seed), 1),
         "per_seed": per_seed,
     }
-    (RESULTS / f"generic_teacher_mu{args.mu}.json").write_text(json.dumps(out, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
 
     def cell(c: str, k: int | None = None) -> str:
         v = acc[c].mean(axis=1) if k is None else acc[c][:, k]
         m, sd = mean_std(v)
         return f"{m:.2f}" if sd is None else f"{m:.2f} ± {sd:.2f}"
 
-    table = [(arch, out["students"][k]["params"], *(cell(c, k) for c in ARMS)) for k, arch in enumerate(students)]
-    table.append(("mean", "", *(cell(c) for c in ARMS)))
+    table = [(arch, out["students"][k]["params"], *(cell(c, k) for c in arms)) for k, arch in enumerate(students)]
+    table.append(("mean", "", *(cell(c) for c in arms)))
     stdout.print(
         rows_table(
             f"student test accuracy (%), mean ± std over seeds {args.seeds}",
-            ("student", "params", "alone", "KD plain", "KD generic"),
+            ("student", "params", *arms),
             table,
         )
     )
@@ -250,14 +313,14 @@ def main() -> None:
         )
     )
     for ps in per_seed:
-        t = ps["teachers"]
-        arm_means = ", ".join(f"{c} {ps['mean_accuracy'][c] * 100:.2f}" for c in ARMS)
-        stdout.print(
-            f"seed {ps['seed']}: teacher plain {t['plain']['test_accuracy'] * 100:.2f}% "
-            f"({t['plain']['train_seconds']:.0f}s), generic {t['generic']['test_accuracy'] * 100:.2f}% "
-            f"({t['generic']['train_seconds']:.0f}s); arms {arm_means}; "
-            f"{ps['train_seconds_total']:.0f}s training, threads {ps['torch_threads']}"
+        teachers = ", ".join(
+            f"{k} {t['test_accuracy'] * 100:.2f}% ({t['train_seconds']:.0f}s)" for k, t in ps["teachers"].items()
         )
+        stdout.print(
+            f"seed {ps['seed']}: teachers {teachers}; {ps['train_seconds_total']:.0f}s training, "
+            f"threads {ps['torch_threads']}"
+        )
+    stdout.print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -93,6 +94,14 @@ def test_generic_pair_moves_teacher_film_and_students_and_samples_by_step() -> N
     assert pair.students.stem[0].weight.grad.abs().sum() > 0
 
 
+def straight_uniform_probabilities() -> list[list[float]]:
+    """The sampler's distribution before any update (uniform over every edge's ops)."""
+    from edgenas.distill.student_sampler import StudentSampler
+    from edgenas.spaces import get_space
+
+    return StudentSampler(get_space("nb201"), "learned", seed=0).describe()["probabilities"]
+
+
 def _digits(*extra: str) -> list[str]:
     return ["--dataset", "digits", "--epochs", "2", "--batch-size", "64", "--quiet", *extra]
 
@@ -135,7 +144,8 @@ def test_distill_needs_student_and_teacher(capsys) -> None:
     assert "--teacher" in capsys.readouterr().err
 
 
-def test_generic_teacher_resumes_with_the_same_students(tmp_path: Path) -> None:
+@pytest.mark.parametrize("conditioning", ["film", "none"])
+def test_generic_teacher_resumes_with_the_same_students(tmp_path: Path, conditioning: str) -> None:
     from edgenas.core.errors import Interrupted
     from edgenas.train.train_arch import train_arch
     from edgenas.train.trainer import Trainer
@@ -147,7 +157,7 @@ def test_generic_teacher_resumes_with_the_same_students(tmp_path: Path) -> None:
         "device": "cpu",
         "quiet": True,
         "command": "teacher",
-        "generic": {"student_width": 4},
+        "generic": {"student_width": 4, "conditioning": conditioning},  # learned sampler, balanced μ
     }
     straight = train_arch(str(BIG), run_dir=tmp_path / "a", **kw)
     original = Trainer.save_checkpoint
@@ -167,5 +177,114 @@ def test_generic_teacher_resumes_with_the_same_students(tmp_path: Path) -> None:
     a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)
     assert a["meta"]["teacher"]["students_sampled"] == b["meta"]["teacher"]["students_sampled"]
+    assert a["meta"]["teacher"]["sampler"] == b["meta"]["teacher"]["sampler"]  # the learned distribution too
+    assert a["meta"]["teacher"]["sampler"]["probabilities"] != straight_uniform_probabilities()
+    logits = [torch.load(tmp_path / r / "checkpoint.pt", weights_only=True)["model"]["sampler.logits"] for r in "ab"]
+    assert torch.equal(*logits)  # the sampler's state is in the checkpoint
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
     assert resumed["test_accuracy"] == straight["test_accuracy"]
+
+
+# -- issue 22: conditioning none, the learnable student sampler, the balanced KD-awareness weight --
+
+
+def test_the_sampler_follows_the_architecture_loss_on_a_constructed_case() -> None:
+    from edgenas.distill.student_sampler import Draw, StudentSampler
+    from edgenas.spaces import get_space
+
+    space = get_space("nb201")
+    pool = [BIG, SMALL]
+    sampler = StudentSampler(space, "learned", seed=0, pool=pool, lr=0.1, entropy_weight=0.0)
+    first, second = Draw(BIG, np.array([0]), np.ones(1, bool)), Draw(SMALL, np.array([1]), np.ones(1, bool))
+    sampler.update(first, 2.0)  # the first loss only starts the baseline
+    assert torch.equal(sampler.logits, torch.zeros(1, 2, dtype=torch.float64))
+    sampler.update(second, 1.0)  # baseline 2, variance 0: still no advantage
+    assert torch.equal(sampler.logits, torch.zeros(1, 2, dtype=torch.float64))
+    mean, var = float(sampler.loss_mean), float(sampler.loss_var)
+    assert (mean, var) == pytest.approx((1.9, 0.1))
+    sampler.update(first, 2.0)  # A = (2 - 1.9)/sqrt(0.1); ∇log p = e_0 - π = (0.5, -0.5)
+    a = (2.0 - 1.9) / np.sqrt(0.1)
+    assert sampler.logits.flatten().tolist() == pytest.approx([0.1 * a * 0.5, -0.1 * a * 0.5])
+    for _ in range(30):  # the student the teacher fits worst is drawn more often
+        sampler.update(second, 1.0)
+        sampler.update(first, 2.0)
+    assert sampler.probabilities()[0, 0] > 0.7
+    # the entropy bonus is the exact gradient of Σ H, and pulls a skewed distribution back toward uniform
+    logits = torch.tensor([[1.0, -0.5, 0.2, 0.0, 0.3]], dtype=torch.float64, requires_grad=True)
+    p = torch.softmax(logits, 1)
+    (-(p * p.log()).sum()).backward()
+    flat = StudentSampler(space, "learned", seed=0, lr=1.0, entropy_weight=1.0)
+    flat.logits.copy_(logits.detach().expand_as(flat.logits))
+    assert torch.allclose(flat.entropy_gradient()[0], logits.grad[0])
+    before = flat.probabilities()[0].max()
+    flat.update(Draw(BIG, space.encode(BIG), np.ones(len(EDGES), bool)), 1.0)  # first update: no advantage
+    assert flat.probabilities()[0].max() < before
+
+
+def test_learned_draws_are_students_of_the_supernet_or_of_the_pool_and_a_function_of_step() -> None:
+    from edgenas.distill.student_sampler import StudentSampler
+    from edgenas.spaces import get_space
+
+    space = get_space("nb201")
+    sampler = StudentSampler(space, "learned", seed=3)
+    draws = [sampler.draw(s) for s in range(30)]
+    assert all(d.arch.is_connected and space.encode(d.arch).tolist() == d.index.tolist() for d in draws)
+    assert sampler.draw(5).arch == draws[5].arch and len({str(d.arch) for d in draws}) > 20
+    pooled = StudentSampler(space, "uniform", seed=3, pool=[BIG, SMALL])
+    assert {str(pooled.draw(s).arch) for s in range(20)} == {str(BIG), str(SMALL)}
+    darts = get_space("darts")
+    d = StudentSampler(darts, "learned", seed=0).draw(0)  # two inputs per node, never `none` on a kept one
+    assert darts.decode(d.index) == d.arch and d.learned.sum() == 2 * len(darts.node_points())
+
+
+def test_balanced_weight_gives_the_awareness_term_mu_times_the_gradient_norm_of_ce() -> None:
+    from edgenas.distill.generic_teacher import balance_scale
+    from edgenas.distill.losses import hinton_kd
+
+    torch.manual_seed(0)
+    t = torch.randn(16, 10, requires_grad=True)
+    s, y = torch.randn(16, 10), torch.randint(0, 10, (16,))
+    (g_ce,) = torch.autograd.grad(torch.nn.functional.cross_entropy(t, y), t)
+    for temp in (1.0, 4.0):
+        w = 0.5 * balance_scale(t, s, y, temp)
+        (g_kd,) = torch.autograd.grad(w * hinton_kd(t, s, temp), t)
+        assert float(g_kd.norm()) == pytest.approx(0.5 * float(g_ce.norm()), rel=1e-4)
+
+
+def test_older_generic_runs_read_back_with_their_old_behaviour() -> None:
+    cfg = GenericConfig.stored({"student_width": 8, "student_cells": 1, "mu": 0.1, "temperature": 4.0})
+    assert (cfg.conditioning, cfg.mu_mode, cfg.sampler, cfg.pool, cfg.mu) == ("film", "fixed", "uniform", None, 0.1)
+    new = GenericConfig()
+    assert (new.conditioning, new.mu_mode, new.sampler) == ("film", "balanced", "learned")
+    assert GenericConfig.stored(new.model_dump()) == new
+
+
+def test_cli_generic_teacher_without_conditioning_teaches_as_a_plain_one(tmp_path: Path) -> None:
+    pool = tmp_path / "pool.txt"
+    pool.write_text(f"# two students\n{SMALL}\n\n{BIG}\n")
+    t = tmp_path / "teacher"
+    args = ["--generic", "--conditioning", "none", "--pool", str(pool), "--width", "8", "--student-width", "4"]
+    assert run(["teacher", *args, "--run-dir", str(t), *_digits("--epochs", "1")]) == 0
+    teacher, info = load_teacher(t / "model.pt")
+    assert teacher.film is None and info["conditioning"] == "none" and "film_state" not in info
+    assert info["generic"]["pool"] == [str(SMALL), str(BIG)] and info["sampler"]["mode"] == "learned"
+    assert len(info["sampler"]["probabilities"][0]) == 2
+    net, _ = load_model_file(t)
+    x = torch.randn(3, 1, 8, 8)
+    assert torch.equal(teacher(x), net.eval()(x))  # the file's network is the whole teacher
+    s = tmp_path / "student"
+    assert run(["distill", "--student", str(SMALL), "--teacher", str(t / "model.pt"), "--width", "4",
+                "--run-dir", str(s), *_digits("--epochs", "1")]) == 0  # fmt: skip
+    _, blob = load_model_file(s)
+    assert blob["meta"]["teacher_kind"] == "generic" and "capacity_code" not in blob["meta"]
+
+
+def test_cli_refuses_a_bad_conditioning_and_a_bad_pool_in_one_line(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run(["teacher", "--generic", "--conditioning", "both"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--conditioning" in err and "'both'" in err
+    bad = ["teacher", "--generic", "--pool", "|nor_conv_3x3~0|+|", "--run-dir", str(tmp_path / "t"), *_digits()]
+    assert run(bad) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not (tmp_path / "t").exists()

@@ -88,6 +88,14 @@ def tiny_config(tmp_path: Path, **override) -> Path:
             "devices:\n  - name: a\n    budgets: {max_params: 1k}\nexecutor: {gpus_per_job: -1}\n",
             ":4: executor.gpus_per_job",
         ),
+        (
+            "devices:\n  - name: a\n    budgets: {max_params: 1M}\nteacher:\n  generic: {conditioning: both}\n",
+            ":5: teacher.generic.conditioning: Input should be 'film' or 'none'",
+        ),
+        (
+            "devices:\n  - name: a\n    budgets: {max_params: 1M}\nteacher:\n  kind: plain\n  generic: {mu: 1}\n",
+            ":6: teacher.generic: options of a generic teacher, but teacher.kind is plain",
+        ),
     ],
 )
 def test_bad_configs_name_the_line_and_key(tmp_path: Path, text: str, message: str, capsys) -> None:
@@ -112,6 +120,16 @@ def test_resolution_and_streaming_options_resolve_and_stay_out_of_old_runs_optio
     assert not {"resolution", "in_memory", "skip_bad", "workers"} & set(options["dataset"])  # defaults: as before
     cfg, _ = load_run_config(tiny_config(tmp_path, dataset={"name": "fashion-mnist", "in_memory": False}))
     assert recorded_options(cfg)["dataset"]["in_memory"] is False
+
+
+def test_generic_teacher_options_stay_out_of_old_runs_options_and_reach_the_teacher(tmp_path: Path) -> None:
+    from edgenas.pipeline.config import recorded_options
+
+    cfg, _ = load_run_config(tiny_config(tmp_path))
+    assert "generic" not in recorded_options(cfg)["teacher"]  # empty: runs recorded before it resume
+    teacher = {"kind": "generic", "width": 4, "epochs": 1, "generic": {"conditioning": "none"}}
+    cfg, _ = load_run_config(tiny_config(tmp_path, teacher=teacher))
+    assert recorded_options(cfg)["teacher"]["generic"] == {"conditioning": "none"}
 
 
 def test_example_config_is_valid_and_profiles_resolve_against_its_folder() -> None:

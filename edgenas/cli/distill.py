@@ -1,8 +1,8 @@
 """`edgenas distill --student ARCH --teacher MODEL`: train a student with knowledge distillation.
 
 The library function is `edgenas.train.train_arch.train_arch` with a `teacher` and `kd`
-options (CE + Hinton KD, optional feature and relational KD); a generic teacher is
-conditioned on the student's capacity.
+options (CE + Hinton KD, optional feature and relational KD); a generic teacher with FiLM
+is conditioned on the student's capacity, one without (`--conditioning none`) teaches as a plain one.
 """
 
 from __future__ import annotations

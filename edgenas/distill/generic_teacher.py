@@ -5,22 +5,27 @@ Across Student Architectures", BMVC 2024 (arXiv 2407.16040). Training one teache
 student is costly; a generic teacher is trained once, then any student of the space
 distils from it with standard KD.
 
-Each training step samples a connected student from the weight-sharing student supernet
-(the teacher's space's supernet at the students' shape, full channels, only the sampled
-student's ops alive, so a sample *is* that student sharing weights with all others), and computes
-- teacher:  CE(t, y) + μ · T² KL(p_s ‖ p_t)   — stay easy to imitate by this student,
-  with the teacher conditioned (FiLM) on the student's capacity code;
-- students: CE(s, y) + T² KL(p_t ‖ p_s)       — the student branch learns from the teacher.
-The two terms see each other's logits detached, so each only moves its own side. The
-student sequence is a function of (seed, step); the step counter is a buffer saved in the
-checkpoint, so a resumed run samples the same students.
-How this differs from the paper (uniform sampling, no conditioning/architecture losses)
-and what was measured: docs/methods/gtn.md.
+Each training step draws a connected student from a learnable distribution over the
+weight-sharing student supernet, or from a given pool (`StudentSampler`; the supernet is the
+teacher's space's at the students' shape, full channels, only the drawn student's ops alive,
+so a sample *is* that student sharing weights with all others), and computes
+- teacher:  CE(t, y) + w · T² KL(p_s ‖ p_t)   — the KD-awareness (conditioning) term: stay
+  easy to imitate by this student. `conditioning="film"`: the teacher is FiLM-conditioned on
+  the student's capacity code; `"none"`: one fixed teacher for all. w = μ, or with
+  `mu_mode="balanced"` w = μ·‖∇_t CE‖/‖∇_t T²KL‖ (closed form on the logits, detached), so
+  μ is the ratio of the two terms' gradient norms on the teacher's logits;
+- students: CE(s, y) + T² KL(p_t ‖ p_s)       — the student branch learns from the teacher;
+- sampler:  one REINFORCE step on the architecture loss (`edgenas.distill.student_sampler`).
+The terms see each other's logits detached, so each only moves its own side. The step
+counter and the sampler's state are buffers saved in the checkpoint, so a resumed run draws
+the same students. What is our reading rather than the paper's, and what was measured:
+docs/methods/gtn.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -28,25 +33,49 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from edgenas.core.seeding import numpy_rng
 from edgenas.core.space import Arch, NetShape, SearchSpace
 from edgenas.distill.losses import hinton_kd
-from edgenas.distill.teacher_net import ConditionedTeacher
+from edgenas.distill.student_sampler import StudentSampler
+from edgenas.distill.teacher_net import CODE_DIM, ConditionedTeacher
 from edgenas.spaces import get_space
 from edgenas.spaces.nb201 import NB201Arch
 
 
 class GenericConfig(BaseModel):
-    """Options of generic-teacher training."""
+    """Options of generic-teacher training (a run stores all of them; `stored` reads older runs)."""
 
     model_config = ConfigDict(extra="forbid")
 
     student_width: int = Field(8, ge=1)
     student_cells: int = Field(1, ge=1)
-    mu: float = Field(
-        0.1, ge=0, description="weight of the KD-awareness term on the teacher (it carries T², 16 at T=4)"
+    conditioning: Literal["film", "none"] = Field(
+        "film", description="film: FiLM on the student's capacity code; none: one fixed teacher for all students"
     )
+    mu: float = Field(
+        1.0,
+        ge=0,
+        description="KD-awareness weight: balanced, its gradient norm on the teacher's logits over CE's; "
+        "fixed, the weight of the T²-scaled term",
+    )
+    mu_mode: Literal["balanced", "fixed"] = "balanced"
     temperature: float = Field(4.0, gt=0)
+    sampler: Literal["learned", "uniform"] = Field(
+        "learned", description="students drawn from a learnable distribution (architecture loss) or uniformly"
+    )
+    pool: list[str] | None = Field(
+        None, min_length=1, description="draw students from these archs instead of the whole supernet"
+    )
+    arch_lr: float = Field(0.05, ge=0, description="η: step of the sampler's REINFORCE update")
+    entropy_weight: float = Field(1.0, ge=0, description="λ: entropy bonus of the architecture loss")
+
+    @classmethod
+    def stored(cls, options: dict[str, Any]) -> GenericConfig:
+        """The options a run stored; one made before a field existed gets that field's old behaviour."""
+        return cls(**{**LEGACY, **options})
+
+
+# What generic teachers trained before these options existed did (their runs resume unchanged).
+LEGACY: dict[str, Any] = {"conditioning": "film", "mu_mode": "fixed", "sampler": "uniform", "pool": None}
 
 
 def live_only(arch: NB201Arch) -> NB201Arch:
@@ -101,12 +130,13 @@ def _max_cost(space: SearchSpace, fixed: float, weights: np.ndarray) -> float:
 
 
 class GenericTeacherPair(nn.Module):
-    """The teacher and the student supernet trained together; `forward` is the teacher's."""
+    """The teacher, the student supernet and the student sampler trained together; `forward` is the teacher's."""
 
     def __init__(self, teacher: ConditionedTeacher, cfg: GenericConfig, seed: int) -> None:
         super().__init__()
-        if teacher.film is None:
-            raise ValueError("a generic teacher needs FiLM conditioning")
+        if (teacher.film is not None) != (cfg.conditioning == "film"):
+            need = "with" if cfg.conditioning == "film" else "without"
+            raise ValueError(f"conditioning {cfg.conditioning!r} needs a teacher {need} FiLM")
         self.teacher = teacher
         self.cfg = cfg
         self.seed = seed
@@ -119,23 +149,34 @@ class GenericTeacherPair(nn.Module):
         )
         self.space = get_space(teacher.arch.space_name)
         self.students = self.space.supernet(sshape, k=1)
-        self.coder = CapacityCoder(sshape, self.space.name)
+        self.coder = CapacityCoder(sshape, self.space.name) if cfg.conditioning == "film" else None
+        pool = [self.space.parse(a) for a in cfg.pool] if cfg.pool else None
+        self.sampler = StudentSampler(self.space, cfg.sampler, seed, pool, cfg.arch_lr, cfg.entropy_weight)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     def sample_student(self, step: int) -> Arch:
-        """The student of training step `step` (a function of seed and step), one with a live op."""
-        rng = numpy_rng(self.seed, "generic-teacher-student", step)
-        while True:
-            arch = self.space.sample(rng)
-            if self.space.live_points(arch).any():
-                return arch
+        """The student of training step `step` (a function of seed, step and the sampler's state)."""
+        return self.sampler.draw(step).arch
+
+    def _teacher(self, x: torch.Tensor, arch: Arch | None) -> torch.Tensor:
+        if self.coder is None:
+            return self.teacher(x)
+        code = self.coder.code(arch).to(x.device) if arch is not None else torch.zeros(CODE_DIM, device=x.device)
+        return self.teacher(x, code)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Teacher logits at the centre of the capacity range (used for its validation accuracy)."""
-        return self.teacher(x, torch.zeros(2, device=x.device))
+        """Teacher logits (FiLM: at the centre of the capacity range), used for its validation accuracy."""
+        return self._teacher(x, None)
+
+    def awareness_weight(self, t: torch.Tensor, s: torch.Tensor, y: torch.Tensor) -> float:
+        """w of the KD-awareness term: μ, or μ·‖∇_t CE‖/‖∇_t T²KL(p_s ‖ p_t)‖ (`mu_mode="balanced"`)."""
+        if self.cfg.mu_mode == "fixed":
+            return self.cfg.mu
+        return self.cfg.mu * balance_scale(t, s, y, self.cfg.temperature)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        arch = self.sample_student(int(self.step))
+        draw = self.sampler.draw(int(self.step))
+        arch = draw.arch
         self.step += 1
         weights = self.space.onehot(arch).to(x.device)
         index, live = self.space.encode(arch), self.space.live_points(arch)
@@ -144,12 +185,28 @@ class GenericTeacherPair(nn.Module):
             if live[p]:
                 alive[p, int(index[p])] = True
         self.students.alive.copy_(alive)
-        t = self.teacher(x, self.coder.code(arch).to(x.device))
+        t = self._teacher(x, arch)
         s = self.students(x, weights)
         temp = self.cfg.temperature
-        teacher_loss = F.cross_entropy(t, y) + self.cfg.mu * hinton_kd(t, s.detach(), temp)
+        aware = hinton_kd(t, s.detach(), temp)
+        teacher_loss = F.cross_entropy(t, y) + self.awareness_weight(t, s, y) * aware
         student_loss = F.cross_entropy(s, y) + hinton_kd(s, t.detach(), temp)
+        self.sampler.update(draw, float(aware.detach()))
         return teacher_loss + student_loss
+
+
+def balance_scale(t: torch.Tensor, s: torch.Tensor, y: torch.Tensor, temperature: float) -> float:
+    """‖∇_t CE(t, y)‖ / ‖∇_t T²·KL(p_s ‖ p_t)‖ over the batch, in closed form on the logits (no graph).
+
+    ∇_t CE = softmax(t) − onehot(y), ∇_t T²KL = T·(softmax(t/T) − softmax(s/T)) (both over the batch
+    size, which cancels); weighting the awareness term by μ times this makes its gradient on the
+    teacher's logits μ times as large as CE's, whatever T, the training stage or the student.
+    """
+    with torch.no_grad():
+        t, s = t.detach().float(), s.detach().float()
+        g_ce = torch.softmax(t, dim=1) - F.one_hot(y, t.shape[1]).float()
+        g_kd = temperature * (torch.softmax(t / temperature, dim=1) - torch.softmax(s / temperature, dim=1))
+        return float(g_ce.norm() / g_kd.norm().clamp_min(1e-12))
 
 
 def generic_loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -5,8 +5,8 @@ its parameters are the student's and the feature projector's (the teacher is fro
 always in eval mode), `forward` is the student's, and `kd_loss_fn` is the trainer's loss
 hook: CE + a·Hinton KD (T) + b·feature KD (last stage, 1×1 projector) + r·relational KD
 (RKD distance on the pooled features); each term and its paper: `edgenas.distill.losses`.
-A generic teacher (docs/methods/gtn.md) is conditioned on the student's capacity code,
-fixed for the whole run.
+A generic teacher with FiLM (docs/methods/gtn.md) is conditioned on the student's capacity
+code, fixed for the whole run; one without FiLM is used as a plain teacher.
 """
 
 from __future__ import annotations

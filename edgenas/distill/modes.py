@@ -2,8 +2,9 @@
 
 A teacher file is an ordinary model file (`model.pt`: the teacher network's weights, so it
 exports and evaluates like any model) whose meta holds a `teacher` entry: its kind
-(plain / generic), the conditioning option, the FiLM weights and the student shape whose
-capacity codes it was trained on.
+(plain / generic), its conditioning (`film-last-stage`: FiLM weights and the student shape whose
+capacity codes it was trained on; `none`: no FiLM, it teaches as a plain teacher) and the
+sampler's final distribution.
 """
 
 from __future__ import annotations
@@ -35,12 +36,17 @@ def load_teacher(path: str | Path) -> tuple[ConditionedTeacher, dict[str, Any]]:
     if not hasattr(net, "arch") or not hasattr(net, "features") or not hasattr(net, "head"):
         raise ConfigError(f"{path}: teachers are networks of a search space; this file holds a {type(net).__name__}")
     info = {**(blob["meta"].get("teacher") or {"kind": "plain"}), "space": blob["space"]}
-    generic = info["kind"] == "generic"
-    teacher = ConditionedTeacher(net.arch, net.shape, film=generic)
+    film = conditioned(info)
+    teacher = ConditionedTeacher(net.arch, net.shape, film=film)
     teacher.net.load_state_dict(net.state_dict())
-    if generic:
+    if film:
         teacher.film.load_state_dict(info["film_state"])
     return teacher.eval(), info
+
+
+def conditioned(info: dict[str, Any]) -> bool:
+    """True for a teacher that takes the student's capacity code (a generic teacher with FiLM)."""
+    return info["kind"] == "generic" and info.get("conditioning", CONDITIONING) != "none"
 
 
 def teacher_for(path: str | Path, shape: NetShape) -> tuple[ConditionedTeacher, dict[str, Any]]:
@@ -55,8 +61,8 @@ def teacher_for(path: str | Path, shape: NetShape) -> tuple[ConditionedTeacher, 
 
 
 def check_student_space(path: str | Path, info: dict[str, Any], space: str) -> None:
-    """A generic teacher knows the capacity of its own space's students only: refuse another space's."""
-    if info["kind"] == "generic" and info["space"] != space:
+    """A conditioned generic teacher knows the capacity of its own space's students only: refuse another space's."""
+    if conditioned(info) and info["space"] != space:
         raise ConfigError(
             f"teacher {path} is a generic teacher of {info['space']} students; this student is of the "
             f"{space} space (distil from a plain teacher, or train a generic one with --space {space})"
@@ -68,13 +74,14 @@ def build_for_mode(
 ) -> tuple[nn.Module, LossFn | None, dict[str, Any]]:
     """(module the trainer trains, its loss hook or None for plain CE, meta for the model file)."""
     if opts.get("generic") is not None:
-        teacher = ConditionedTeacher(model.arch, shape, film=True)
+        cfg = GenericConfig.stored(opts["generic"])
+        teacher = ConditionedTeacher(model.arch, shape, film=cfg.conditioning == "film")
         teacher.net.load_state_dict(model.state_dict())
-        return GenericTeacherPair(teacher, GenericConfig(**opts["generic"]), seed), generic_loss_fn, {}
+        return GenericTeacherPair(teacher, cfg, seed), generic_loss_fn, {}
     if opts.get("teacher"):
         teacher, info = teacher_for(opts["teacher"], shape)
         code = None
-        if info["kind"] == "generic":
+        if conditioned(info):
             check_student_space(opts["teacher"], info, opts["space"])
             code = CapacityCoder(NetShape(**info["student_shape"]), info["space"]).code(model.arch)
         meta = {"distilled_from": str(opts["teacher"]), "teacher_kind": info["kind"], "kd": opts["kd"]}
@@ -88,15 +95,16 @@ def model_to_save(trained: nn.Module, opts: dict[str, Any]) -> tuple[nn.Module, 
     """The network that goes into model.pt, and its extra meta (a generic teacher keeps its FiLM)."""
     if isinstance(trained, GenericTeacherPair):
         t = trained.teacher
-        film = {k: v.detach().cpu() for k, v in t.film.state_dict().items()}
         info = {
             "kind": "generic",
-            "conditioning": CONDITIONING,
-            "film_state": film,
+            "conditioning": CONDITIONING if t.film is not None else "none",
             "student_shape": asdict(trained.students.shape),
             "generic": opts["generic"],
             "students_sampled": int(trained.step),
+            "sampler": trained.sampler.describe(),
         }
+        if t.film is not None:
+            info["film_state"] = {k: v.detach().cpu() for k, v in t.film.state_dict().items()}
         return t.net, {"teacher": info}
     if isinstance(trained, Distiller):
         return trained.student, {}

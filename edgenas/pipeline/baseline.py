@@ -106,7 +106,7 @@ def run_baseline(
     """Pick the largest fitting multiplier of `family` for the device profile, train it, write the run."""
     from edgenas.data import load_dataset
     from edgenas.distill.kd import Distiller, KDConfig, kd_loss_fn
-    from edgenas.distill.modes import teacher_for
+    from edgenas.distill.modes import conditioned, teacher_for
     from edgenas.train.trainer import TrainConfig, Trainer
 
     profile = device if isinstance(device, DeviceProfile) else load_device(device)
@@ -116,9 +116,10 @@ def run_baseline(
     t_model = None
     if teacher:
         t_model, info = teacher_for(teacher, shape)
-        if info["kind"] != "plain":
+        if conditioned(info):
             raise ConfigError(
-                f"teacher {teacher}: a stock network distils from a plain teacher, not a {info['kind']} one"
+                f"teacher {teacher}: a stock network distils from an unconditioned teacher (plain, or generic "
+                "with conditioning none), not a FiLM-conditioned generic one"
             )
     multiplier, cost = largest_fitting(family, profile, shape)
     run = RunDir.create("baseline", run_dir)

@@ -94,6 +94,8 @@ def recorded_options(cfg: RunConfig) -> dict[str, Any]:
     for key, default in NEW_DATASET_DEFAULTS.items():
         if key in dataset and dataset[key] == default:
             del dataset[key]
+    if not options["teacher"].get("generic"):  # issue 22's key, left out while empty (older runs resume)
+        options["teacher"].pop("generic", None)
     return options
 
 
@@ -163,7 +165,12 @@ class TeacherSection(_Strict):
     width: int = Field(16, ge=1)
     cells: int = Field(1, ge=1)
     epochs: int = Field(3, ge=1)
-    mu: float = Field(0.1, ge=0, description="generic teacher: weight of the KD-awareness term")
+    mu: float = Field(0.1, ge=0, description="generic teacher without `generic`: the fixed KD-awareness weight")
+    generic: dict[str, Any] = Field(
+        default_factory=dict,
+        description="generic teacher options (GenericConfig: conditioning, mu, mu_mode, sampler, pool, ...); "
+        "empty: the first edgenas generic teacher (FiLM, fixed mu, uniform students)",
+    )
 
 
 class TrainSection(_Strict):
@@ -264,7 +271,30 @@ def load_run_config(path: str | Path) -> tuple[RunConfig, list[DeviceProfile]]:
             f"{path}:{lines.get(('teacher',))}: teacher.kind: DNAD distils from a teacher; use plain or generic"
         )
     _check_method_options(path, lines, cfg, methods)
+    _check_generic_options(path, lines, cfg)
     return cfg, profiles
+
+
+def _check_generic_options(path: Path, lines: dict, cfg: RunConfig) -> None:
+    """`teacher.generic` is checked now (GenericConfig), not when the teacher starts."""
+    from pydantic import ValidationError
+
+    from edgenas.distill.generic_teacher import GenericConfig
+
+    options = cfg.teacher.generic
+    if not options:
+        return
+    where = f"{path}:{lines.get(('teacher', 'generic'))}: teacher.generic"
+    if cfg.teacher.kind != "generic":
+        raise ConfigError(f"{where}: options of a generic teacher, but teacher.kind is {cfg.teacher.kind}")
+    shape = {"student_width", "student_cells"} & set(options)
+    if shape:
+        raise ConfigError(f"{where}: {', '.join(sorted(shape))} come from space.width and space.cells")
+    try:
+        GenericConfig(**options)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(f"{where}.{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
 
 
 def _check_reachable(path: Path, lines: dict, cfg: RunConfig, profiles: list[DeviceProfile]) -> None:

@@ -26,6 +26,7 @@ from edgenas.core.errors import Interrupted, ResumeError, UserError
 from edgenas.core.progress import progress_bar
 from edgenas.core.rundir import RunDir
 from edgenas.core.space import NetShape
+from edgenas.distill.generic_teacher import LEGACY
 from edgenas.distill.teacher_net import default_teacher_arch
 from edgenas.exec.executor import Executor, Job, make_executor, run_all, threads_per_job
 from edgenas.pipeline.config import RunConfig, load_run_config, recorded_options
@@ -405,7 +406,9 @@ class Pipeline:
         arch = t.arch or default_teacher_arch(self.cfg.space.name)
         generic = None
         if t.kind == "generic":
-            generic = {"student_width": self.cfg.space.width, "student_cells": self.cfg.space.cells, "mu": t.mu}
+            generic = {"student_width": self.cfg.space.width, "student_cells": self.cfg.space.cells}
+            # without teacher.generic: the first generic teacher (runs recorded before issue 22 resume unchanged)
+            generic.update(t.generic or {**LEGACY, "mu": t.mu})
         self._jobs(
             "teacher",
             [

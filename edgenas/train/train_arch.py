@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from edgenas.core.compute import resolve_device
-from edgenas.core.errors import Interrupted
+from edgenas.core.errors import ConfigError, Interrupted
 from edgenas.core.rundir import RunDir
 from edgenas.core.seeding import derive_seed, seed_everything
 from edgenas.core.space import NetShape
@@ -85,6 +85,8 @@ def train_arch(
         "kd": KDConfig(**(kd or {})).model_dump() if teacher else None,
         "generic": GenericConfig(**generic).model_dump() if generic is not None else None,
     }
+    if opts["generic"] and opts["generic"]["pool"]:
+        opts["generic"]["pool"] = _pool(sp, opts["generic"]["pool"])
     extras.check_options(auxiliary_weight, drop_path)
     if auxiliary_weight or drop_path:  # recorded only when used: other runs' options stay as they were
         opts.update(auxiliary_weight=auxiliary_weight, drop_path=drop_path)
@@ -102,6 +104,17 @@ def train_arch(
         opts["teacher_rel"] = run.relative(teacher)
     run.write_config({"command": command, "options": opts})
     return _train(run, opts, device=device, quiet=quiet, data=data, command=command)
+
+
+def _pool(sp: Any, pool: list[str]) -> list[str]:
+    """A generic teacher's student pool as canonical strings of the space; refused before a run folder exists."""
+    out = []
+    for text in pool:
+        arch = sp.parse(text)
+        if not sp.live_points(arch).any():
+            raise ConfigError(f"generic teacher pool: {text} has no live op (nothing to distil into)")
+        out.append(str(arch))
+    return out
 
 
 def _in_memory_option(value: bool | str) -> bool | str:
