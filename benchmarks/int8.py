@@ -18,7 +18,9 @@ mcu profile is INT8 with a flash budget only the INT8 file meets.
 
 Writes benchmarks/results/int8.json (means ± std over seeds, paired float32 − INT8
 accuracy differences with a 95 % t interval; accuracies in points). Finished
-(device, seed) arms are kept under --work and skipped on a rerun.
+(device, seed) arms are kept under --work and skipped on a rerun; an arm recorded before
+the files were written deployment-compact (`edgenas.export.compact`) is exported, quantized,
+evaluated and timed again from its kept model.pt, without retraining.
 """
 
 from __future__ import annotations
@@ -55,25 +57,29 @@ DEVICES = ROOT.parent / "examples" / "devices"
 def arm(device: dict[str, Any], k: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Train one device's arch with seed k, export float32 + INT8, compare (cached in `work`)."""
     done = work / f"{device['device']}-s{k}.json"
-    if done.is_file():
-        return json.loads(done.read_text())
+    old = json.loads(done.read_text()) if done.is_file() else None
+    if old is not None and "compact" in old["int8"]:
+        return old
     profile = load_device(DEVICES / f"{device['device']}.yaml")
     seed = derive_seed(0, "bench-int8", k) % (2**31)
     run_dir = work / f"{device['device']}-s{k}"
-    cfg = TrainConfig(epochs=args.epochs, batch_size=128, lr=0.1, schedule="onecycle", seed=seed)
-    resume = run_dir if (run_dir / "config.yaml").is_file() else None  # an interrupted arm goes on
-    trained = train_arch(
-        device["arch"],
-        resume=resume,
-        dataset="fashion-mnist",
-        width=16,
-        cells=1,
-        train=cfg,
-        subset=args.subset,
-        val_fraction=0.1,
-        run_dir=run_dir,
-        quiet=True,
-    )
+    if old is not None and (run_dir / "model.pt").is_file():  # files made before compaction: re-export only
+        trained = {"test_accuracy": old["torch_test_accuracy"], "train_seconds": old["train_seconds"]}
+    else:
+        cfg = TrainConfig(epochs=args.epochs, batch_size=128, lr=0.1, schedule="onecycle", seed=seed)
+        resume = run_dir if (run_dir / "config.yaml").is_file() else None  # an interrupted arm goes on
+        trained = train_arch(
+            device["arch"],
+            resume=resume,
+            dataset="fashion-mnist",
+            width=16,
+            cells=1,
+            train=cfg,
+            subset=args.subset,
+            val_fraction=0.1,
+            run_dir=run_dir,
+            quiet=True,
+        )
     from edgenas.data import load_dataset
     from edgenas.train.model_file import load_model_file
 
@@ -134,6 +140,9 @@ def summarise(device: dict[str, Any], arms: list[dict[str, Any]]) -> dict[str, A
         "fp32_model_bytes": ms([a["int8"]["fp32"]["model_bytes"] for a in arms]),
         "int8_model_bytes": ms([a["int8"]["int8"]["model_bytes"] for a in arms]),
         "size_ratio": ms([a["int8"]["size_ratio"] for a in arms]),
+        "fp32_uncompacted_model_bytes": ms([a["int8"]["fp32"]["uncompacted_model_bytes"] for a in arms]),
+        "int8_uncompacted_model_bytes": ms([a["int8"]["int8"]["uncompacted_model_bytes"] for a in arms]),
+        "uncompacted_size_ratio": ms([a["int8"]["uncompacted_size_ratio"] for a in arms]),
         "weight_bytes_ratio": ms([a["int8"]["weight_bytes_ratio"] for a in arms]),
         "size_ratio_at_least_3.5": min(a["int8"]["size_ratio"] for a in arms) >= 3.5,
         "fp32_peak_memory_bytes": arms[0]["int8"]["fp32"]["peak_memory_bytes"],
@@ -204,7 +213,8 @@ def main() -> None:
             "note": "the README run distils from a generic teacher; here every arm trains without KD "
             "(one protocol for all); float32 and INT8 are the same trained network per seed",
         },
-        "units": "accuracies and their differences in points (1 = 1 % of the test set); bytes on disk",
+        "units": "accuracies and their differences in points (1 = 1 % of the test set); bytes on disk "
+        "(deployment-compact files; uncompacted_*: as the exporter and quantizer wrote them)",
         "machine": {
             "processor": processor(),
             "platform": platform.platform(),

@@ -13,6 +13,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from edgenas.export import ExportError, export_onnx, input_spec, onnx_session, verify_onnx
+from edgenas.export.compact import compact_onnx
 
 SHAPE = (3, 12, 12)
 
@@ -66,6 +67,20 @@ def test_round_trip_matches_pytorch(exported: tuple[nn.Module, Path]) -> None:
     assert [o.name for o in model.graph.output] == ["logits"]
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta == {"edgenas.exporter": "dynamo", "edgenas.dynamic_batch": "true"}
+
+
+def test_compact_export_computes_the_same_outputs(exported: tuple[nn.Module, Path], tmp_path: Path) -> None:
+    """`compact=True`: short names, no shape annotations, the same graph outputs bit for bit."""
+    net, path = exported
+    small = export_onnx(net, SHAPE, tmp_path / "small.onnx", compact=True)
+    a, b = onnx.load(str(path)), onnx.load(str(small))
+    assert a.graph.value_info and not b.graph.value_info and small.stat().st_size < path.stat().st_size
+    assert [v.name for v in b.graph.input] == ["input"] and [v.name for v in b.graph.output] == ["logits"]
+    assert {p.key: p.value for p in b.metadata_props} == {p.key: p.value for p in a.metadata_props}
+    x = np.random.default_rng(0).standard_normal((3, *SHAPE)).astype(np.float32)
+    assert np.array_equal(onnx_session(small).run(None, {"input": x})[0], onnx_session(path).run(None, {"input": x})[0])
+    before = small.read_bytes()
+    assert compact_onnx(small) == len(before) and small.read_bytes() == before  # nothing left to drop
 
 
 def test_write_is_atomic_and_leaves_no_temp_file(exported: tuple[nn.Module, Path]) -> None:

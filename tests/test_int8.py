@@ -83,6 +83,10 @@ def test_int8_export_report(trained, tmp_path: Path) -> None:
     f, i = res["fp32"], res["int8"]
     assert i["model_bytes"] == (tmp_path / "model.int8.onnx").stat().st_size
     assert res["size_ratio"] == f["model_bytes"] / i["model_bytes"] > 1.5
+    assert res["compact"] and f["uncompacted_model_bytes"] > f["model_bytes"]  # both files compacted
+    assert i["uncompacted_model_bytes"] > i["model_bytes"]
+    assert res["uncompacted_size_ratio"] == f["uncompacted_model_bytes"] / i["uncompacted_model_bytes"]
+    assert res["uncompacted_size_ratio"] < res["size_ratio"]  # names weigh more in the INT8 file
     assert i["weight_bytes"] * 3 < f["weight_bytes"]
     assert i["peak_memory_bytes"] * 4 == f["peak_memory_bytes"]  # one byte per activation
     assert 0 <= i["test_accuracy"] <= 1 and res["test_images"] == len(data.test)
@@ -91,6 +95,51 @@ def test_int8_export_report(trained, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "model.int8.json").read_text())["int8"]["cost"]["precision"] == "int8"
     with pytest.raises(ConfigError, match="calibration"):
         int8_export(model, data, tmp_path, calibration="median", latency=False)
+
+
+def test_compact_files_compute_the_same_outputs(trained, tmp_path: Path) -> None:
+    """Short names, no annotations: same tensors, same ops, bit-identical outputs, float32 and INT8 alike."""
+    import onnx
+
+    from edgenas.export.compact import compact_onnx, short_name
+    from edgenas.export.int8 import weight_bytes
+    from edgenas.export.onnx import onnx_session
+
+    model, data, _ = trained
+    shape = tuple(data.train.images.shape[1:])
+    fp32 = export_onnx(model, shape, tmp_path / "m.onnx")
+    int8 = quantize_onnx(fp32, tmp_path / "m.int8.onnx", calibration_sample(data.train.images.numpy(), 32, 0))
+    batch = data.test.images[:32].numpy()
+    for original in (fp32, int8):
+        small = tmp_path / f"small.{original.name}"
+        small.write_bytes(original.read_bytes())
+        assert compact_onnx(small) == original.stat().st_size > small.stat().st_size
+        want = onnx_session(original).run(None, {"input": batch})[0]
+        assert np.array_equal(onnx_session(small).run(None, {"input": batch})[0], want)
+        a, b = onnx.load(str(original)), onnx.load(str(small))
+        onnx.checker.check_model(b, full_check=True)
+        assert [v.name for v in b.graph.input] == ["input"] and [v.name for v in b.graph.output] == ["logits"]
+        assert [n.op_type for n in b.graph.node] == [n.op_type for n in a.graph.node]
+        assert sorted(t.raw_data for t in b.graph.initializer) == sorted(t.raw_data for t in a.graph.initializer)
+        assert weight_bytes(small) == weight_bytes(original)
+        assert not b.graph.value_info and a.graph.value_info
+        names = [*(n.name for n in b.graph.node), *(t.name for t in b.graph.initializer)]
+        assert len(set(names[: len(b.graph.node)])) == len(b.graph.node) and max(map(len, names)) <= 2
+        before = small.read_bytes()
+        assert compact_onnx(small) == len(before) and small.read_bytes() == before  # idempotent
+    assert len({short_name(i) for i in range(5000)}) == 5000
+    assert all(short_name(i).isidentifier() for i in (0, 52, 53, 3391, 3392, 4999))
+
+
+def test_export_cli_no_compact(monkeypatch) -> None:
+    import edgenas.export.export_model as em
+    from edgenas.cli import run
+
+    seen = []
+    monkeypatch.setattr(em, "export_model", lambda *a, **k: seen.append(k["compact"]) or {"latency": {}})
+    monkeypatch.setattr("edgenas.cli.export.print_export", lambda res: None)
+    assert run(["export", "x.pt"]) == 0 and run(["export", "x.pt", "--no-compact"]) == 0
+    assert seen == [True, False]
 
 
 def test_qat_finetune_keeps_the_network(trained) -> None:

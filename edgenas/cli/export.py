@@ -31,6 +31,12 @@ def arguments(p: argparse.ArgumentParser) -> None:
         "--qat-threshold", type=float, help="--int8 --qat: fine-tune when INT8 loses more points than this (1.0)"
     )
     p.add_argument("--seed", type=int, default=0, help="--int8: calibration sample and fine-tuning seed (0)")
+    p.add_argument(
+        "--no-compact",
+        dest="compact",
+        action="store_false",
+        help="keep the exporter's tensor names and shape annotations (default: short names, none)",
+    )
     net_args(p)
     data_args(p)
 
@@ -50,6 +56,7 @@ def handle(args: argparse.Namespace) -> int:
         qat=args.qat,
         qat_threshold=args.qat_threshold,
         seed=args.seed,
+        compact=args.compact,
         **data_kwargs(args),
     )
     print_export(res)

@@ -29,11 +29,14 @@ def export_and_measure(
     warmup: int = 10,
     repeats: int = 100,
     atol: float = 1e-4,
+    compact: bool = True,
 ) -> dict[str, Any]:
-    """Export `model` to `out` (.onnx), check it against PyTorch, time it; write `<out>.json`."""
+    """Export `model` to `out` (.onnx), check it against PyTorch, time it; write `<out>.json`.
+
+    `compact`: the deployment-compact file (`edgenas.export.compact`); False keeps the exporter's names."""
     out = Path(out)
     model = model.eval().cpu()
-    export_onnx(model, input_shape, out)
+    export_onnx(model, input_shape, out, compact=compact)
     max_abs_diff = verify_onnx(model, out, input_shape, atol=atol)
     onnx_lat = measure_onnx_latency(out, input_shape, threads=threads, warmup=warmup, repeats=repeats)
     torch_lat = measure_torch_latency(model, input_shape, threads=threads, warmup=warmup, repeats=repeats)
@@ -69,6 +72,7 @@ def export_model(
     qat: int | None = None,
     qat_threshold: float | None = None,
     seed: int = 0,
+    compact: bool = True,
 ) -> dict[str, Any]:
     """Export a model file (`model.pt` or its run folder), or the untrained `arch`, and measure it.
 
@@ -77,6 +81,7 @@ def export_model(
     Returns what `export_and_measure` writes to `<out>.json`. With `int8` (a model file
     only), also the INT8 file beside it and `int8`: `edgenas.export.int8.int8_export`'s
     comparison (calibration method and images, `qat` epochs and threshold as there).
+    `compact=False` keeps the exporter's and quantizer's tensor names and annotations (debugging).
     """
     from edgenas.core.space import NetShape
 
@@ -100,7 +105,7 @@ def export_model(
     if int8 and model is None:
         raise UserError("--int8 needs a trained MODEL file or run directory (calibration and accuracy need its data)")
     target = Path(out or default_out)
-    res = export_and_measure(net, shape.input_shape, target, threads=threads, repeats=repeats)
+    res = export_and_measure(net, shape.input_shape, target, threads=threads, repeats=repeats, compact=compact)
     if int8:
         from edgenas.export.int8 import DEFAULT_QAT_THRESHOLD, int8_export
         from edgenas.export.quantize import DEFAULT_CALIBRATION_IMAGES
@@ -118,6 +123,7 @@ def export_model(
             qat_epochs=qat,
             qat_threshold=DEFAULT_QAT_THRESHOLD if qat_threshold is None else qat_threshold,
             stem=target.stem,
+            compact=compact,
         )
     return res
 

@@ -66,6 +66,7 @@ def export_onnx(
     opset: int = 18,
     dynamic_batch: bool = True,
     prefer: str = "dynamo",
+    compact: bool = False,
 ) -> Path:
     """Write `model` as an ONNX file at `path` (input "input", output "logits"); returns `path`.
 
@@ -74,6 +75,8 @@ def export_onnx(
     timed at that batch, as `edgenas.cost.measure_cost` does. `prefer="torchscript"` (static
     batch only) tries the TorchScript exporter first, for timing files: its graph is checked
     against PyTorch on new data, and the dynamo exporter is used when it fails or differs.
+    `compact=True` writes the deployment-compact file (`edgenas.export.compact`): short names,
+    no shape annotations, the same outputs bit for bit.
 
     The model itself is untouched: a CPU deep copy in eval mode is exported. The file is
     written to a temp file beside `path` and renamed into place, so `path` never holds a
@@ -107,7 +110,7 @@ def export_onnx(
             exporter = _export_with_fallbacks(cpu_model, example, tmp, path, opset, dynamic_batch)
             if exporter == "torchscript":
                 _check_traced(cpu_model, tmp, path, shape)
-        _finish_file(tmp, exporter, path, warn_static=dynamic_batch)
+        _finish_file(tmp, exporter, path, warn_static=dynamic_batch, compact=compact)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -318,9 +321,11 @@ def _redirect_fd(fd: int) -> Iterator[None]:
             os.close(saved)
 
 
-def _finish_file(path: Path, exporter: str, target: Path, *, warn_static: bool) -> None:
+def _finish_file(path: Path, exporter: str, target: Path, *, warn_static: bool, compact: bool = False) -> None:
     """Check the ONNX file at `path` (bound for `target`), record how it was made, flush it to disk."""
     import onnx
+
+    from edgenas.export.compact import compact_model
 
     try:
         proto = onnx.load(str(path))
@@ -328,6 +333,8 @@ def _finish_file(path: Path, exporter: str, target: Path, *, warn_static: bool) 
     except Exception as e:
         raise ExportError(f"ONNX export to {target} failed: the exporter wrote an invalid model: {_one_line(e)}") from e
     _strip_debug_records(proto.graph)
+    if compact:
+        onnx.checker.check_model(compact_model(proto))
     batch_dim = proto.graph.input[0].type.tensor_type.shape.dim[0]
     dynamic = batch_dim.HasField("dim_param")
     if warn_static and not dynamic:
