@@ -171,10 +171,11 @@ def test_every_latency_space_supplies_the_kernels(space: str) -> None:
     kernels = lut.latency_kernels(space)
     members = [m for m in vars(lut.LatencyKernels) if not m.startswith("_")]
     members += list(lut.LatencyKernels.__annotations__)
-    from edgenas.cost.lut.table import OPTIONAL_KERNELS
+    from edgenas.cost.lut.table import KIT_KERNELS, OPTIONAL_KERNELS
 
-    # NB201 and DARTS have every kernel (kit and INT8 tables included); others at least the required ones
-    needed = members if space in ("nb201", "darts") else [m for m in members if m not in OPTIONAL_KERNELS]
+    # every space has the required kernels and the split profiler (kits, INT8 tables); NB201 and DARTS all
+    optional = set(OPTIONAL_KERNELS) - set(KIT_KERNELS)
+    needed = members if space in ("nb201", "darts") else [m for m in members if m not in optional]
     assert needed and all(hasattr(kernels, m) for m in needed), [m for m in needed if not hasattr(kernels, m)]
     with pytest.raises(ConfigError, match="no latency kernels for the 'nospace' space; latency tables exist for nb201"):
         lut.latency_kernels("nospace")
@@ -456,6 +457,18 @@ def test_profile_device_check(tiny_table: Path, tmp_path: Path, capsys: pytest.C
     assert out.with_suffix(".png").stat().st_size > 0
 
 
+def test_a_kit_needs_the_split_profiler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every latency space has it now; a space without `profile_graphs` & co. is refused in one line."""
+    from types import SimpleNamespace
+
+    from edgenas.cost.lut import table as table_module
+
+    monkeypatch.setattr(table_module, "latency_kernels", lambda space: SimpleNamespace(profile_spec=None))
+    with pytest.raises(ConfigError, match="'toy' space's latency table is profiled in-process only") as e:
+        table_module.kit_kernels("toy")
+    assert "profile_graphs, profile_fusion, profile_entries" in str(e.value) and "\n" not in str(e.value)
+
+
 MOBILE_ARGS = ["profile-device", "--name", "x", "--resolution", "8", "--space", "mobile"]
 
 
@@ -463,8 +476,7 @@ MOBILE_ARGS = ["profile-device", "--name", "x", "--resolution", "8", "--space", 
     ("argv", "needle"),
     [
         (["profile-device", "--resolution", "8"], "needs --name NAME"),
-        ([*MOBILE_ARGS, "--precision", "int8"], "float32 only"),
-        ([*MOBILE_ARGS, "--kit", "KIT"], "in-process only"),
+        ([*MOBILE_ARGS, "--kit", "KIT", "--check"], "check with --import FILE --check"),
         (["profile-device", "--check", "/nonexistent/t.lut.json"], "/nonexistent/t.lut.json: no such file"),
     ],
 )

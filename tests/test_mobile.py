@@ -212,9 +212,92 @@ def test_the_latency_table_keys_blocks_by_shape_and_adds_them_up() -> None:
         table.predict_ms(arch, NetShape(8, 1, 1, 12, 10))
 
 
+def test_the_entries_are_chain_slopes_and_differences_of_scripted_timings() -> None:
+    """Timings scripted from known block costs (no timing): `profile_entries` recovers each cost from the
+    graphs `graph_names` lists: a later block from its chains' slope, a first block from its chain less
+    its conv and the later blocks, and the frame so that the cheapest network adds up."""
+    from edgenas.cost.lut.timing import CHAIN_EXTRA
+    from edgenas.spaces.mobile import latency as kernels
+
+    spec = kernels.profile_spec(12, in_channels=1, num_classes=10, widths=[4, 8])
+    rng = np.random.default_rng(0)
+    cost: dict[str, float] = {}  # the scripted per-block and per-part costs (ms)
+
+    def c(key: str) -> float:
+        return cost.setdefault(key, float(rng.uniform(0.01, 0.2)))
+
+    overhead = 0.005
+    ms = {"overhead": overhead}
+    for shape in spec.shapes():
+        m = macro(shape)
+        for gname, op, specs in kernels.chains(m):
+            first = specs[0]
+            ms[gname] = overhead + c(f"conv:{kernels.dims(first.c_in, first.side)}")
+            ms[gname] += sum(c(kernels.block_key(op, s)) for s in specs)
+        for cs in kernels.conv_shapes(m):
+            ms[f"conv:{kernels.dims(*cs)}"] = overhead + c(f"conv:{kernels.dims(*cs)}")
+        stem, head = kernels.stem_key(shape, m), kernels.head_key(shape, m)
+        ms[stem] = overhead + c(stem)
+        ms[head] = overhead + c(f"conv:{kernels.dims(m.last_width, m.head_side)}") + c(head)
+        used = [kernels.block_key(f"k{k}e{e}", p) for p, k, e in active_specs(kernels.REFERENCE, m)]
+        ms[f"frame@{shape.width}"] = overhead + cost[stem] + cost[head] + sum(cost[k] for k in used) + 0.03
+    assert set(ms) == set(kernels.graph_names(spec))
+    assert sum(n.endswith(f"#{1 + CHAIN_EXTRA}") for n in ms) == 2 * 10 * 9  # every block of both widths
+    entries = kernels.profile_entries(spec, ms, {})
+    for shape in spec.shapes():
+        assert set(kernels.required_keys(shape)) <= set(entries)
+        m = macro(shape)
+        assert entries[kernels.frame_key(shape, m)] == pytest.approx(0.03)
+    for key, value in entries.items():
+        if not key.startswith("frame:"):
+            assert value == pytest.approx(cost[key]), key
+
+
+def test_block_chains_copy_the_exported_block_with_distinct_weights(tmp_path: Path) -> None:
+    """A chain is the exporter's block graph copied after a 1×1 conv; each copy reads weights of its own."""
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from edgenas.spaces.mobile import latency as kernels
+
+    later = macro(SHAPE).blocks[5]  # stage 2's later blocks: 16x6x6 -> 16, ReLU, SE
+    (block,) = kernels.block_graphs(later, tmp_path, ("k3e4",)).values()
+    chain = kernels.chain_model(later.c_in, later.side, [block] * 3)
+    nodes = [n.op_type for n in chain.graph.node]
+    assert nodes[0] == "Conv" and nodes[1 : 1 + len(block.graph.node)] == [n.op_type for n in block.graph.node]
+    weights = {i.name: numpy_helper.to_array(i) for i in chain.graph.initializer}
+    a, b = weights[f"b1/{block.graph.initializer[0].name}"], weights[f"b2/{block.graph.initializer[0].name}"]
+    assert a.shape == b.shape and not np.array_equal(a, b) and np.array_equal(np.sort(a, None), np.sort(b, None))
+    sess = ort.InferenceSession(chain.SerializeToString(), providers=["CPUExecutionProvider"])
+    (out,) = sess.run(None, {"input": np.ones((1, later.c_in, later.side, later.side), np.float32)})
+    assert out.shape == (1, later.c_out, later.side, later.side)
+
+
+@pytest.mark.slow
+def test_a_mobile_kit_round_trip(tmp_path: Path) -> None:
+    """About 1 min here: a mobile kit (width 4, 12 px, 2 check networks) timed by its runner, imported, checked."""
+    import subprocess
+    import sys
+
+    from edgenas.cost.lut.kit import check_kit, import_timings, write_kit
+    from edgenas.spaces.mobile import latency as kernels
+
+    folder = tmp_path / "kit"
+    write_kit(folder, space="mobile", resolution=12, widths=[4], n=2, warmup=1, repeats=3, name="m", quiet=True)
+    manifest = json.loads((folder / "kit.json").read_text())
+    spec = kernels.profile_spec(12, in_channels=1, num_classes=10, widths=[4])
+    assert set(manifest["graphs"]) == set(kernels.graph_names(spec))
+    done = subprocess.run([sys.executable, "runner.py", "--threads", "1"], cwd=folder, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    table, data = import_timings(folder / "m.timings.json")
+    assert table.space == "mobile" and table.covers(SHAPE) and set(table.fusion) == set(kernels.fusion_keys(SHAPE))
+    (res,) = check_kit(table, data)
+    assert res["n"] == 2 and "kendall_tau" in res
+
+
 @pytest.mark.slow
 def test_profile_device_and_check_for_the_mobile_space(tmp_path: Path) -> None:
-    """About 7 min on the loaded 2-core machine: ~100 block graphs, each exported by torch.export."""
+    """About 1 min on the loaded 2-core machine: 13 exports (the 9 blocks of a position in one), 145 graphs."""
     from edgenas.cost.lut import LatencyTable
 
     table = tmp_path / "m.lut.json"

@@ -3,54 +3,47 @@
 OFA (Cai et al., ICLR 2020, `latency_lookup_table.py`) and ProxylessNAS price a MobileNet-style
 network as the sum of its blocks' latencies, each block keyed by its shape: here
 `mb_k5e4/s2:24x28x28->40 relu+se` (kernel, expansion, stride, input C×H×W, output width,
-activation, SE). What onnxruntime fuses inside a block (BN into the convs, activations, the
-residual add) is in its entry, because each entry is timed as a graph: a 1×1 conv at the
-block's input width, then the block, less the same conv alone (so the block reads its input
-in the layout a network hands it, and the layout conversion at the end is that of a map of
-about the same size in both graphs). The stem (with the fixed first block) is timed alone,
-the head (final expansion, pooling, feature mix, classifier) as a block is, the run overhead
-as an Identity graph; what a whole network costs beyond those parts (layout conversions at
-its ends, weights from cold caches) is the `frame:` entry, timed as DARTS' frame is: the
-cheapest network whole (the `REFERENCE` on which `--check` reports drift) less its parts.
-A prediction is overhead + stem + frame + Σ blocks + head, additive per position, so
-`position_terms` is exact for the table. The fusion record holds, per block input shape,
-whether onnxruntime ran a 1×1 conv there in the blocked NCHWc layout (informational: the
-entries include it). What was tried and measured: docs/methods/lut.md.
+activation, SE). What onnxruntime fuses inside a block (BN, activations, SE, the residual add)
+is in its entry, because blocks are timed as the exporter writes them, in graphs: a 1×1 conv
+(so the first block reads its input in a network's layout), then a chain of distinct copies
+(`chain_model`), as NB201's and DARTS' kernels are timed; the entry of a later block of a
+stage is the slope of its 1- and N-copy chains, that of a stage's first block its chain (the
+block, then later blocks) less the later block's. A chain reads N blocks' weights per run, as a
+network does, so the entries price in weights that a lone block would keep in cache. The stem
+(with the fixed first block) and the head are timed as graphs, the run overhead as an Identity
+graph; the `frame:` entry is the cheapest network whole (the `REFERENCE` on which `--check`
+reports drift) less its parts. A prediction is overhead + stem + frame + Σ blocks + head,
+additive per position, so `position_terms` is exact for the table. The profile is split as
+NB201's (`profile_spec`, `profile_graphs`, `profile_fusion`, `profile_entries`), so profiling
+kits and INT8 tables use the same graphs. What was tried and measured: docs/methods/lut.md.
 """
 
 from __future__ import annotations
 
-import platform
 import tempfile
-import time
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from edgenas.core.errors import ArchError, ConfigError
+from edgenas.core.errors import ArchError
 from edgenas.core.seeding import numpy_rng
 from edgenas.core.space import NetShape
-from edgenas.cost.lut.table import LatencyTable
+from edgenas.cost.lut.table import LatencyTable, ProfileSpec, profile_here
 from edgenas.cost.lut.timing import (
+    CHAIN_EXTRA,
     DEFAULT_REPEATS,
     DEFAULT_WARMUP,
     NCHWC_DOMAIN,
-    Feed,
     check_settings,
     checked_profile_input,
     identity_model,
-    optimized_graph,
-    processor,
-    round_count,
-    session,
-    time_interleaved,
+    onnx_model,
 )
-from edgenas.spaces.mobile.arch import BLOCK_OPS, OPS, SKIP, MobileArch
+from edgenas.spaces.mobile.arch import BLOCK_OPS, MAX_DEPTH, OPS, SKIP, MobileArch
 from edgenas.spaces.mobile.network import (
     BlockSpec,
     Macro,
@@ -60,6 +53,9 @@ from edgenas.spaces.mobile.network import (
     make_final_expand,
     make_stem,
 )
+
+if TYPE_CHECKING:
+    import onnx
 
 SUMMARY_COLUMNS = ("width", "block", "C x H x W -> C'", *(f"{op} µs" for op in BLOCK_OPS))
 LAYOUTS = ("nchwc", "nchw")
@@ -160,35 +156,138 @@ def predict_ms(table: LatencyTable, arch: Any, shape: NetShape) -> float:
 
 
 # --------------------------------------------------------------------------- graphs
-class _After(nn.Module):
-    """A 1×1 conv at `c` channels, then `body` (None: the conv alone)."""
+def chainable(spec: BlockSpec) -> bool:
+    """A block whose output has its input's shape (stride 1, same width) can follow copies of itself."""
+    return spec.stride == 1 and spec.c_in == spec.c_out
 
-    def __init__(self, c: int, body: nn.Module | None) -> None:
+
+def later_position(spec: BlockSpec, m: Macro) -> BlockSpec:
+    """The position after a stage's first block: the stage's later blocks, which chain."""
+    later = m.blocks[spec.stage * MAX_DEPTH + 1]
+    assert chainable(later), later
+    return later
+
+
+def chain_name(op: str, spec: BlockSpec, copies: int) -> str:
+    """Graph name of a chain at a block position: `copies` copies of the block (a chainable position),
+    or the block then `copies - 1` copies of its stage's later block of the same op."""
+    return f"{block_key(op, spec)}#{copies}"
+
+
+def chains(m: Macro) -> list[tuple[str, str, list[BlockSpec]]]:
+    """`(graph name, op, the positions of its blocks)` of every block chain a profile times at `m`:
+    at a position that chains 1 and `1 + CHAIN_EXTRA` copies, at a stage's first block the block and
+    `CHAIN_EXTRA` copies of the stage's later block (of the same op)."""
+    out = []
+    for pos in _positions(m):
+        for op in BLOCK_OPS:
+            if chainable(pos):
+                out += [(chain_name(op, pos, n), op, [pos] * n) for n in (1, 1 + CHAIN_EXTRA)]
+            else:
+                later = [later_position(pos, m)] * CHAIN_EXTRA
+                out.append((chain_name(op, pos, 1 + CHAIN_EXTRA), op, [pos, *later]))
+    return out
+
+
+def conv_shapes(m: Macro) -> list[tuple[int, int]]:
+    """(C, side) of every `conv:` graph: each block position's input and the head's."""
+    return sorted({(s.c_in, s.side) for s in _positions(m)} | {(m.last_width, m.head_side)})
+
+
+def graph_names(spec: ProfileSpec) -> list[str]:
+    """The names of every graph `profile_graphs` writes for `spec` (the ones `profile_entries` reads)."""
+    names = ["overhead"]
+    for shape in spec.shapes():
+        m = macro(shape)
+        names += [stem_key(shape, m), head_key(shape, m), f"frame@{shape.width}"]
+        names += [f"conv:{dims(c, side)}" for c, side in conv_shapes(m)]
+        names += [name for name, _, _ in chains(m)]
+    return list(dict.fromkeys(names))
+
+
+class _After(nn.Module):
+    """A 1×1 conv at `c` channels, then `body`."""
+
+    def __init__(self, c: int, body: nn.Module) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c, c, 1, bias=False)
         self.body = body
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv(x)
-        return self.body(h) if self.body is not None else h
+        return self.body(self.conv(x))
 
 
-def _models(shape: NetShape) -> dict[str, tuple[nn.Module, tuple[int, int, int]]]:
-    """Graph name -> (module, input shape): the stem, `conv:` bases, every block after its base, the head."""
-    m = macro(shape)
-    out: dict[str, tuple[nn.Module, tuple[int, int, int]]] = {
-        stem_key(shape, m): (make_stem(shape, m), shape.input_shape)
-    }
-    for spec in _positions(m):
-        shp = (spec.c_in, spec.side, spec.side)
-        out.setdefault(f"conv:{dims(spec.c_in, spec.side)}", (_After(spec.c_in, None), shp))
-        for op in BLOCK_OPS:
-            out[block_key(op, spec)] = (_After(spec.c_in, spec.block(int(op[1]), int(op[3]))), shp)
-    head = nn.Sequential(make_final_expand(m), MobileClassifier(m, shape.num_classes))
-    shp = (m.last_width, m.head_side, m.head_side)
-    out.setdefault(f"conv:{dims(m.last_width, m.head_side)}", (_After(m.last_width, None), shp))
-    out[head_key(shape, m)] = (_After(m.last_width, head), shp)
-    return out
+class _Side(nn.Module):
+    """Blocks side by side on one input: one export for all of them."""
+
+    def __init__(self, blocks: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(b(x) for b in self.blocks)
+
+
+def block_graphs(spec: BlockSpec, folder: Path, ops: Sequence[str] = BLOCK_OPS) -> dict[str, onnx.ModelProto]:
+    """op -> the ONNX graph the exporter writes for that block at `spec` (one export of the blocks side
+    by side, cut into one graph per block with `onnx.utils.Extractor`)."""
+    import onnx
+    import onnx.utils
+
+    from edgenas.export.onnx import export_onnx
+
+    module = _Side([spec.block(int(op[1]), int(op[3])) for op in ops]).eval()
+    tag = f"{spec.c_in}x{spec.side}-{spec.c_out}s{spec.stride}"
+    path = export_onnx(module, (spec.c_in, spec.side, spec.side), folder / f"ops_{tag}.onnx", dynamic_batch=False)
+    model = onnx.load(str(path))
+    cut = onnx.utils.Extractor(model)
+    x = model.graph.input[0].name
+    return {op: cut.extract_model([x], [out.name]) for op, out in zip(ops, model.graph.output, strict=True)}
+
+
+def chain_model(c: int, side: int, blocks: Sequence[onnx.ModelProto], seed: Sequence[object] = ()) -> onnx.ModelProto:
+    """A graph of a 1×1 conv at (c, side, side) and then `blocks` (exported block graphs), each feeding the next.
+
+    Each block's nodes are copied as the exporter wrote them; the copies after the first of a
+    graph get their float weights shuffled (`seed` tags the draw), so that no two share weights
+    and a chain of N copies reads N blocks' weights per run, as N blocks of a network do. The
+    conv in front makes the first block read its input in the layout a block inside a network
+    reads (NCHWc on x86), and is in every chain of a position, so that differences drop it.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    rng = numpy_rng(0, "lut-mobile-chain", c, side, *seed)
+    lead = (numpy_rng(0, "lut-mobile-lead", c, side).standard_normal((c, c, 1, 1)) / np.sqrt(c)).astype(np.float32)
+    inits = [numpy_helper.from_array(lead, "lead.weight")]
+    nodes = [helper.make_node("Conv", ["input", "lead.weight"], ["lead"], name="lead", kernel_shape=[1, 1])]
+    x, out_shape = "lead", [c, side, side]
+    for i, block in enumerate(blocks):
+        g = block.graph
+        rename = {g.input[0].name: x}
+
+        def name(t: str, i: int = i, rename: dict[str, str] = rename) -> str:
+            return rename.get(t, f"b{i}/{t}") if t else t
+
+        for init in g.initializer:
+            values = numpy_helper.to_array(init)
+            if i > 0 and values.dtype == np.float32 and values.size > 1:
+                values = rng.permutation(values.ravel()).reshape(values.shape)
+            inits.append(numpy_helper.from_array(values, name(init.name)))
+        for node in g.node:
+            copy = onnx.NodeProto()
+            copy.CopyFrom(node)
+            copy.name = f"b{i}/{node.name}"
+            copy.input[:] = [name(t) for t in node.input]
+            copy.output[:] = [name(t) for t in node.output]
+            nodes.append(copy)
+        x = name(g.output[0].name)
+        out_shape = [d.dim_value for d in g.output[0].type.tensor_type.shape.dim][1:]
+    model = onnx_model(nodes, inits, (c, side, side), x, out_shape)
+    if blocks:
+        del model.opset_import[:]
+        model.opset_import.extend(blocks[0].opset_import)
+    return model
 
 
 def _layout(graph: Any) -> str:
@@ -197,6 +296,120 @@ def _layout(graph: Any) -> str:
 
 
 # --------------------------------------------------------------------------- profiling
+def profile_spec(
+    resolution: int,
+    *,
+    in_channels: int = 3,
+    num_classes: int = 10,
+    widths: Sequence[int] = (8, 16, 32),
+    precision: str = "fp32",
+    **_: Any,
+) -> ProfileSpec:
+    """The checked `ProfileSpec` of a profile of mobile networks of these stem widths at this input."""
+    widths, _ = checked_profile_input(resolution, in_channels, num_classes, widths, example="--widths 16")
+    return ProfileSpec("mobile", resolution, in_channels, num_classes, tuple(widths), precision=precision)
+
+
+def profile_graphs(spec: ProfileSpec, folder: Path, *, bar: Any = None) -> dict[str, Path]:
+    """Every graph a profile times, written to `folder`.
+
+    Per width: the run overhead (an Identity graph), the stem (with the fixed first block), a 1×1
+    conv alone at every block input shape (`conv:`), the head after such a conv, the cheapest
+    network whole (`frame@W`), and per block position and op the chains of `chain_model`: at a
+    position that chains (a stage's later blocks) 1 and `1 + CHAIN_EXTRA` copies, at a stage's
+    first block the block then `CHAIN_EXTRA` copies of the stage's later block.
+    """
+    import onnx
+
+    from edgenas.export.onnx import export_onnx
+
+    files: dict[str, Path] = {}
+
+    def add(gname: str, model: onnx.ModelProto) -> None:
+        if gname not in files:
+            files[gname] = folder / f"g{len(files)}.onnx"
+            onnx.save(model, str(files[gname]))
+
+    def export(gname: str, module: nn.Module, shp: tuple[int, int, int]) -> None:
+        if gname not in files:
+            path = folder / f"g{len(files)}.onnx"
+            files[gname] = export_onnx(module.eval(), shp, path, dynamic_batch=False)
+
+    add("overhead", identity_model((spec.in_channels, spec.resolution, spec.resolution)))
+    shapes = spec.shapes()
+    total = sum(3 + len(_positions(macro(shape))) for shape in shapes)
+    task = bar.add_task("export blocks", total=total, status="") if bar is not None else None
+    torch.manual_seed(0)
+    exported: dict[BlockSpec, dict[str, onnx.ModelProto]] = {}
+    with tempfile.TemporaryDirectory(prefix="edgenas-mobile-blocks-") as tmp:
+
+        def graphs(spec: BlockSpec) -> dict[str, onnx.ModelProto]:
+            if spec not in exported:
+                exported[spec] = block_graphs(spec, Path(tmp))
+                if task is not None:
+                    bar.advance(task)
+            return exported[spec]
+
+        for shape in shapes:
+            m = macro(shape)
+            export(stem_key(shape, m), make_stem(shape, m), shape.input_shape)
+            head = nn.Sequential(make_final_expand(m), MobileClassifier(m, shape.num_classes))
+            export(head_key(shape, m), _After(m.last_width, head), (m.last_width, m.head_side, m.head_side))
+            export(f"frame@{shape.width}", MobileNetwork(REFERENCE, shape), shape.input_shape)
+            for c, side in conv_shapes(m):
+                add(f"conv:{dims(c, side)}", chain_model(c, side, []))
+            if task is not None:
+                bar.advance(task, 3)
+            for gname, op, specs in chains(m):
+                if gname not in files:
+                    blocks = [graphs(spec)[op] for spec in specs]
+                    add(gname, chain_model(specs[0].c_in, specs[0].side, blocks, (gname,)))
+    return files
+
+
+def profile_fusion(spec: ProfileSpec, optimized: Callable[[str], onnx.GraphProto]) -> dict[str, str]:
+    """Per block input shape, the layout of a 1×1 conv there, read off the optimised `conv:` graphs."""
+    return {k: _layout(optimized(k)) for shape in spec.shapes() for k in fusion_keys(shape)}
+
+
+def profile_entries(spec: ProfileSpec, ms: Mapping[str, float], fusion: Mapping[str, str]) -> dict[str, float]:
+    """Entries from the timed graphs (`ms` by graph name).
+
+    A block at a position that chains: the slope of its chains, `(#N - #1) / CHAIN_EXTRA`. A stage's
+    first block: its chain (the block, then `CHAIN_EXTRA` later blocks of the same op) less the
+    later block's `#N` chain, plus one later block's entry, plus the difference of the two chains'
+    `conv:` graphs. Both N-block chains read N blocks' weights per run, so the first block is priced
+    with its weights out of cache as the later blocks are (subtracting `CHAIN_EXTRA` slopes from
+    its chain instead would take off the later blocks' difference from a lone, cached block too).
+    The stem: its graph less the run overhead; the head: its graph less its `conv:`; the frame:
+    the cheapest network less overhead, stem, head and its blocks' entries.
+    """
+    overhead = ms["overhead"]
+    entries: dict[str, float] = {}
+    for shape in spec.shapes():
+        m = macro(shape)
+        stem, head, frame = stem_key(shape, m), head_key(shape, m), frame_key(shape, m)
+        entries[stem] = ms[stem] - overhead
+        entries[head] = ms[head] - ms[f"conv:{dims(m.last_width, m.head_side)}"]
+        n = 1 + CHAIN_EXTRA
+        positions = _positions(m)
+        for pos in filter(chainable, positions):
+            for op in BLOCK_OPS:
+                entries[block_key(op, pos)] = (ms[chain_name(op, pos, n)] - ms[chain_name(op, pos, 1)]) / CHAIN_EXTRA
+        for pos in (p for p in positions if not chainable(p)):
+            later = later_position(pos, m)
+            # the conv in front of each chain: `conv:` graphs at the two chains' inputs
+            convs = ms[f"conv:{dims(later.c_in, later.side)}"] - ms[f"conv:{dims(pos.c_in, pos.side)}"]
+            for op in BLOCK_OPS:
+                # the first block's chain less the later block's, whose blocks past the first are alike
+                swap = ms[chain_name(op, pos, n)] - ms[chain_name(op, later, n)]
+                entries[block_key(op, pos)] = swap + entries[block_key(op, later)] + convs
+        parts = overhead + entries[stem] + entries[head]
+        parts += _block_weights(entries, m)[np.arange(len(m.blocks)), _encode(REFERENCE)].sum()
+        entries[frame] = ms[f"frame@{shape.width}"] - parts
+    return entries
+
+
 def profile_mobile(
     resolution: int,
     *,
@@ -206,90 +419,23 @@ def profile_mobile(
     threads: int = 1,
     warmup: int = DEFAULT_WARMUP,
     repeats: int = DEFAULT_REPEATS,
+    precision: str = "fp32",
     quiet: bool = False,
     name: str = "",
     workdir: str | Path | None = None,
-    precision: str = "fp32",
 ) -> LatencyTable:
     """Time every block shape of mobile networks of these stem widths at this input here.
 
-    float32 only: INT8 op graphs and the profiling kit are not built for this space yet
-    (`precision="int8"` is a one-line `ConfigError`).
-
-    Every graph (`_models`) is exported with the exporter `check_table` uses and timed
-    interleaved; a block's entry is its graph less its `conv:` base, the stem's its graph less
-    the run overhead, the head's as a block's.
+    The graphs are `profile_graphs`' (blocks as chains of distinct copies, stem, head, the
+    cheapest network, the run overhead), timed interleaved (`profile_here`); `profile_entries`
+    turns the timings into entries. A profiling kit (`edgenas profile-device --kit`) carries the
+    same graphs to the device. `precision="int8"` quantizes every graph first (`quantize_graphs`).
     """
-    import onnx
-    import onnxruntime
-
-    from edgenas.core.progress import progress_bar
-    from edgenas.export.onnx import export_onnx
-
-    if precision != "fp32":
-        raise ConfigError(f"--precision {precision}: the mobile space's latency table is float32 only for now")
     check_settings(threads, warmup, repeats)
-    widths, _ = checked_profile_input(resolution, in_channels, num_classes, widths, example="--widths 16")
-    start = time.perf_counter()
-    models: dict[str, tuple[nn.Module, tuple[int, int, int]]] = {}
-    for w in widths:
-        models.update(_models(NetShape(w, 1, in_channels, resolution, num_classes)))
-    for w in widths:
-        shape = NetShape(w, 1, in_channels, resolution, num_classes)
-        models[f"frame@{w}"] = (MobileNetwork(REFERENCE, shape), shape.input_shape)
-    graphs: dict[str, Feed] = {}
-    fusion: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="edgenas-lut-", dir=workdir) as tmp, progress_bar(quiet) as bar:
-        tmpdir = Path(tmp)
-        path = tmpdir / "overhead.onnx"
-        onnx.save(identity_model((in_channels, resolution, resolution)), str(path))
-        graphs["overhead"] = session(path, threads)
-        task = bar.add_task("export blocks", total=len(models), status="")
-        torch.manual_seed(0)
-        for i, (gname, (module, shp)) in enumerate(models.items()):
-            path = export_onnx(module.eval(), shp, tmpdir / f"g{i}.onnx", dynamic_batch=False)
-            graphs[gname] = session(path, threads)
-            if gname.startswith("conv:"):
-                fusion[gname] = _layout(optimized_graph(path))
-            bar.advance(task)
-        task = bar.add_task("time blocks", total=round_count(repeats), status=f"{len(graphs)} graphs, {repeats} runs")
-        timed = time_interleaved(graphs, warmup=warmup, repeats=repeats, advance=lambda k: bar.advance(task, k))
-    ms = {g: t["ms"] for g, t in timed.items()}
-    entries: dict[str, float] = {}
-    for w in widths:
-        shape = NetShape(w, 1, in_channels, resolution, num_classes)
-        m = macro(shape)
-        entries[stem_key(shape, m)] = ms[stem_key(shape, m)] - ms["overhead"]
-        for spec in _positions(m):
-            base = ms[f"conv:{dims(spec.c_in, spec.side)}"]
-            for op in BLOCK_OPS:
-                entries[block_key(op, spec)] = ms[block_key(op, spec)] - base
-        entries[head_key(shape, m)] = ms[head_key(shape, m)] - ms[f"conv:{dims(m.last_width, m.head_side)}"]
-        # the cheapest network whole, less its overhead, stem, blocks and head
-        weights = _block_weights(entries, m)
-        parts = ms["overhead"] + entries[stem_key(shape, m)] + entries[head_key(shape, m)]
-        parts += weights[np.arange(len(m.blocks)), _encode(REFERENCE)].sum()
-        entries[frame_key(shape, m)] = ms[f"frame@{w}"] - parts
-    return LatencyTable(
-        space="mobile",
-        resolution=resolution,
-        in_channels=in_channels,
-        num_classes=num_classes,
-        widths=widths,
-        threads=threads,
-        warmup=warmup,
-        repeats=repeats,
-        overhead_ms=ms["overhead"],
-        entries=entries,
-        fusion=fusion,
-        name=name,
-        onnxruntime=onnxruntime.__version__,
-        platform=platform.platform(),
-        processor=processor(),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        seconds=round(time.perf_counter() - start, 2),
-        graphs=ms,
+    spec = profile_spec(
+        resolution, in_channels=in_channels, num_classes=num_classes, widths=widths, precision=precision
     )
+    return profile_here(spec, threads=threads, warmup=warmup, repeats=repeats, quiet=quiet, name=name, workdir=workdir)
 
 
 profile = profile_mobile  # the `LatencyKernels` name
