@@ -58,27 +58,12 @@ TRAINED_FILE = RESULTS / "truth_pareto_archs.jsonl"
 
 
 def train_rows(out: Path, protocol: TruthProtocol, archs: list[str]) -> dict[str, dict]:
-    """Train the archs not yet in `out` with the ground-truth protocol, in this process, 1 thread.
+    """Train the archs not yet in `out` with the ground-truth protocol (`build_truth`: one worker
+    process on one thread, as the ground truth itself was trained); rows by arch."""
+    from edgenas.bench.truth import build_truth
 
-    `build_truth` would start a worker pool with cpu_count // workers threads; the
-    benchmark shares its machine, so it trains in-process on one thread (as the ground
-    truth itself was) and appends the same rows to the same kind of file.
-    """
-    from edgenas.bench import truth as truth_mod
-    from edgenas.core.jsonl import append_jsonl
-
-    truth_mod._check_protocol(out, protocol)
-    done = {r["arch"]: r for r in read_truth(out)} if out.is_file() else {}
-    todo = [a for a in archs if a not in done]
-    if todo:
-        import torch
-
-        torch.set_num_threads(1)
-        for arch in todo:
-            row = truth_mod.train_one(arch, protocol.model_dump())
-            append_jsonl(out, row)
-            done[arch] = row
-    return done
+    rows = build_truth(out, protocol, archs=list(dict.fromkeys(archs)), workers=1, threads=1, quiet=True)
+    return {r["arch"]: r for r in rows}
 
 
 def get_teacher(path: Path | None, protocol: TruthProtocol) -> Path:
