@@ -19,7 +19,7 @@ from edgenas.core.errors import UserError
 
 def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="device name; the table goes to NAME.lut.json unless --out")
-    p.add_argument("--space", default="nb201", help="search space (nb201, darts)")
+    p.add_argument("--space", default="nb201", help="search space (nb201, darts, mobile)")
     p.add_argument("--resolution", type=positive_int, help="input side in pixels")
     p.add_argument("--in-channels", type=positive_int, default=1, help="input channels (1)")
     p.add_argument("--classes", type=positive_int, default=10, help="output classes (10)")
