@@ -190,7 +190,8 @@ def test_run_on_screen_devices_then_bench_e2e(tmp_path: Path) -> None:
     assert [d["device"] for d in res["devices"]] == ["small", "big"] and res["all_pass"]
     assert all(d["arch"].startswith("Genotype(") for d in res["devices"])
     assert (r / "report.html").is_file()
-    assert run(["bench", "e2e", str(r), "--seeds", "1", "--sample", "20", "--workers", "1", "--quiet"]) == 0
+    args = ["bench", "e2e", str(r), "--seeds", "1", "--sample", "20", "--workers", "1", "--stock", "none", "--quiet"]
+    assert run(args) == 0
     e2e = json.loads((r / "e2e.json").read_text())
     assert e2e["protocol"]["space"] == "darts" and e2e["pool"]["kind"] == "sample"
     assert {a for d in e2e["devices"] for a in d["arms"]} == {"pick", "largest", "random"}

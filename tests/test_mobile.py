@@ -137,6 +137,40 @@ def test_the_baseline_multiplier_search_takes_the_largest_that_fits() -> None:
         largest_fitting("mbv2", profile, shape, cost_fn=cost_fn)
 
 
+def test_the_multiplier_bisection_finds_what_a_walk_down_the_grid_finds() -> None:
+    """Static costs non-decreasing in the multiplier (ties included), latency anything: the bisection
+    returns the first multiplier, largest first, that meets every budget, with a handful of static costs."""
+    from edgenas.core.cost import Cost
+    from edgenas.pipeline.baseline import largest_fitting, multipliers
+    from edgenas.spaces.ops import make_divisible
+
+    widths = [make_divisible(v) for v in np.arange(0.05, 2600.0, 0.05)]  # every width grows with α
+    assert np.all(np.diff(widths) >= 0)
+    grid = multipliers()
+    rng = np.random.default_rng(0)
+    shape = NetShape(16, 1, 1, 28, 10)
+    for _ in range(200):
+        params = dict(zip(reversed(grid), np.cumsum(rng.integers(0, 3, len(grid))).tolist(), strict=True))
+        latency = {m: float(rng.uniform(0, 10)) for m in grid}
+        budgets = Budgets(max_params=int(rng.integers(1, max(params.values()) + 2)))
+        if rng.random() < 0.5:
+            budgets = budgets.model_copy(update={"max_latency_ms": float(rng.uniform(0, 10))})
+        static_calls = []
+
+        def cost_fn(m: float, lat: bool, params=params, latency=latency, calls=static_calls) -> Cost:
+            calls.append(not lat)
+            return Cost(params[m], 1, 1, latency[m] if lat else None)
+
+        lat_ok = [budgets.max_latency_ms is None or latency[m] <= budgets.max_latency_ms for m in grid]
+        walk = [m for m, ok in zip(grid, lat_ok, strict=True) if params[m] <= budgets.max_params and ok]
+        try:
+            got = largest_fitting("mbv2", DeviceProfile(name="r", budgets=budgets), shape, cost_fn=cost_fn)[0]
+        except ConfigError:
+            got = None
+        assert got == (walk[0] if walk else None)
+        assert sum(static_calls) <= 6  # ⌈log2(40 + 1)⌉, not 40
+
+
 def test_stock_networks_match_the_papers_at_224() -> None:
     shape = NetShape(16, 1, 3, 224, 1000)
     v2, v3 = StockMobileNet("mbv2", 1.0, shape), StockMobileNet("mbv3-small", 1.0, shape)

@@ -1,13 +1,18 @@
 """`edgenas bench e2e RUN`: does a run's pick beat the obvious alternatives, trained the same way?
 
-Per device of a finished `edgenas run`, three arms inside every budget: `pick` (the run's
-selected arch), `largest` (the arch with the most FLOPs: the whole space is costed exactly when
-it can be enumerated, else a large seeded sample; latency is measured the profile's way, walking
-down from the largest, until one fits) and `random` (a seeded uniform draw, walked the same way).
-Each arm is trained over several seeds exactly as the run trains its students (distilled from
-its teacher, `cfg.train`), so "pick − largest" comes with a paired 95% interval over seeds
+Per device of a finished `edgenas run`, arms inside every budget: `pick` (the run's selected
+arch), `largest` (the arch with the most FLOPs: the whole space is costed exactly when it can be
+enumerated, else a large seeded sample; latency is measured the profile's way, walking down from
+the largest, until one fits), `random` (a seeded uniform draw, walked the same way), and the
+stock networks a user would pick instead of a search (`stock`: MobileNetV3-Small, Howard et al.
+ICCV 2019, and MobileNetV2, Sandler et al. CVPR 2018) at the largest width multiplier that meets
+every budget, found by `edgenas baseline`'s search (`largest_fitting`); a device no multiplier
+fits records why and has no such arm. Each arm is trained over several seeds exactly as the run
+trains its students (distilled from its teacher, `cfg.train`; a FiLM teacher codes a stock
+network by its FLOPs and params), so "pick − largest" comes with a paired 95% interval over seeds
 instead of one anecdotal number. Everything runs through the executor and is recorded in
-`RUN/e2e/state.json` as it finishes: a rerun continues, and a larger `--seeds` only adds seeds.
+`RUN/e2e/state.json` as it finishes: a rerun continues, a larger `--seeds` only adds seeds, and
+arms missing from an older state (the stock ones) are added.
 """
 
 from __future__ import annotations
@@ -17,22 +22,24 @@ import json
 import math
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from edgenas.core.atomic import atomic_write_json
 from edgenas.core.cost import Cost
 from edgenas.core.device import DeviceProfile
-from edgenas.core.errors import Interrupted, ResumeError, UserError
+from edgenas.core.errors import ConfigError, Interrupted, ResumeError, UserError
 from edgenas.core.progress import progress_bar
 from edgenas.core.rundir import RunDir
 from edgenas.core.seeding import derive_seed, numpy_rng
 from edgenas.core.space import NetShape, SearchSpace
 from edgenas.exec.executor import Job, make_executor, run_all
+from edgenas.spaces.mobile.stock import FAMILIES, stock_name
 
 SCHEMA_VERSION = 1
 ARMS = ("pick", "largest", "random")
+STOCK = FAMILIES  # the stock arms, in report order (`--stock none`: none of them)
 ENUMERATE_LIMIT = 50_000  # spaces up to this many archs are costed whole (NB201: 15,625)
 DEFAULT_SAMPLE = 20_000  # else a seeded sample of this many distinct archs
 COST_CHUNK = 250  # archs per costing job
@@ -80,6 +87,19 @@ def cost_job(*, archs: list[str], space: str, shape: dict[str, int]) -> list[lis
     return out
 
 
+def stock_families(names: Sequence[str]) -> tuple[str, ...]:
+    """The stock arms asked for, in report order; `["none"]` (the CLI's off switch) or nothing: none."""
+    names = list(names)
+    if "none" in names:
+        if len(names) > 1:
+            raise UserError("--stock none means no stock arm; give it alone")
+        return ()
+    bad = [n for n in names if n not in FAMILIES]
+    if bad:
+        raise UserError(f"--stock: unknown {', '.join(map(repr, bad))}; give some of {', '.join(FAMILIES)}, or none")
+    return tuple(f for f in FAMILIES if f in names)
+
+
 def open_finished_run(run_dir: str | Path) -> RunDir:
     """The run folder of a finished `edgenas run`; one clear line for anything else."""
     path = Path(run_dir)
@@ -99,6 +119,7 @@ def bench_e2e(
     *,
     seeds: int = 3,
     sample: int | None = None,
+    stock: Sequence[str] = STOCK,
     executor: str = "local",
     workers: int = 2,
     address: str | None = None,
@@ -112,23 +133,28 @@ def bench_e2e(
 
     `sample`: cost a seeded sample of this many archs instead of the whole space (the default
     enumerates spaces of up to 50,000 archs and samples 20,000 from larger ones).
+    `stock`: the stock families trained as arms too (`STOCK`; empty: none).
     `gpus_per_job`: GPUs each Ray job asks for (default: one when `compute` means CUDA).
     """
     if seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {seeds}")
     if sample is not None and sample < 1:
         raise UserError(f"--sample must be >= 1, got {sample}")
+    stock = stock_families(stock)
     run = open_finished_run(run_dir)
     ex = make_executor(executor, workers=workers, address=address, gpus_per_job=gpus_per_job, compute=compute)
     try:
         from edgenas.pipeline.run import _Lock
 
         with _Lock(run):
-            return _E2E(run, ex, seeds=seeds, sample=sample, threads=threads, compute=compute, quiet=quiet).run()
+            return _E2E(
+                run, ex, seeds=seeds, sample=sample, stock=stock, threads=threads, compute=compute, quiet=quiet
+            ).run()
     except KeyboardInterrupt:
         again = shlex.join(
             ["edgenas", "bench", "e2e", str(run.path), "--seeds", str(seeds)]
             + (["--sample", str(sample)] if sample else [])
+            + ([] if stock == STOCK else ["--stock", *(stock or ["none"])])
         )
         raise Interrupted(f"finished work is saved in {run.path / 'e2e'}; continue with: {again}") from None
     finally:
@@ -145,6 +171,7 @@ class _E2E:
         *,
         seeds: int,
         sample: int | None,
+        stock: tuple[str, ...],
         threads: int | None,
         compute: str,
         quiet: bool,
@@ -162,7 +189,7 @@ class _E2E:
         self.pipeline = Pipeline(cfg, self.profiles, run, ex, compute=compute, quiet=quiet)
         self.cfg, self.run_dir, self.ex, self.quiet = cfg, run, ex, quiet
         self.run_jobs = PipelineState(run).jobs
-        self.seeds, self.sample = seeds, sample
+        self.seeds, self.sample, self.stock = seeds, sample, stock
         self.space: SearchSpace = get_space(cfg.space.name)
         self.shape: NetShape = self.pipeline.shape
         self.folder = run.path.resolve() / "e2e"
@@ -265,19 +292,48 @@ class _E2E:
             "budgets meets its latency budget when measured here"
         )
 
+    def fit_stock(self) -> None:
+        """Per device and stock family, the largest multiplier meeting every budget (`edgenas baseline`'s
+        search), or why none does (recorded: the arm is absent for that device)."""
+        for p in self.profiles:
+            for family in self.stock:
+                self._in_parent(f"stock/{p.name}/{family}", lambda p=p, family=family: self._fit(p, family))
+
+    def _fit(self, p: DeviceProfile, family: str) -> dict[str, Any]:
+        from edgenas.pipeline.baseline import largest_fitting
+
+        try:
+            multiplier, cost = largest_fitting(family, p, self.shape)
+        except ConfigError as exc:
+            self.run_dir.event("e2e_stock_absent", device=p.name, family=family, reason=str(exc))
+            return {"absent": str(exc)}
+        arch = stock_name(family, multiplier)
+        return {"arch": arch, "family": family, "multiplier": multiplier, "cost": cost.to_dict()}
+
+    def _stock(self, p: DeviceProfile) -> dict[str, dict[str, Any]]:
+        """The fitted stock arms of a device asked for this session (absent ones included)."""
+        return {f: self.state.jobs[f"stock/{p.name}/{f}"] for f in self.stock}
+
     # -- training ---------------------------------------------------------------------------
     def train(self) -> None:
         jobs = self.train_jobs = {}
+        fitted = {s["arch"]: s for p in self.profiles for s in self._stock(p).values() if "arch" in s}
         for arch in self._archs():
             for k in range(self.seeds):
                 key = f"train/{arch_key(arch)}/seed{k}"
                 folder = str(self.folder / "train" / f"{arch_key(arch)}-seed{k}")
-                jobs.setdefault(key, self.pipeline.student_job(key, folder, arch, seed=train_seed(self.cfg.seed, k)))
+                job = self.pipeline.student_job(key, folder, arch, seed=train_seed(self.cfg.seed, k))
+                if arch in fitted:  # the same options, a stock network instead of an arch of the space
+                    kw = {n: v for n, v in job.kwargs.items() if n not in ("arch", "command")}
+                    kw.update(family=fitted[arch]["family"], multiplier=fitted[arch]["multiplier"])
+                    job = Job(key, "edgenas.pipeline.jobs:stock_job", kw, threads=job.threads)
+                jobs.setdefault(key, job)
         self._jobs("train", list(jobs.values()))
 
     def _arm_archs(self, p: DeviceProfile) -> dict[str, str]:
         chosen = self.state.jobs[f"arms/{p.name}"]
-        return {"pick": self.run_jobs[f"select/{p.name}"]["arch"], **{a: chosen[a]["arch"] for a in ARMS[1:]}}
+        stock = {f: s["arch"] for f, s in self._stock(p).items() if "arch" in s}
+        return {"pick": self.run_jobs[f"select/{p.name}"]["arch"], **{a: chosen[a]["arch"] for a in ARMS[1:]}, **stock}
 
     def _archs(self) -> list[str]:
         """Every arch to train, once each: one shared by two arms or devices is trained once per seed."""
@@ -289,7 +345,7 @@ class _E2E:
 
         devices = []
         for p in self.profiles:
-            archs, chosen = self._arm_archs(p), self.state.jobs[f"arms/{p.name}"]
+            archs, chosen, stock = self._arm_archs(p), self.state.jobs[f"arms/{p.name}"], self._stock(p)
             arms: dict[str, Any] = {}
             for arm, arch in archs.items():
                 accs = [self.state.jobs[f"train/{arch_key(arch)}/seed{k}"]["test_accuracy"] for k in range(self.seeds)]
@@ -297,6 +353,10 @@ class _E2E:
                 if arm == "pick":
                     sel = self.run_jobs[f"select/{p.name}"]
                     how = {"cost": sel["cost"], "source": sel["source"]}
+                elif arm in stock:
+                    first = self.state.jobs[f"train/{arch_key(arch)}/seed0"]
+                    how = {k: stock[arm][k] for k in ("family", "multiplier", "cost")}
+                    how["capacity_code"] = first.get("capacity_code")
                 else:
                     how = {"cost": chosen[arm]["cost"], "tries": chosen[arm]["tries"]}
                 arms[arm] = {
@@ -309,7 +369,11 @@ class _E2E:
                     "n": len(accs),
                 }
             pick = arms["pick"]["test_accuracy"]
-            diffs = {f"pick-{arm}": _interval(paired_difference(pick, arms[arm]["test_accuracy"])) for arm in ARMS[1:]}
+            diffs = {
+                f"pick-{arm}": _interval(paired_difference(pick, a["test_accuracy"]))
+                for arm, a in arms.items()
+                if arm != "pick"
+            }
             devices.append(
                 {
                     "device": p.name,
@@ -317,15 +381,18 @@ class _E2E:
                     "static_fit": chosen["static_fit"],
                     "arms": arms,
                     "differences": diffs,
+                    "absent": {f: s["absent"] for f, s in stock.items() if "absent" in s},
                 }
             )
-        example = next(iter(self.train_jobs.values())).kwargs  # every job differs only in arch, seed, folder
+        # every student job differs only in arch, seed and folder (a stock one: in the network it builds)
+        example = next(j for j in self.train_jobs.values() if j.fn.endswith(":train_job")).kwargs
         return {
             "schema_version": SCHEMA_VERSION,
             "command": "bench e2e",
             "run": str(self.run_dir.path),
             "name": self.cfg.name,
             "seeds": self.seeds,
+            "stock": list(self.stock),
             "train_seeds": [train_seed(self.cfg.seed, k) for k in range(self.seeds)],
             "protocol": {
                 "how": example["command"],
@@ -343,6 +410,11 @@ class _E2E:
                 "pick: the run's selected arch; largest: the most FLOPs inside every budget (static costs exact "
                 "over the pool, latency measured the profile's way walking down from the largest); random: a "
                 "seeded uniform draw from the pool inside every budget",
+                "mbv3-small, mbv2: the stock MobileNet at the largest width multiplier on a 0.05 grid whose exact "
+                "cost (latency measured with onnxruntime under the profile's settings) meets every budget, as "
+                "`edgenas baseline` picks it; a device no multiplier fits lists the family under `absent`. "
+                "Distilled from a FiLM-conditioned teacher, it is given the capacity code of its FLOPs and params "
+                "on the students' scale (clamped to [-1, 1])",
                 "every arm is trained fresh for every seed (the run's own student is not reused); seed k uses the "
                 "same training seed in every arm, so differences are paired by seed (Student's t, 95%)",
                 "an arch shared by two arms (same_as) is trained once per seed and its accuracies are shared: "
@@ -356,6 +428,7 @@ class _E2E:
         self.run_dir.event("e2e_start", seeds=self.seeds, executor=self.ex.name, workers=self.ex.workers)
         pool = self._pool()  # checked on every session: a resume must cost the same pool
         self.choose_arms(self.cost_pool(pool) if self._arms_missing() else {})
+        self.fit_stock()
         self.train()
         res = self.results()
         atomic_write_json(self.run_dir.path / "e2e.json", res)

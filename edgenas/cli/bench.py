@@ -1,6 +1,7 @@
-"""`edgenas bench truth | proxies`: ground truth (trained accuracies) and proxy correlations.
+"""`edgenas bench truth | e2e | proxies`: ground truth (trained accuracies), a run's pick against
+the alternatives trained the same way, and proxy correlations.
 
-The library functions are `edgenas.bench.truth.bench_truth` and
+The library functions are `edgenas.bench.truth.bench_truth`, `edgenas.bench.e2e.bench_e2e` and
 `edgenas.bench.proxy_bench.bench_proxies`.
 """
 
@@ -146,9 +147,19 @@ def print_proxies(res: dict[str, Any]) -> None:
 
 
 def e2e_arguments(p: argparse.ArgumentParser) -> None:
+    from edgenas.bench.e2e import STOCK
+
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished `edgenas run` folder")
     p.add_argument("--seeds", type=positive_int, default=3, help="training seeds per arm (3); more adds seeds")
     p.add_argument("--sample", type=positive_int, help="cost a seeded sample of N archs, not the whole space")
+    p.add_argument(
+        "--stock",
+        nargs="+",
+        choices=(*STOCK, "none"),
+        default=list(STOCK),
+        metavar="FAMILY",
+        help=f"stock MobileNets fitted to each device as extra arms ({' '.join(STOCK)}); none: skip them",
+    )
     p.add_argument("--executor", choices=("local", "ray"), default="local", help="local processes or a Ray cluster")
     p.add_argument("--address", help="--executor ray: address of a Ray cluster (default: start a local one)")
     p.add_argument("--workers", type=positive_int, default=2, help="parallel jobs (2)")
@@ -171,7 +182,10 @@ def handle_e2e(args: argparse.Namespace) -> int:
     return 0
 
 
-E2E_HELP = "train a run's pick, the largest and a random arch inside every budget over seeds (resumable)"
+E2E_HELP = (
+    "train a run's pick, the largest and a random arch inside every budget and stock MobileNets fitted to it "
+    "over seeds (resumable)"
+)
 TRUTH_HELP = "train N archs × S seeds with one fixed protocol (resumable); --reliability: its seed agreement"
 COMMANDS.register(
     "bench",

@@ -109,10 +109,18 @@ class CapacityCoder:
         return float(fixed + sum(weights[p, index[p]] for p in range(len(index)) if live[p]))
 
     def code(self, arch: Arch) -> torch.Tensor:
+        return self._scaled([self._cost(t, arch) for t in self.terms])
+
+    def code_of_cost(self, flops: float, params: float) -> torch.Tensor:
+        """The code of a network outside the space (a stock MobileNet) from its exact FLOPs and params
+        at this shape, on the same scale, clamped to [-1, 1]: FiLM never saw a code outside it."""
+        return self._scaled([flops, params]).clamp(-1.0, 1.0)
+
+    def _scaled(self, costs: list[float]) -> torch.Tensor:
         out = []
-        for t, (lo, hi) in zip(self.terms, self.bounds, strict=True):
+        for cost, (lo, hi) in zip(costs, self.bounds, strict=True):
             a, b = torch.log(torch.tensor(lo)), torch.log(torch.tensor(hi))
-            v = torch.log(torch.tensor(max(self._cost(t, arch), lo)))
+            v = torch.log(torch.tensor(max(float(cost), lo)))
             out.append(float(2 * (v - a) / (b - a) - 1))
         return torch.tensor(out, dtype=torch.float32)
 

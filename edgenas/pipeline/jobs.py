@@ -209,3 +209,51 @@ def train_job(
         generic=generic,
         command=command,
     )
+
+
+def stock_job(
+    *,
+    folder: str,
+    family: str,
+    multiplier: float,
+    dataset: dict[str, Any],
+    width: int,
+    cells: int,
+    train: dict[str, Any],
+    compute: str,
+    teacher: str | None = None,
+    kd: dict[str, Any] | None = None,
+    space: str = "nb201",
+) -> dict[str, Any]:
+    """Train a stock MobileNet (`family@multiplier`) with a student job's options (`train_job`'s), so
+    with the students' protocol; resumed if interrupted. `space`, `width`, `cells`: the run's
+    students, the scale a FiLM-conditioned teacher codes the stock network's capacity on."""
+    from edgenas.pipeline.baseline import train_stock
+    from edgenas.train.trainer import TrainConfig
+
+    out = Path(folder)
+    done = _finished(out)
+    if done is not None:
+        return done
+    workers = dataset.get("workers")
+    if _started(out):
+        return train_stock(family, multiplier, resume=out, compute=compute, quiet=True, data_workers=workers)
+    return train_stock(
+        family,
+        multiplier,
+        dataset=dataset["name"],
+        data_dir=dataset["data_dir"],
+        subset=dataset["subset"],
+        val_fraction=dataset["val_fraction"],
+        resize=dataset["resize"],
+        in_memory=dataset.get("in_memory", True),
+        skip_bad=dataset.get("skip_bad", False),
+        data_workers=workers,
+        train=TrainConfig(**train),
+        teacher=teacher,
+        kd=kd,
+        students={"space": space, "width": width, "cells": cells},
+        compute=compute,
+        run_dir=out,
+        quiet=True,
+    )

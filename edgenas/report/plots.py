@@ -264,18 +264,20 @@ def shrink_plot(
 
 
 def e2e_plot(path: str | Path, devices: Sequence[dict], title: str) -> Path:
-    """`bench e2e`: test accuracy per device and arm, mean ± std over seeds, each seed a dot."""
-    arms = list(devices[0]["arms"]) if devices else []
+    """`bench e2e`: test accuracy per device and arm, mean ± std over seeds, each seed a dot (an arm
+    absent on a device, a stock network no multiplier fits, leaves its place empty)."""
+    arms = list(dict.fromkeys(arm for d in devices for arm in d["arms"]))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     width = 0.8 / max(len(arms), 1)
     fig, ax = plt.subplots(figsize=(max(5.0, 1.8 * len(devices) + 2), 4.2), dpi=120)
     for j, arm in enumerate(arms):
-        x = np.arange(len(devices)) + (j - (len(arms) - 1) / 2) * width
-        means = [d["arms"][arm]["mean"] * 100 for d in devices]
-        stds = [(d["arms"][arm]["std"] or 0.0) * 100 for d in devices]
+        at = [(i, d["arms"][arm]) for i, d in enumerate(devices) if arm in d["arms"]]
+        x = np.array([i for i, _ in at]) + (j - (len(arms) - 1) / 2) * width
+        means = [a["mean"] * 100 for _, a in at]
+        stds = [(a["std"] or 0.0) * 100 for _, a in at]
         ax.errorbar(x, means, yerr=stds, fmt="o", capsize=4, color=colors[j % len(colors)], label=arm)
-        for xi, d in zip(x, devices, strict=True):
-            accs = np.asarray(d["arms"][arm]["test_accuracy"], dtype=float) * 100
+        for xi, (_, a) in zip(x, at, strict=True):
+            accs = np.asarray(a["test_accuracy"], dtype=float) * 100
             ax.scatter(np.full(accs.size, xi + width / 4), accs, s=9, alpha=0.5, color=colors[j % len(colors)])
     ax.set_xticks(np.arange(len(devices)), [d["device"] for d in devices])
     ax.set_ylabel("test accuracy (%)")

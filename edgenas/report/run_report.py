@@ -76,10 +76,12 @@ def _pct(value: float | None) -> str:
 
 
 def e2e_rows(e2e: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """One row per device and arm: arch, FLOPs, accuracy mean ± std over the seeds, pick − arm."""
+    """One row per device and arm: arch, FLOPs, accuracy mean ± std over the seeds, pick − arm; a stock
+    arm no multiplier fits is a row saying so."""
     head = ["device", "arm", "arch", "FLOPs", "test acc (mean ± std)", "pick − arm (points, 95% interval)"]
     rows = []
     for d in e2e["devices"]:
+        absent = d.get("absent", {})  # e2e.json written before the stock arms has none
         for arm, a in d["arms"].items():
             std = "" if a["std"] is None else f" ± {a['std'] * 100:.2f}"
             acc = f"{a['mean'] * 100:.2f}{std}% (n={a['n']})"
@@ -92,6 +94,7 @@ def e2e_rows(e2e: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 gap = f"{_pct(diff['estimate'])} [{_pct(diff['low'])}, {_pct(diff['high'])}]"
             arch = f"`{a['arch']}`" + (f" (= {', '.join(a['same_as'])})" if a["same_as"] else "")
             rows.append([d["device"], arm, arch, si(a["cost"]["flops"]), acc, gap])
+        rows += [[d["device"], family, f"absent: {why}", "–", "–", "–"] for family, why in absent.items()]
     return head, rows
 
 
@@ -106,9 +109,13 @@ def _e2e_summary(e2e: dict[str, Any]) -> list[str]:
     how = "trained alone (the run has no teacher)"
     if p["teacher"]:
         how = f"distilled from the run's teacher (KD weight {p['kd']['kd_weight']}, T={p['kd']['temperature']})"
+    stock = e2e.get("stock", [])
+    stock_arms = (
+        f", and stock {' / '.join(stock)} at the largest width multiplier that meets every budget" if stock else ""
+    )
     return [
         f"Each device's pick against the largest-FLOPs arch and a random arch inside every budget (costed over "
-        f"{where}), each trained {e2e['seeds']} time(s) with fresh seeds exactly as the students are: "
+        f"{where}){stock_arms}, each trained {e2e['seeds']} time(s) with fresh seeds exactly as the students are: "
         + how
         + f", {p['train']['epochs']} epochs. Differences are paired by seed, with Student's t 95% intervals; "
         "an interval that excludes 0 resolves the comparison.",

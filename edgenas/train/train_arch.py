@@ -93,7 +93,7 @@ def train_arch(
     if skip_bad:
         opts["skip_bad"] = True
     # Load data first: a bad dataset must fail before a run folder is created.
-    data = _load(opts, cfg.seed, data_workers)
+    data = load_run_data(opts, cfg.seed, data_workers)
     if teacher:  # a teacher that cannot teach this data or space fails before a run folder is created too
         _, info = teacher_for(teacher, NetShape.for_data(data.info, width, cells))
         check_student_space(teacher, info, space)
@@ -123,7 +123,7 @@ def _in_memory_option(value: bool | str) -> bool | str:
     return value
 
 
-def _load(opts: dict[str, Any], seed: int, workers: int | None):
+def load_run_data(opts: dict[str, Any], seed: int, workers: int | None):
     """The run's data; runs made before `in_memory` was recorded held their data in memory."""
     return load_dataset(
         opts["dataset"],
@@ -153,7 +153,7 @@ def _train(
     if opts.get("teacher"):
         opts = {**opts, "teacher": run.locate(opts["teacher"], opts.get("teacher_rel"))}
     if data is None:
-        data = _load(opts, cfg.seed, data_workers)
+        data = load_run_data(opts, cfg.seed, data_workers)
     sp = get_space(opts["space"])
     shape = NetShape.for_data(data.info, opts["width"], opts["cells"])
     seed_everything(cfg.seed)

@@ -44,6 +44,11 @@ MBV3_SMALL = (
 )
 
 
+def stock_name(family: str, multiplier: float) -> str:
+    """The stock network's arch string, `family@multiplier` (e.g. `mbv3-small@0.75`)."""
+    return f"{family}@{multiplier:g}"
+
+
 class _ReLU6Block(nn.Module):
     """MobileNetV2's inverted residual (ReLU6, no SE)."""
 
@@ -94,7 +99,7 @@ class StockMobileNet(nn.Module):
         if not multiplier > 0:
             raise ConfigError(f"width multiplier must be > 0, got {multiplier}")
         self.family, self.multiplier, self.shape = family, float(multiplier), shape
-        self.arch = f"{family}@{multiplier:g}"
+        self.arch = stock_name(family, multiplier)
         small = shape.resolution < LARGE_MIN_RESOLUTION
         blocks: list[nn.Module] = []
         if family == "mbv2":
