@@ -169,6 +169,7 @@ def test_unknown_executor_and_address_without_ray_are_user_errors() -> None:
         make_executor("local", address="10.0.0.1:6379")
 
 
+@pytest.mark.slow  # ~18 s: Ray start-up; tests/test_exec_ray.py keeps Ray jobs in CI
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray (the optional extra) is not installed")
 def test_ray_executor_gives_the_same_results_as_local_processes() -> None:
     jobs = [Job(f"j{s}", "pipeline_jobs:tiny_training", {"seed": s}, threads=1) for s in range(3)]
