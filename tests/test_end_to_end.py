@@ -18,7 +18,7 @@ ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_con
 @pytest.mark.slow  # ~15 s: the README main job covers real Fashion-MNIST training end to end
 @needs_fashion
 def test_short_fashion_training(tmp_path: Path) -> None:
-    """CI version: 2 epochs on 5,000 images (140 steps), full 10k test set."""
+    """Short version (slow-marked): 2 epochs on 5,000 images (140 steps), full 10k test set."""
     res = train_arch(
         ARCH,
         dataset="fashion-mnist",
