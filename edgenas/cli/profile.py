@@ -8,6 +8,7 @@ The library functions are `edgenas.cost.profile.profile_device`, `check_latency_
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 from pathlib import Path
 from typing import Any
@@ -67,12 +68,15 @@ def handle(args: argparse.Namespace) -> int:
         if args.cells is not None and len(args.cells) != 1:
             raise UserError(f"profile-device --check measures networks of one depth; got --cells {args.cells}")
         cells = args.cells[0] if args.cells else None
-        print_check(call(check_latency_table, args, table=args.check, cells=cells))
+        res = call(check_latency_table, args, table=args.check, cells=cells)
+        print_check(res)
+        int8_note(json.loads(args.check.read_text()).get("space", ""), res.get("precision", "fp32"))
         return 0
     if args.name is None or args.resolution is None:
         raise UserError("edgenas profile-device needs --name NAME and --resolution R (or --check TABLE)")
     table = call(profile_device, args, threads=args.threads or 1, precision=args.precision or "fp32")
     print_table(table)
+    int8_note(table.space, table.precision)
     return 0
 
 
@@ -127,7 +131,19 @@ def handle_kit(args: argparse.Namespace) -> int:
             atomic_write_json(rows, res)
             png = lut.check_plot(rows.with_suffix(".png"), res)
             print_check({**res, "rows_file": str(rows), "plot": str(png), "same_machine": True, "made_on": {}})
+    int8_note(table.space, table.precision)
     return 0
+
+
+def int8_note(space: str, precision: str) -> None:
+    """One line warning that DARTS INT8 tables are not reliable yet (docs/methods/lut.md, "INT8 DARTS tables")."""
+    from edgenas.report.tables import stdout
+
+    if space == "darts" and precision == "int8":
+        stdout.print(
+            "[yellow]warning: DARTS INT8 tables are not reliable yet: they under-predict networks whose max pools "
+            "onnxruntime runs in NCHW (docs/methods/lut.md, INT8 DARTS tables)[/]"
+        )
 
 
 def print_table(table: Any) -> None:

@@ -415,7 +415,12 @@ class LatencyTable:
             return "it was made for another input/output: " + ", ".join(wrong)
         if shape.width not in self.widths:
             return f"it has widths {','.join(map(str, self.widths))}, not {shape.width}"
-        missing = [k for k in kernels.required_keys(shape) if k not in self.entries]
+        # a space whose INT8 kernels differ (darts: pools in either layout) takes the precision
+        by_precision = "precision" in inspect.signature(kernels.required_keys).parameters
+        needed = (
+            kernels.required_keys(shape, precision=self.precision) if by_precision else kernels.required_keys(shape)
+        )
+        missing = [k for k in needed if k not in self.entries]
         if missing:
             return f"it lacks {len(missing)} entries, e.g. {missing[0]}"
         if self.fusion:

@@ -9,7 +9,9 @@ folded into the preprocessing conv), pricing those kernels too. What every genot
 (stem, each cell's preprocessing and concatenation, global pool and classifier) is timed
 whole on the cheapest genotype's network, prefix by prefix. Which values run in the
 blocked NCHWc layout (and so which adds can fold) is read off onnxruntime's optimised
-graphs and recorded. What was tried and measured: docs/methods/lut.md.
+graphs and recorded. In an INT8 table a pool of a value onnxruntime leaves in NCHW (from a
+factorized reduction) has entries of its own (`int8_pool_layouts`). What was tried and
+measured: docs/methods/lut.md.
 """
 
 from __future__ import annotations
@@ -61,6 +63,10 @@ NODE_KERNELS = ("relu", "fused_relu", "add", "fused_add", "fused_add_copy")
 # the node kernels are read from (`conv_1x1x2+add` less two 1x1 convs is `fused_add` ...).
 NODE_CHAINS = (*BODIES, "relu", "add", "conv_1x1", "conv_1x1x2+add", "conv_1x1+add", "conv_1x1+relu")
 INPUT_CHAINS = ("relu", "add", "conv_1x1", "conv_1x1+relu")
+# INT8 only: the stride-1 pools as onnxruntime runs them on an NCHW value (`int8_pool_layouts`),
+# `max_pool_3x3_nchw:16x28x28`, timed as fan-outs on distinct inputs (`nchw_pool_model`).
+NCHW = "_nchw"
+NCHW_POOLS = tuple(f"{p}{NCHW}" for p in POOLS)
 # Fan-outs timed at each reduction input (`fanout_model`): copies of a stride-2 body on one
 # input ("same"), or on distinct inputs ("distinct": pools, whose copies on one input
 # onnxruntime computes once, and the factorized reduction with its own input shift).
@@ -154,11 +160,11 @@ def frame_keys(shape: NetShape) -> list[str]:
     return [stem_key(shape), *(cell_key(s) for s in cell_layout(shape)), head_key(shape)]
 
 
-def required_keys(shape: NetShape) -> list[str]:
-    """Every entry `predict_ms` reads for networks of `shape`."""
+def required_keys(shape: NetShape, precision: str = "fp32") -> list[str]:
+    """Every entry `predict_ms` reads for networks of `shape` from a table of this precision."""
     keys = list(dict.fromkeys(frame_keys(shape)))
     for c, h in node_shapes(shape):
-        keys += [key(k, c, h) for k in (*BODIES, *NODE_KERNELS)]
+        keys += [key(k, c, h) for k in (*BODIES, *NODE_KERNELS, *(NCHW_POOLS if precision == "int8" else ()))]
     for c, h in input_shapes(shape):
         keys += [key(k, c, h, 2) for k in (*BODIES, "skip_connect", "fr_input")]
         keys += [key(k, c, h) for k in ("relu", "fused_relu")]
@@ -255,7 +261,11 @@ def measure_fusion(
 # --------------------------------------------------------------------------- kernels of a cell
 @functools.lru_cache(maxsize=1 << 16)
 def cell_kernels(
-    pairs: tuple[tuple[str, int], ...], spec: CellSpec, record: tuple[tuple[str, str], ...]
+    pairs: tuple[tuple[str, int], ...],
+    spec: CellSpec,
+    record: tuple[tuple[str, str], ...],
+    precision: str = "fp32",
+    last: bool = False,
 ) -> tuple[tuple[str, int], ...]:
     """The genotype-dependent kernels onnxruntime runs for one cell: `(entry key, count)` pairs.
 
@@ -276,8 +286,11 @@ def cell_kernels(
       conv's activation (`fused_relu`: a state read only by conv ops); else a plain `relu`.
     The preprocessing, the concatenation and what the sep convs fold inside themselves are
     the same for every genotype: the frame's and the bodies' entries hold them.
+    At `precision="int8"` a stride-1 pool that onnxruntime leaves in NCHW (`int8_pool_layouts`;
+    `last`: the network's last cell) is priced at its `_nchw` entry.
     """
     rec = dict(record)
+    nhwc = int8_pool_layouts(pairs, spec, last) if precision == "int8" else {}
     c, side, side_out = spec.c, spec.side, spec.side_out
     nodes: list[tuple[str, tuple[int, ...], int, str]] = []  # (kind, inputs, output value, entry key)
     shared: dict[tuple[str, tuple[int, ...]], int] = {}
@@ -303,7 +316,8 @@ def cell_kernels(
             if op == "skip_connect" and stride == 1:
                 out = src
             elif op in POOLS:
-                out = emit(op, (src,), key(op, c, h, stride), side_out)
+                kernel = op if nhwc.get((op, j), True) or stride == 2 else f"{op}{NCHW}"
+                out = emit(op, (src,), key(kernel, c, h, stride), side_out)
             else:
                 r = emit("relu", (src,), "", h)
                 if op == "skip_connect":
@@ -374,6 +388,45 @@ def cell_kernels(
     return tuple(sorted(counts.items()))
 
 
+def int8_pool_layouts(pairs: tuple[tuple[str, int], ...], spec: CellSpec, last: bool) -> dict[tuple[str, int], bool]:
+    """(pool, input state) -> whether onnxruntime runs that pool of a quantized cell in NHWC.
+
+    onnxruntime runs a quantized network's convs in NHWC (`NhwcTransformer`): each QLinearConv
+    is wrapped in Transposes, which its transpose optimizer then pushes through later nodes in
+    graph order when its cost check says so (onnxruntime/core/optimizer/transpose_optimization):
+    a MaxPool always (it becomes NhwcMaxPool), a QLinearAveragePool only when its output also
+    leads to a Transpose (to a conv, through pools, adds and concatenations), a QLinearAdd only
+    when both its inputs come transposed. So a value is NHWC when it is a conv's output (a
+    preprocessing conv, a sep/dil conv op), an NHWC pool's, or an add of two NHWC values; a
+    factorized reduction's output (its BatchNormalization is not quantized and runs in NCHW)
+    is NCHW, and so is what is computed from it. A pool on an NCHW value runs the (much slower)
+    NCHW integer kernel. In a cell before the last, every value leads to the next cells'
+    preprocessing convs; in the last cell only a value read, through pools and adds, by a conv op.
+    Checked against onnxruntime 1.32's optimised graphs of quantized networks: docs/methods/lut.md.
+    """
+    states = len(NODES) + 2
+    leads = [not last] * states  # value -> it reaches a conv (a Transpose) through pools, skips and adds
+    for v in reversed(range(states)):
+        for m, (op, j) in enumerate(pairs):
+            reduces = op == "skip_connect" and spec.stride(v) == 2
+            if j == v and (op in CONVS or reduces or leads[2 + m // INPUTS_PER_NODE]):
+                leads[v] = True
+    is_nhwc = [not spec.reduction_prev, True] + [False] * len(NODES)
+    pools: dict[tuple[str, int], bool] = {}
+    for n in range(len(NODES)):
+        both = True
+        for op, j in pairs[INPUTS_PER_NODE * n : INPUTS_PER_NODE * (n + 1)]:
+            if op in POOLS:
+                if (op, j) not in pools:  # one pool per (pool, state); its output feeds every node reading it
+                    read_by = [2 + m // INPUTS_PER_NODE for m, pair in enumerate(pairs) if pair == (op, j)]
+                    pools[op, j] = is_nhwc[j] and (op == "max_pool_3x3" or any(leads[u] for u in read_by))
+                both &= pools[op, j]
+            elif op == "skip_connect":
+                both &= is_nhwc[j] and spec.stride(j) == 1
+        is_nhwc[2 + n] = both
+    return pools
+
+
 def _preprocess0(spec: CellSpec, rec: Mapping[str, str]) -> str:
     """`layout producer` of a cell's first input state: a 1x1 conv, or after a reduction a factorized
     reduction to the cell's width, as recorded for the reducing skips of that width (its output
@@ -404,9 +457,11 @@ def frame_ms(table: LatencyTable, shape: NetShape) -> float:
     return table.overhead_ms + sum(table.entries[k] for k in frame_keys(shape))
 
 
-def cell_ms(table: LatencyTable, pairs: tuple[tuple[str, int], ...], spec: CellSpec, record: tuple) -> float:
-    """The genotype-dependent part of one cell: its `cell_kernels`, each at its entry."""
-    return sum(n * table.entries[k] for k, n in cell_kernels(pairs, spec, record))
+def cell_ms(
+    table: LatencyTable, pairs: tuple[tuple[str, int], ...], spec: CellSpec, record: tuple, last: bool = False
+) -> float:
+    """The genotype-dependent part of one cell: its `cell_kernels`, each at its entry (`last`: the network's last)."""
+    return sum(n * table.entries[k] for k, n in cell_kernels(pairs, spec, record, table.precision, last))
 
 
 def predict_ms(table: LatencyTable, arch: Any, shape: NetShape) -> float:
@@ -420,7 +475,8 @@ def predict_ms(table: LatencyTable, arch: Any, shape: NetShape) -> float:
     """
     arch = _as_darts(arch)
     record = _record(table, shape)
-    return frame_ms(table, shape) + sum(cell_ms(table, arch.cell(s.kind), s, record) for s in cell_layout(shape))
+    specs = cell_layout(shape)
+    return frame_ms(table, shape) + sum(cell_ms(table, arch.cell(s.kind), s, record, s is specs[-1]) for s in specs)
 
 
 def _body_ms(table: LatencyTable, op: str, spec: CellSpec, j: int) -> float:
@@ -475,7 +531,7 @@ def position_terms(table: LatencyTable, shape: NetShape) -> tuple[float, np.ndar
         cells = _fit_cells(kind)
         x = np.stack([_edge_onehot(p).ravel() for p in cells])
         bodies = x @ block[:, 1:].ravel()
-        y = np.array([sum(cell_ms(table, p, s, record) for s in mine) for p in cells]) - bodies
+        y = np.array([sum(cell_ms(table, p, s, record, s is specs[-1]) for s in mine) for p in cells]) - bodies
         share, *_ = np.linalg.lstsq(x, y, rcond=None)
         block[:, 1:] += share.reshape(len(EDGES), len(REAL_OPS))
     return frame_ms(table, shape), terms
@@ -561,7 +617,7 @@ class _Graph:
         return onnx_model(self.nodes, self.inits, (c, h, h), out, (c, h_out, h_out))
 
 
-def chain_model(chain: str, c: int, h: int, copies: int) -> onnx.ModelProto:
+def chain_model(chain: str, c: int, h: int, copies: int, int8: bool = False) -> onnx.ModelProto:
     """`copies` copies of one stride-1 kernel (a `NODE_CHAINS` name) at (C, h, h), each feeding the next.
 
     The graph input first goes through a 1x1 conv, so that the chain runs in the layout it
@@ -570,6 +626,9 @@ def chain_model(chain: str, c: int, h: int, copies: int) -> onnx.ModelProto:
     the conv's output to the running value; `conv_1x1x2+add` is conv_a(x) + conv_b(x) (the add
     folds into a conv, in place), `conv_1x1+add` conv(x) + x (into a copy of x, which the
     conv reads), `conv_1x1+relu` ReLU(conv(x)) (the ReLU folds into the conv).
+    `int8`: the graph is for an INT8 table and ends in a 1x1 conv of its own (also dropped by the
+    slope), so that quantized, each pool's output leads to a conv as in a cell before the last and
+    onnxruntime runs the pools in NHWC (`int8_pool_layouts`).
     """
     if chain not in NODE_CHAINS:
         raise ValueError(f"unknown chain {chain!r}")
@@ -590,17 +649,20 @@ def chain_model(chain: str, c: int, h: int, copies: int) -> onnx.ModelProto:
             x = g.node("Relu", g.conv(x, c, c))
         else:
             x = g.body(chain, x, c, h, 1)
+    if int8:
+        x = g.conv(x, c, c)
     return g.model(c, h, x, h)
 
 
-def fanout_model(op: str, c: int, h: int, copies: int, distinct: bool) -> onnx.ModelProto:
+def fanout_model(op: str, c: int, h: int, copies: int, distinct: bool, int8: bool = False) -> onnx.ModelProto:
     """`copies` stride-2 bodies of `op` on (C, h, h), their outputs summed (each add folds into a conv body).
 
     Same input (`distinct=False`): every copy reads ReLU(x) (computed once, as in a cell), so
     the slope is a body and an add folded into it. Distinct inputs (pools, whose copies on one
     input onnxruntime computes once, and the factorized reduction with its input slicing):
     copy k reads u_k = u_(k-1) + x, a plain add, through a ReLU for the factorized reduction.
-    x is the output of a 1x1 conv of the graph input, as in `chain_model`.
+    x is the output of a 1x1 conv of the graph input, as in `chain_model`; `int8`: the sum goes
+    through a last 1x1 conv, as in `chain_model`.
     """
     g = _Graph("fanout", op, c, h, distinct)
     x = u = g.conv("input", c, c)
@@ -615,30 +677,63 @@ def fanout_model(op: str, c: int, h: int, copies: int, distinct: bool) -> onnx.M
         y = g.body(op, src, c, h, 2)
         total = y if total is None else g.node("Add", y, total)
     assert total is not None
+    if int8:
+        total = g.conv(total, c, c)
     return g.model(c, h, total, half(h))
 
 
-def _node_models(shapes: Sequence[tuple[int, int]], copies: Sequence[int] = (1, 1 + CHAIN_EXTRA)) -> dict:
-    """The chains at each node shape, named `KEY#copies`."""
-    return {
-        f"{key(chain, c, h)}#{n}": chain_model(chain, c, h, n)
+def nchw_pool_model(pool: str, c: int, h: int, copies: int) -> onnx.ModelProto:
+    """INT8 only: `copies` stride-1 pools (a `POOLS` name) on distinct NCHW inputs, their outputs summed.
+
+    Copy k reads u_k = u_(k-1) + x, x the graph input, which onnxruntime leaves in NCHW as it leaves
+    a factorized reduction's output, so the pools and the adds run in NCHW. Not a chain: onnxruntime's
+    NCHW integer MaxPool is faster on already pooled (smoother) data (copies 1 to 5 of a chain took
+    102, 81, 67, 61 and 57 µs at 32x14x14), and a network pools fresh values. The slope is a pool
+    and two adds.
+    """
+    g = _Graph("nchw", pool, c, h)
+    x = u = "input"
+    total = None
+    for _ in range(copies):
+        u = g.node("Add", u, x)
+        y = g.body(pool, u, c, h, 1)
+        total = y if total is None else g.node("Add", y, total)
+    assert total is not None
+    return g.model(c, h, total, h)
+
+
+def _node_models(
+    shapes: Sequence[tuple[int, int]], copies: Sequence[int] = (1, 1 + CHAIN_EXTRA), int8: bool = False
+) -> dict:
+    """The chains at each node shape, named `KEY#copies` (`int8`: as `chain_model`'s, plus the
+    `NCHW_POOLS` fan-outs, `KEY distinct#copies`)."""
+    out = {
+        f"{key(chain, c, h)}#{n}": chain_model(chain, c, h, n, int8)
         for c, h in shapes
         for chain in NODE_CHAINS
         for n in copies
     }
+    if int8:
+        for c, h in shapes:
+            for pool in POOLS:
+                for n in copies:
+                    out[f"{key(pool + NCHW, c, h)} distinct#{n}"] = nchw_pool_model(pool, c, h, n)
+    return out
 
 
-def _input_models(shapes: Sequence[tuple[int, int]], copies: Sequence[int] = (1, 1 + CHAIN_EXTRA)) -> dict:
+def _input_models(
+    shapes: Sequence[tuple[int, int]], copies: Sequence[int] = (1, 1 + CHAIN_EXTRA), int8: bool = False
+) -> dict:
     """The chains and fan-outs at each reduction input, named `KEY#copies` / `KEY same|distinct#copies`."""
     out = {}
     for c, h in shapes:
         for n in copies:
             for chain in INPUT_CHAINS:
-                out[f"{key(chain, c, h)}#{n}"] = chain_model(chain, c, h, n)
+                out[f"{key(chain, c, h)}#{n}"] = chain_model(chain, c, h, n, int8)
             for op in SAME_FANOUTS:
-                out[f"{key(op, c, h, 2)} same#{n}"] = fanout_model(op, c, h, n, False)
+                out[f"{key(op, c, h, 2)} same#{n}"] = fanout_model(op, c, h, n, False, int8)
             for op in DISTINCT_FANOUTS:
-                out[f"{key(op, c, h, 2)} distinct#{n}"] = fanout_model(op, c, h, n, True)
+                out[f"{key(op, c, h, 2)} distinct#{n}"] = fanout_model(op, c, h, n, True, int8)
     return out
 
 
@@ -647,9 +742,13 @@ def _slope(ms: Mapping[str, float], name: str) -> float:
     return (ms[f"{name}#{1 + CHAIN_EXTRA}"] - ms[f"{name}#1"]) / CHAIN_EXTRA
 
 
-def node_entries(ms: Mapping[str, float], c: int, h: int) -> dict[str, float]:
-    """Entries at a node shape from the timed chains (`ms` by graph name): slopes, folded kernels as differences."""
+def node_entries(ms: Mapping[str, float], c: int, h: int, precision: str = "fp32") -> dict[str, float]:
+    """Entries at a node shape from the timed chains (`ms` by graph name): slopes, folded kernels as differences
+    (INT8: the `NCHW_POOLS` too)."""
     out = {key(b, c, h): _slope(ms, key(b, c, h)) for b in (*BODIES, "relu", "add")}
+    if precision == "int8":
+        for pool in NCHW_POOLS:  # fan-outs on distinct inputs: a pool and two adds per copy
+            out[key(pool, c, h)] = _slope(ms, f"{key(pool, c, h)} distinct") - 2 * out[key("add", c, h)]
     conv = _slope(ms, key("conv_1x1", c, h))
     out[key("fused_add", c, h)] = _slope(ms, key("conv_1x1x2+add", c, h)) - 2 * conv
     out[key("fused_add_copy", c, h)] = _slope(ms, key("conv_1x1+add", c, h)) - conv
@@ -739,7 +838,8 @@ def profile_graphs(spec: ProfileSpec, folder: Path, *, bar: Any = None) -> dict[
         onnx.save(model, str(files[gname]))
 
     add("overhead", identity_model((spec.in_channels, spec.resolution, spec.resolution)))
-    for gname, model in {**_node_models(nodes), **_input_models(inputs)}.items():
+    int8 = spec.precision == "int8"
+    for gname, model in {**_node_models(nodes, int8=int8), **_input_models(inputs, int8=int8)}.items():
         add(gname, model)
     nets = spec.shapes()
     task = bar.add_task("export frames", total=len(nets), status="") if bar is not None else None
@@ -765,7 +865,7 @@ def profile_entries(spec: ProfileSpec, ms: Mapping[str, float], fusion: Mapping[
     nodes, inputs = _spec_shapes(spec)
     entries: dict[str, float] = {}
     for c, h in nodes:
-        entries.update(node_entries(ms, c, h))
+        entries.update(node_entries(ms, c, h, spec.precision))
     for c, h in inputs:
         out = half(h)
         entries.update(input_entries(ms, c, h, entries[key("fused_add", c, out)], entries[key("add", c, out)]))
@@ -781,6 +881,7 @@ def profile_entries(spec: ProfileSpec, ms: Mapping[str, float], fusion: Mapping[
         overhead_ms=ms["overhead"],
         entries=entries,
         fusion=dict(fusion),
+        precision=spec.precision,
     )
     frames: dict[str, list[float]] = {}
     for shape in spec.shapes():
@@ -788,7 +889,11 @@ def profile_entries(spec: ProfileSpec, ms: Mapping[str, float], fusion: Mapping[
         record = _record(table, shape)
         frames.setdefault(stem_key(shape), []).append(prefix[0] - table.overhead_ms)
         for i, cell in enumerate(cell_layout(shape)):
-            step = prefix[i + 1] - prefix[i] - cell_ms(table, REFERENCE.cell(cell.kind), cell, record)
+            step = (
+                prefix[i + 1]
+                - prefix[i]
+                - cell_ms(table, REFERENCE.cell(cell.kind), cell, record, i == shape.cells - 1)
+            )
             frames.setdefault(cell_key(cell), []).append(step)
         frames.setdefault(head_key(shape), []).append(prefix[-1] - prefix[-2])
     entries.update({k: float(np.mean(v)) for k, v in frames.items()})
