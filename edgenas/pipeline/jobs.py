@@ -161,6 +161,20 @@ def search_job(
     )
 
 
+def _data_options(dataset: dict[str, Any]) -> dict[str, Any]:
+    """A job's `dataset` dict as the keyword arguments of `train_arch` / `train_stock`."""
+    return {
+        "dataset": dataset["name"],
+        "data_dir": dataset["data_dir"],
+        "subset": dataset["subset"],
+        "val_fraction": dataset["val_fraction"],
+        "resize": dataset["resize"],
+        "in_memory": dataset.get("in_memory", True),
+        "skip_bad": dataset.get("skip_bad", False),
+        "data_workers": dataset.get("workers"),
+    }
+
+
 def train_job(
     *,
     folder: str,
@@ -190,14 +204,7 @@ def train_job(
     return train_arch(
         arch,
         space=space,
-        dataset=dataset["name"],
-        data_dir=dataset["data_dir"],
-        subset=dataset["subset"],
-        val_fraction=dataset["val_fraction"],
-        resize=dataset["resize"],
-        in_memory=dataset.get("in_memory", True),
-        skip_bad=dataset.get("skip_bad", False),
-        data_workers=workers,
+        **_data_options(dataset),
         width=width,
         cells=cells,
         train=TrainConfig(**train),
@@ -241,14 +248,7 @@ def stock_job(
     return train_stock(
         family,
         multiplier,
-        dataset=dataset["name"],
-        data_dir=dataset["data_dir"],
-        subset=dataset["subset"],
-        val_fraction=dataset["val_fraction"],
-        resize=dataset["resize"],
-        in_memory=dataset.get("in_memory", True),
-        skip_bad=dataset.get("skip_bad", False),
-        data_workers=workers,
+        **_data_options(dataset),
         train=TrainConfig(**train),
         teacher=teacher,
         kd=kd,
