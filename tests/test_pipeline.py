@@ -89,8 +89,8 @@ def tiny_config(tmp_path: Path, **override) -> Path:
             ":4: executor.gpus_per_job",
         ),
         (
-            "devices:\n  - name: a\n    budgets: {max_params: 1M}\nteacher:\n  generic: {conditioning: both}\n",
-            ":5: teacher.generic.conditioning: Input should be 'film' or 'none'",
+            "devices:\n  - name: a\n    budgets: {max_params: 1M}\nteacher:\n  kind: generic\n  generic: {conditioning: both}\n",
+            ":6: teacher.generic.conditioning: Input should be 'film' or 'none'",
         ),
         (
             "devices:\n  - name: a\n    budgets: {max_params: 1M}\nteacher:\n  kind: plain\n  generic: {mu: 1}\n",

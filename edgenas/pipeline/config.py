@@ -158,9 +158,10 @@ class SearchSection(_Strict):
 
 
 class TeacherSection(_Strict):
-    """One teacher for every student: plain, generic (GTN), or none (students train alone)."""
+    """One teacher for every student: plain (the default: it beat every generic teacher measured,
+    benchmarks/README.md "Generic teacher"), generic (GTN), or none (students train alone)."""
 
-    kind: Literal["plain", "generic", "none"] = "generic"
+    kind: Literal["plain", "generic", "none"] = "plain"
     arch: str | None = Field(None, description="teacher cell (default: all 3×3 convolutions)")
     width: int = Field(16, ge=1)
     cells: int = Field(1, ge=1)
