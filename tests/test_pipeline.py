@@ -89,7 +89,8 @@ def tiny_config(tmp_path: Path, **override) -> Path:
             ":4: executor.gpus_per_job",
         ),
         (
-            "devices:\n  - name: a\n    budgets: {max_params: 1M}\nteacher:\n  kind: generic\n  generic: {conditioning: both}\n",
+            "devices:\n  - name: a\n    budgets: {max_params: 1M}\n"
+            "teacher:\n  kind: generic\n  generic: {conditioning: both}\n",
             ":6: teacher.generic.conditioning: Input should be 'film' or 'none'",
         ),
         (
