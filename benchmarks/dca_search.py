@@ -154,6 +154,15 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="a DCA option other than its default for every search, VALUE as JSON (e.g. entropy_weight=0.3)",
     )
+    p.add_argument(
+        "--calibrate-at",
+        type=int,
+        default=None,
+        metavar="PARAMS",
+        help="first make a lookup graph (edgenas search --method dca --calibrate) for a PARAMS budget with the same "
+        "options, then run every search through it (the with-lookup-graph arm)",
+    )
+    p.add_argument("--calibrate-seed", type=int, default=100, help="search seed of the calibration (100)")
     p.add_argument("--only", nargs="+", choices=("tight", "medium", "loose"), help="run these params budgets only")
     p.add_argument("--no-latency", action="store_true", help="skip the latency-budget search")
     p.add_argument("--out", type=Path, default=RESULTS / "dca_search.json")
@@ -169,6 +178,10 @@ def main() -> None:
         **json.loads(args.truth.with_name(args.truth.name + ".protocol.json").read_text())["protocol"]
     )
     truth = read_truth(args.truth)
+    calibration = None
+    if args.calibrate_at is not None:
+        calibration = calibrate(args, protocol.width, options)
+        options = options | {"lookup_graph": calibration["lookup_graph"]}
     rows = []
     for (label, budget), seed in itertools.product(
         zip(("tight", "medium", "loose"), args.budgets, strict=True), args.seeds
@@ -191,6 +204,9 @@ def main() -> None:
                 "fits": res["fits"],
                 "repairs": res["repairs"],
                 "argmax_arch": res["argmax_arch"],
+                # landing without repair: the top-weighted (paper) / argmax (edgenas) arch before any repair
+                "unrepaired_params": unrepaired_params(res["argmax_arch"], res["target_shape"]),
+                "search_budget": res.get("search_budgets", {}).get("max_params", budget),
                 "op_histogram": res["op_histogram"],
                 "search_seconds": res["search_seconds"],
                 "search_wall_seconds_this_run": round(time.perf_counter() - t0, 1),
@@ -316,6 +332,8 @@ def main() -> None:
         if args.compare_derivations
         else None,
         "latency_budget": latency,
+        "lookup_graph_calibration": calibration,
+        "landing_without_repair": landing(rows, labels),
         "standalone_train_seconds_median": standalone[len(standalone) // 2],
     }
     args.out.write_text(json.dumps(out, indent=2) + "\n")
@@ -363,6 +381,60 @@ def main() -> None:
         )
     )
     stdout.print(json.dumps(latency, indent=1))
+    stdout.print(json.dumps({"landing_without_repair": out["landing_without_repair"]}, indent=1))
+
+
+def calibrate(args: argparse.Namespace, width: int, options: dict) -> dict:
+    """The lookup graph for a `--calibrate-at` params budget (search seed `--calibrate-seed`), reused when made."""
+    folder = args.runs_dir / f"calibration-{args.calibrate_at}-seed{args.calibrate_seed}"
+    if (folder / "results.json").is_file():
+        res = json.loads((folder / "results.json").read_text())
+    elif folder.exists():
+        from edgenas.search.run import resume_search
+
+        res = resume_search(folder, compute="cpu", quiet=True)
+    else:
+        prof = DeviceProfile(name=f"params-{args.calibrate_at}", budgets=Budgets(max_params=args.calibrate_at))
+        res = search(
+            profile=prof,
+            width=width,
+            cells=1,
+            options=options | {"seed": args.calibrate_seed},
+            compute="cpu",
+            run_dir=folder,
+            quiet=True,
+            calibrate=True,
+        )
+    return {
+        "budget": args.calibrate_at,
+        "seed": args.calibrate_seed,
+        "lookup_graph": res["lookup_graph"],
+        "points": [(r["search_budgets"]["max_params"], r["costs"]["params"]) for r in res["searches"]],
+        "search_seconds": res["search_seconds"],
+    }
+
+
+def unrepaired_params(arch: str, target_shape: dict) -> int:
+    """Exact params of an NB201 arch string at the searched target shape."""
+    from edgenas.core.space import NetShape
+    from edgenas.cost.params import count_params
+    from edgenas.spaces.nb201 import NB201Arch, NB201Network
+
+    return count_params(NB201Network(NB201Arch.parse(arch), NetShape(**target_shape)))
+
+
+def landing(rows: list[dict], labels: list[str]) -> dict:
+    """How often the arch before any repair lands inside [0.85, 1.0] of the params budget, per budget and in all."""
+    out: dict = {}
+    for label in [*labels, "all"]:
+        mine = [r for r in rows if label in ("all", r["budget"])]
+        ratios = [r["unrepaired_params"] / r["max_params"] for r in mine]
+        out[label] = {
+            "inside": sum(0.85 <= x <= 1.0 for x in ratios),
+            "of": len(ratios),
+            "ratios": [round(x, 3) for x in ratios],
+        }
+    return out
 
 
 def _iv(d: dict) -> str:

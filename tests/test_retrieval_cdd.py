@@ -446,6 +446,27 @@ def test_neighbour_mask_on_a_constructed_batch() -> None:
     assert not neighbour_mask(student, teacher, bank, k=2, ratio=0.0).any()
 
 
+def test_neighbour_mask_equals_a_stable_sort_of_the_whole_bank_with_copied_rows() -> None:
+    import torch.nn.functional as F
+
+    from edgenas.tasks.retrieval.cdd import neighbour_mask
+
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(40, 6, generator=g)
+    bank = torch.cat([feats, feats[:25], feats[10:]])  # the same images pushed again: tied rows
+    for seed in range(20):
+        g.manual_seed(seed)
+        idx = torch.randint(0, 40, (8,), generator=g)
+        teacher, student = feats[idx], torch.randn(8, 6, generator=g)
+        for k, ratio in ((1, 0.5), (2, 0.5), (3, 0.34)):
+            t, s, b = (F.normalize(v.double(), dim=1) for v in (teacher, student, bank))
+            nn = torch.sort(t @ b.t(), dim=1, descending=True, stable=True).indices[:, :k]
+            contrib = (b[nn] * s[:, None, :]).abs()
+            low = torch.sort(contrib, dim=2, stable=True).indices[..., : int(6 * ratio)]
+            want = torch.zeros_like(contrib, dtype=torch.bool).scatter_(2, low, True).flatten(0, 1).all(0)
+            assert torch.equal(neighbour_mask(student, teacher, bank, k, ratio), want)
+
+
 def _compactor_net(seed: int = 0) -> ResNetEmbed:
     torch.manual_seed(seed)
     net = ResNetEmbed(ResNetConfig(1, 12, 4, (6, 8), (2, 1), 8, compactor=True))
