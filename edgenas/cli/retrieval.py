@@ -32,7 +32,12 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", choices=("edgenas", "paper"), default="edgenas", help="cdd: (edgenas)")
     p.add_argument("--init", choices=("teacher", "scratch"), help="cdd: student's start (paper: teacher)")
     p.add_argument("--threshold", type=float, help="cdd: removal threshold (edgenas gates 0.05; paper ‖W_c‖ 1e-5)")
-    p.add_argument("--lasso", type=float, default=0.004, help="cdd paper: group-lasso weight λ (0.004)")
+    p.add_argument(
+        "--lasso",
+        type=float,
+        default=0.004,
+        help="cdd paper: group-lasso weight λ (0.004, the paper's for 120 epochs; 12 epochs need ~0.03-0.3)",
+    )
     p.add_argument("--mask-ratio", type=float, default=0.5, help="cdd paper: unimportant share per sample (0.5)")
     p.add_argument("--neighbours", type=positive_int, default=2, help="cdd paper: teacher neighbours (2)")
     p.add_argument("--bank-size", type=positive_int, default=24000, help="cdd paper: memory bank rows (24000)")

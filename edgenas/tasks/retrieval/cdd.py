@@ -70,7 +70,12 @@ class CDDConfig(BaseModel):
         None, ge=0, lt=1, description="gates (edgenas, 0.05) / compactor row norms (paper, 1e-5) under this are removed"
     )
     # paper variant
-    lasso: float = Field(0.004, ge=0, description="paper: group-lasso weight λ on compactor rows")
+    lasso: float = Field(
+        0.004,
+        ge=0,
+        description="paper: group-lasso weight λ on compactor rows (the paper's 0.004 is for 120 epochs; "
+        "shorter schedules need more, docs/methods/cdd.md)",
+    )
     mask_ratio: float = Field(0.5, ge=0, le=1, description="paper: share of channels per sample ranked unimportant")
     neighbours: int = Field(2, ge=1, description="paper: teacher neighbours per sample (the sample itself first)")
     bank_size: int = Field(24000, ge=1, description="paper: teacher features kept per block in the memory bank")
