@@ -51,8 +51,10 @@ def run_search(
     seed: int = 0,
     runs: Path = RESULTS / "dca",
     options: dict | None = None,
+    calibrate: bool = False,
 ) -> dict:
-    """One search into RUNS/NAME (default search options + `options`), reused when it already finished."""
+    """One search (`calibrate`: a lookup-graph calibration) into RUNS/NAME (default search options +
+    `options`), reused when it already finished."""
     folder = runs / name
     done = folder / "results.json"
     if done.is_file():
@@ -69,6 +71,7 @@ def run_search(
         compute="cpu",
         run_dir=folder,
         quiet=True,
+        calibrate=calibrate,
     )
 
 
@@ -386,25 +389,9 @@ def main() -> None:
 
 def calibrate(args: argparse.Namespace, width: int, options: dict) -> dict:
     """The lookup graph for a `--calibrate-at` params budget (search seed `--calibrate-seed`), reused when made."""
-    folder = args.runs_dir / f"calibration-{args.calibrate_at}-seed{args.calibrate_seed}"
-    if (folder / "results.json").is_file():
-        res = json.loads((folder / "results.json").read_text())
-    elif folder.exists():
-        from edgenas.search.run import resume_search
-
-        res = resume_search(folder, compute="cpu", quiet=True)
-    else:
-        prof = DeviceProfile(name=f"params-{args.calibrate_at}", budgets=Budgets(max_params=args.calibrate_at))
-        res = search(
-            profile=prof,
-            width=width,
-            cells=1,
-            options=options | {"seed": args.calibrate_seed},
-            compute="cpu",
-            run_dir=folder,
-            quiet=True,
-            calibrate=True,
-        )
+    prof = DeviceProfile(name=f"params-{args.calibrate_at}", budgets=Budgets(max_params=args.calibrate_at))
+    name = f"calibration-{args.calibrate_at}-seed{args.calibrate_seed}"
+    res = run_search(name, prof, width, args.calibrate_seed, args.runs_dir, options, calibrate=True)
     return {
         "budget": args.calibrate_at,
         "seed": args.calibrate_seed,
