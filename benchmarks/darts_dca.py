@@ -1,78 +1,62 @@
-"""DCA-NAS on the DARTS cell space against random genotypes inside the same params budget (issue 16).
+"""DCA-NAS on the DARTS cell space, both variants, against the best of random genotypes inside each budget.
 
-Usage:  .venv/bin/python benchmarks/darts_dca.py [--budget 45000] [--randoms 10] [--seeds 3]
-        [--search-width 8] [--k 2] [--search-subset 2000] [--search-epochs 3]
-        [--warmup-epochs 1] [--width 8] [--cells 5] [--subset 2000] [--epochs 2]
-        [--runs-dir DIR] [--truth FILE] [--threads 1] [--workers 1] [--out FILE]
+Usage:  .venv/bin/python benchmarks/darts_dca.py [--variants edgenas paper] [--budgets 38000 47000 58000]
+        [--search-seeds 0 1 2] [--lookup-graph] [--randoms 10] [--train-seeds 2]
+        [--search-subset 2000] [--search-epochs 3] [--warmup-epochs 1] [--search-width 8] [--k K]
+        [--width 8] [--cells 5] [--subset 10000] [--epochs 3] [--compute auto|cpu|cuda]
+        [--workers 2] [--threads 1] [--searches-only] [--runs-dir DIR] [--out FILE]
 
-1. One DCA-NAS search (default `edgenas` variant) on a Fashion-MNIST subset under a params
-   budget; the search network has the deployed `--cells` at `--search-width` (partial
-   channels `--k`), the budget is costed at the deployed shape (`--width`, `--cells`). The
-   derived genotype's exact params and FLOPs are those of the built network.
-2. `--randoms` genotypes drawn uniformly (seeded) from the DARTS space, kept when their exact
-   params lie in [0.7, 1.0] × budget.
-3. The derived genotype and the randoms trained identically, `--seeds` training seeds each
-   (`edgenas.bench.truth`, the same protocol as `edgenas bench truth --space darts`; the
-   truth file resumes, so a rerun continues where an interruption left it).
-4. Mean ± std per genotype; derived − each random paired over the training seeds; the share
-   of the randoms whose mean the derived beats; derived − mean of the randoms per seed with
-   a 95% t interval over the seeds, and a bootstrap over seeds × randoms.
+Issue 17 asks for DCA-NAS (`edgenas` and `paper` variants) on DARTS under a tight, medium and
+loose params budget (default 38k / 47k / 58k at C=8, 5 cells: the 10th, 50th and 90th percentile
+of a random genotype's params), 3 search seeds each, scored as the gap of the derived genotype
+to the best of `--randoms` genotypes drawn uniformly inside the budget (exact params in
+[0.7, 1] × budget), plus search seconds and how often the arch before any repair lands in
+[0.85, 1.0] of the budget, without and with the lookup graph (`--lookup-graph`: one
+`edgenas search --calibrate` per variant at the loose budget, search seed 100, then every
+search of that variant again through the graph).
 
-Writes benchmarks/results/darts_dca.json (+ the search under benchmarks/results/darts_dca/).
-A finished search is reused when rerun.
+1. Every search is one job of `edgenas.exec` (`--workers` processes; finished searches are
+   reused, interrupted ones resumed), the lookup-graph searches after their calibration.
+2. The derived genotypes and the randoms are trained with the same protocol (`edgenas bench
+   truth --space darts`, `--train-seeds` seeds each; the truth file resumes).
+3. Per variant, arm and budget, over the search seeds: gap = best random's mean − derived
+   mean (points, training seeds averaged), mean ± std and a 95% t interval of derived − best
+   random; share of the randoms beaten; landing; search seconds. Paired over search seeds:
+   paper − edgenas gap difference with its 95% t interval.
+
+`--searches-only` stops after step 1 (landing and search seconds need no training). Writes
+benchmarks/results/darts_dca_variants.json (runs under benchmarks/results/darts_dca_variants/).
+The issue-16 result `darts_dca.json` (one edgenas search at 45k) came from this script's
+earlier form (git history).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edgenas.bench.stats import bootstrap_difference, mean_std, paired_difference, t_interval
+from edgenas.bench.stats import mean_std, paired_difference, t_interval
 from edgenas.bench.truth import TruthProtocol, build_truth, read_truth
 from edgenas.core.device import Budgets, DeviceProfile
 from edgenas.core.space import NetShape
 from edgenas.cost.flops import count_flops
 from edgenas.cost.params import count_params
 from edgenas.data import load_dataset
+from edgenas.exec.executor import Job, make_executor, run_all
+from edgenas.report.tables import rows_table, stdout
 from edgenas.spaces import get_space
 
 RESULTS = Path(__file__).parent / "results"
+LABELS = ("tight", "medium", "loose")
 LOW_SHARE = 0.7  # random genotypes are kept with params in [LOW_SHARE, 1] × budget
-
-
-def run_search(args: argparse.Namespace, profile: DeviceProfile) -> dict:
-    """The DCA-NAS search into RUNS/search (reused when finished, resumed when interrupted)."""
-    from edgenas.search.run import resume_search, search
-
-    folder = args.runs_dir / "search"
-    if (folder / "results.json").is_file():
-        return json.loads((folder / "results.json").read_text())
-    if folder.exists():
-        return resume_search(folder, compute="cpu", quiet=True)
-    options = {
-        "seed": args.search_seed,
-        "search_width": args.search_width,
-        "k": args.k,
-        "epochs": args.search_epochs,
-        "warmup_epochs": args.warmup_epochs,
-    }
-    return search(
-        method="dca",
-        profile=profile,
-        dataset="fashion-mnist",
-        subset=args.search_subset,
-        space="darts",
-        width=args.width,
-        cells=args.cells,
-        options=options,
-        compute="cpu",
-        run_dir=folder,
-        quiet=True,
-    )
+LANDING = (0.85, 1.0)
+CALIBRATION_BUDGETS = [0.4, 0.6, 0.8, 1.0, 1.2]  # search budgets of a calibration, × its device budget
 
 
 def exact_cost(arch: str, shape: NetShape) -> dict[str, int]:
@@ -82,7 +66,7 @@ def exact_cost(arch: str, shape: NetShape) -> dict[str, int]:
     return {"params": count_params(net), "flops": count_flops(net, shape.input_shape)}
 
 
-def random_in_budget(n: int, budget: int, shape: NetShape, seed: int, exclude: str) -> list[str]:
+def random_in_budget(n: int, budget: int, shape: NetShape, seed: int, exclude: set[str]) -> list[str]:
     """`n` distinct genotypes sampled uniformly, kept when their exact params are in [0.7, 1] × budget."""
     from edgenas.cost.terms import additive_terms
 
@@ -93,156 +77,295 @@ def random_in_budget(n: int, budget: int, shape: NetShape, seed: int, exclude: s
     while len(out) < n:
         arch = space.sample(rng)
         text = str(arch)
-        if text != exclude and text not in out and LOW_SHARE * budget <= terms.of_arch(arch) <= budget:
+        if text not in exclude and text not in out and LOW_SHARE * budget <= terms.of_arch(arch) <= budget:
             out.append(text)
     return out
 
 
-def report(rows: dict[str, dict], derived: str, randoms: list[str]) -> dict:
-    """Per-genotype mean ± std, derived − each random (paired over seeds), share beaten, derived − mean of randoms."""
-    d = np.asarray(rows[derived]["test_accuracies"]) * 100
-    r = np.asarray([rows[a]["test_accuracies"] for a in randoms]) * 100  # (randoms, seeds)
-    per_random = []
-    for a, acc in zip(randoms, r, strict=True):
-        m, s = mean_std(acc)
-        per_random.append(
+class Searches:
+    """The search run folders under RUNS: which are finished, and the jobs that run or resume the rest."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.results: dict[str, dict] = {}
+
+    def options(self, variant: str, seed: int, graph: dict | None = None) -> dict[str, Any]:
+        a = self.args
+        opts = {
+            "variant": variant,
+            "seed": seed,
+            "search_width": a.search_width,
+            "epochs": a.search_epochs,
+            "warmup_epochs": a.warmup_epochs,
+        }
+        opts |= {"k": a.k} if a.k is not None else {}  # else the variant's (edgenas 2, paper 1 + bottleneck)
+        return opts | ({"lookup_graph": graph} if graph is not None else {})
+
+    def job(self, name: str, budget: int, options: dict, calibrate: bool = False) -> Job | None:
+        """The job of search NAME (None when it already finished: its results are loaded)."""
+        folder = self.args.runs_dir / name
+        done = folder / "results.json"
+        if done.is_file():
+            self.results[name] = json.loads(done.read_text())
+            return None
+        if folder.exists():
+            kwargs = {"run_dir": str(folder), "compute": self.args.compute, "quiet": True}
+            return Job(name, "edgenas.search.run:resume_search", kwargs, threads=self.args.threads)
+        if calibrate:
+            options = options | {"calibration_budgets": CALIBRATION_BUDGETS}
+        kwargs = {
+            "method": "dca",
+            "profile": DeviceProfile(name=f"params-{budget}", budgets=Budgets(max_params=budget)),
+            "dataset": "fashion-mnist",
+            "subset": self.args.search_subset,
+            "space": "darts",
+            "width": self.args.width,
+            "cells": self.args.cells,
+            "options": options,
+            "compute": self.args.compute,
+            "run_dir": str(folder),
+            "quiet": True,
+            "calibrate": calibrate,
+        }
+        return Job(name, "edgenas.search.run:search", kwargs, threads=self.args.threads)
+
+    def run(self, jobs: list[Job | None]) -> None:
+        todo = [j for j in jobs if j is not None]
+        if not todo:
+            return
+        print(f"{len(todo)} search(es) to run: {', '.join(j.key for j in todo)}", flush=True)
+        ex = make_executor("local", workers=self.args.workers)
+
+        def done(key: str, result: Any) -> None:
+            self.results[key] = result
+            print(f"  done {key}: {result.get('search_seconds', 0):.0f} s", flush=True)
+
+        try:
+            run_all(ex, todo, done)
+        finally:
+            ex.close()
+
+
+def search_rows(args: argparse.Namespace, shape: NetShape) -> tuple[list[dict], dict[str, dict]]:
+    """Run every search (lookup-graph ones after their calibration); one row per (variant, arm, budget, seed)."""
+    s = Searches(args)
+    budgets = list(zip(LABELS, args.budgets, strict=True))
+    plain = {
+        (v, "plain", lb, seed): (f"{v}-{lb}-seed{seed}", b, s.options(v, seed))
+        for v, (lb, b), seed in itertools.product(args.variants, budgets, args.search_seeds)
+    }
+    calib_budget = args.budgets[-1]
+    calibrations = (
+        {
+            v: (f"{v}-calibration-{calib_budget}-seed{args.calibrate_seed}", s.options(v, args.calibrate_seed))
+            for v in args.variants
+        }
+        if args.lookup_graph
+        else {}
+    )
+    s.run(
+        [s.job(name, b, o) for name, b, o in plain.values()]
+        + [s.job(name, calib_budget, o, calibrate=True) for name, o in calibrations.values()]
+    )
+    graphs = {v: s.results[name]["lookup_graph"] for v, (name, _) in calibrations.items()}
+    lug = {
+        (v, "lookup_graph", lb, seed): (f"{v}-lug-{lb}-seed{seed}", b, s.options(v, seed, graphs[v]))
+        for v, (lb, b), seed in itertools.product(graphs, budgets, args.search_seeds)
+    }
+    s.run([s.job(name, b, o) for name, b, o in lug.values()])
+    rows = []
+    for (variant, arm, label, seed), (name, budget, _) in (plain | lug).items():
+        res = s.results[name]
+        unrepaired = exact_cost(res["argmax_arch"], shape)["params"]
+        rows.append(
             {
-                "arch": a,
-                "params": rows[a]["params"],
-                "mean": m,
-                "std": s,
-                "derived_minus": paired_difference(d, acc).as_dict(),
+                "variant": variant,
+                "arm": arm,
+                "budget": label,
+                "max_params": budget,
+                "seed": seed,
+                "arch": res["arch"],
+                "params": res["costs"]["params"],
+                "flops": res["costs"]["flops"],
+                "fits": res["fits"],
+                "repairs": len(res["repairs"]),
+                "unrepaired_params": unrepaired,
+                "unrepaired_share": round(unrepaired / budget, 4),
+                "search_budget": res.get("search_budgets", {}).get("max_params", budget),
+                "search_seconds": res["search_seconds"],
             }
         )
-    beaten = sum(d.mean() > acc.mean() for acc in r)
-    dm, ds = mean_std(d)
-    return {
-        "derived": {"arch": derived, "params": rows[derived]["params"], "mean": dm, "std": ds, "accs": d.tolist()},
-        "randoms": per_random,
-        "share_beaten": beaten / len(randoms),
-        "beaten": int(beaten),
-        "derived_minus_random_mean": paired_difference(d, r.mean(axis=0)).as_dict(),
-        "derived_minus_random_bootstrap": bootstrap_difference(
-            np.repeat(d[:, None], len(randoms), axis=1), r.T
-        ).as_dict(),
-        "random_mean": t_interval(r.mean(axis=1)).as_dict(),
+    calib = {
+        v: {
+            "budget": calib_budget,
+            "seed": args.calibrate_seed,
+            "lookup_graph": s.results[name]["lookup_graph"],
+            "points": [(r["search_budgets"]["max_params"], r["costs"]["params"]) for r in s.results[name]["searches"]],
+            "search_seconds": s.results[name]["search_seconds"],
+        }
+        for v, (name, _) in calibrations.items()
     }
+    return rows, calib
 
 
-def print_report(rep: dict, seeds: int, n: int) -> None:
-    d = rep["derived"]
-    std = f"{d['std']:.2f}" if d["std"] is not None else "-"
-    print(f"== {seeds} seed(s) ==")
-    print(f"derived: {d['mean']:.2f} ± {std} %, {d['params']} params")
-    for i, r in enumerate(rep["randoms"]):
-        iv = r["derived_minus"]
-        rstd = f"{r['std']:.2f}" if r["std"] is not None else "-"
-        print(
-            f"random {i}: {r['mean']:.2f} ± {rstd} %, {r['params']} params; "
-            f"derived − it {iv['estimate']:+.2f} [{iv['low']:+.2f}, {iv['high']:+.2f}]"
-        )
-    iv, bs = rep["derived_minus_random_mean"], rep["derived_minus_random_bootstrap"]
-    print(f"derived beats {rep['beaten']}/{n} randoms ({rep['share_beaten']:.0%})")
-    print(
-        f"derived − mean of randoms: {iv['estimate']:+.2f} [{iv['low']:+.2f}, {iv['high']:+.2f}] (t over seeds); "
-        f"bootstrap seeds×randoms [{bs['low']:+.2f}, {bs['high']:+.2f}]",
-        flush=True,
-    )
+def summarise(rows: list[dict], accs: dict[str, np.ndarray] | None, randoms: dict[str, list[str]]) -> list[dict]:
+    """Per (variant, arm, budget) over the search seeds: landing, search seconds and, when trained, the gap."""
+    out = []
+    for variant, arm, label in dict.fromkeys((r["variant"], r["arm"], r["budget"]) for r in rows):
+        mine = [r for r in rows if (r["variant"], r["arm"], r["budget"]) == (variant, arm, label)]
+        shares = [r["unrepaired_share"] for r in mine]
+        s = {
+            "variant": variant,
+            "arm": arm,
+            "budget": label,
+            "max_params": mine[0]["max_params"],
+            "search_seeds": [r["seed"] for r in mine],
+            "landing_inside": sum(LANDING[0] <= x <= LANDING[1] for x in shares),
+            "landing_of": len(shares),
+            "inside_budget": sum(r["params"] <= r["max_params"] for r in mine),
+            "search_seconds_mean": round(float(np.mean([r["search_seconds"] for r in mine])), 1),
+        }
+        if accs is not None:
+            rand = np.stack([accs[a] for a in randoms[label]])  # (randoms, train seeds)
+            best = rand[np.argmax(rand.mean(axis=1))]
+            derived = np.stack([accs[r["arch"]] for r in mine])  # (search seeds, train seeds)
+            gaps = best.mean() - derived.mean(axis=1)
+            gm, gs = mean_std(gaps)
+            s |= {
+                "best_random_mean": round(float(best.mean()), 3),
+                "random_mean": round(float(rand.mean()), 3),
+                "derived_means": [round(float(x), 3) for x in derived.mean(axis=1)],
+                "gap_points_by_search_seed": [round(float(g), 3) for g in gaps],
+                "gap_points_mean": round(gm, 3),
+                "gap_points_std": None if gs is None else round(gs, 3),
+                "derived_minus_best_random_t": t_interval(-gaps).as_dict(),
+                "derived_minus_random_mean_t": t_interval(derived.mean(axis=1) - rand.mean()).as_dict(),
+                "randoms_beaten_share": round(
+                    float(np.mean([(d.mean() > rand.mean(axis=1)).mean() for d in derived])), 3
+                ),
+            }
+        out.append(s)
+    return out
+
+
+def variant_differences(summary: list[dict]) -> list[dict]:
+    """paper − edgenas gap difference per arm and budget, paired over the search seeds (95% t)."""
+    by = {(s["variant"], s["arm"], s["budget"]): s for s in summary}
+    out = []
+    for (variant, arm, label), s in by.items():
+        other = by.get(("edgenas", arm, label))
+        if variant != "paper" or other is None or "gap_points_by_search_seed" not in s:
+            continue
+        mine, theirs = s["gap_points_by_search_seed"], other["gap_points_by_search_seed"]
+        diff = paired_difference(np.asarray(mine), np.asarray(theirs))
+        out.append({"arm": arm, "budget": label, "paper_minus_edgenas_gap_points": diff.as_dict()})
+    return out
+
+
+def _iv(d: dict) -> str:
+    if d["low"] is None or d["low"] != d["low"]:
+        return f"{d['estimate']:+.2f}"
+    return f"{d['estimate']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--budget", type=int, default=45000, help="max params at the deployed shape")
-    p.add_argument("--randoms", type=int, default=10)
+    p.add_argument("--variants", nargs="+", choices=("edgenas", "paper"), default=["edgenas", "paper"])
+    p.add_argument("--budgets", type=int, nargs=3, default=[38000, 47000, 58000], help="tight medium loose max params")
+    p.add_argument("--search-seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--lookup-graph", action="store_true", help="also every search through a calibrated lookup graph")
+    p.add_argument("--calibrate-seed", type=int, default=100)
+    p.add_argument("--randoms", type=int, default=10, help="random genotypes per budget (the reference: their best)")
     p.add_argument("--random-seed", type=int, default=0)
-    p.add_argument("--seeds", type=int, default=3, help="training seeds per genotype")
-    p.add_argument("--search-seed", type=int, default=0)
+    p.add_argument("--train-seeds", type=int, default=2, help="training seeds per genotype")
     p.add_argument("--search-width", type=int, default=8)
-    p.add_argument("--k", type=int, default=2)
+    p.add_argument("--k", type=int, default=None, help="partial channels (default: the variant's)")
     p.add_argument("--search-subset", type=int, default=2000)
     p.add_argument("--search-epochs", type=int, default=3)
     p.add_argument("--warmup-epochs", type=int, default=1)
     p.add_argument("--width", type=int, default=8, help="deployed / training width")
     p.add_argument("--cells", type=int, default=5, help="deployed / training cells")
-    p.add_argument("--subset", type=int, default=2000, help="training images of the protocol")
-    p.add_argument("--epochs", type=int, default=2, help="training epochs of the protocol")
-    p.add_argument("--runs-dir", type=Path, default=RESULTS / "darts_dca")
-    p.add_argument("--truth", type=Path, help="truth file (default RUNS/truth.jsonl)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--workers", type=int, default=1, help="training runs in parallel (each with --threads)")
-    p.add_argument("--out", type=Path, default=RESULTS / "darts_dca.json")
+    p.add_argument("--subset", type=int, default=10000, help="training images of the protocol")
+    p.add_argument("--epochs", type=int, default=3, help="training epochs of the protocol")
+    p.add_argument("--compute", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--workers", type=int, default=2, help="searches / training runs in parallel")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per job")
+    p.add_argument("--searches-only", action="store_true", help="stop after the searches (landing, search seconds)")
+    p.add_argument("--runs-dir", type=Path, default=RESULTS / "darts_dca_variants")
+    p.add_argument("--out", type=Path, default=RESULTS / "darts_dca_variants.json")
     args = p.parse_args()
-
-    import torch
-
-    torch.set_num_threads(args.threads)
+    if sorted(args.budgets) != args.budgets:
+        p.error("--budgets: give tight, medium, loose in increasing order")
     args.runs_dir.mkdir(parents=True, exist_ok=True)
-    truth = args.truth or args.runs_dir / "truth.jsonl"
-    profile = DeviceProfile(name=f"params-{args.budget}", budgets=Budgets(max_params=args.budget))
-
     t0 = time.time()
-    res = run_search(args, profile)
-    derived = res["arch"]
     info = load_dataset("fashion-mnist", None, seed=0, val_fraction=0.1, subset=args.subset).info
     shape = NetShape.for_data(info, width=args.width, cells=args.cells)
-    cost = exact_cost(derived, shape)
-    print(f"search: {res['search_seconds']:.0f}s; derived {derived}")
-    print(
-        f"exact cost: {cost['params']} params ({cost['params'] / args.budget:.3f} of {args.budget}), "
-        f"{cost['flops'] / 1e6:.2f} MFLOPs; fits={res['fits']} repaired={res['repaired']}"
-    )
 
-    randoms = random_in_budget(args.randoms, args.budget, shape, args.random_seed, derived)
-    summary = {
-        "budget": {"max_params": args.budget},
-        "search": {
-            "space": "darts",
-            "dataset": "fashion-mnist",
-            "subset": args.search_subset,
-            "cells": args.cells,
-            "search_width": args.search_width,
-            "k": args.k,
-            "epochs": args.search_epochs,
-            "warmup_epochs": args.warmup_epochs,
-            "seed": args.search_seed,
-            "search_seconds": res["search_seconds"],
-            "arch": derived,
-            "fits": res["fits"],
-            "repaired": res["repaired"],
-            "exact_cost": cost,
-            "params_share_of_budget": cost["params"] / args.budget,
-        },
-        "random_seed": args.random_seed,
-        "random_params_range": [LOW_SHARE * args.budget, args.budget],
-        "threads": args.threads,
+    rows, calib = search_rows(args, shape)
+    derived = {r["arch"] for r in rows}
+    randoms = {
+        lb: random_in_budget(args.randoms, b, shape, args.random_seed + i, derived)
+        for i, (lb, b) in enumerate(zip(LABELS, args.budgets, strict=True))
     }
-    # seed by seed: every arch's seed 0, then seed 1, ... so an interrupted build leaves whole seeds
-    # a rerun starts at the seeds the truth file already holds (its protocol refuses fewer)
-    recorded = truth.with_name(truth.name + ".protocol.json")
-    first = json.loads(recorded.read_text())["protocol"]["seeds"] if recorded.is_file() else 1
-    for seeds in range(min(first, args.seeds), args.seeds + 1):
-        protocol = TruthProtocol(
-            space="darts",
-            dataset="fashion-mnist",
-            width=args.width,
-            cells=args.cells,
-            subset=args.subset,
-            epochs=args.epochs,
-            seeds=seeds,
+    protocol = TruthProtocol(
+        space="darts",
+        dataset="fashion-mnist",
+        width=args.width,
+        cells=args.cells,
+        subset=args.subset,
+        epochs=args.epochs,
+        seeds=args.train_seeds,
+    )
+    accs = None
+    truth_file = args.runs_dir / "truth.jsonl"
+    if not args.searches_only:
+        wanted = sorted(derived) + [a for lb in LABELS for a in randoms[lb]]
+        build_truth(truth_file, protocol, archs=wanted, workers=args.workers, threads=args.threads, quiet=True)
+        accs = {r["arch"]: np.asarray(r["test_accuracies"]) * 100 for r in read_truth(truth_file, args.train_seeds)}
+    summary = summarise(rows, accs, randoms)
+    out = {
+        "space": "darts",
+        "shape": {"width": args.width, "cells": args.cells},
+        "budgets": dict(zip(LABELS, args.budgets, strict=True)),
+        "search": {
+            k: getattr(args, k)
+            for k in ("search_subset", "search_epochs", "warmup_epochs", "search_width", "k", "search_seeds", "compute")
+        },
+        "protocol": protocol.model_dump(),
+        "truth": str(truth_file) if accs is not None else None,
+        "randoms": {
+            lb: {"archs": randoms[lb], "params_range": [LOW_SHARE * b, b]}
+            for lb, b in zip(LABELS, args.budgets, strict=True)
+        },
+        "landing_band": LANDING,
+        "rows": rows,
+        "lookup_graph_calibration": calib,
+        "summary": summary,
+        "paper_minus_edgenas": variant_differences(summary),
+        "total_seconds": round(time.time() - t0, 1),
+    }
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    stdout.print(
+        rows_table(
+            "DCA-NAS on DARTS: derived genotype vs the best random inside the budget (accuracy points)",
+            ("variant", "arm", "budget", "landing", "inside", "search s", "gap mean ± std", "derived − best random"),
+            [
+                (
+                    s["variant"],
+                    s["arm"],
+                    f"{s['budget']} {s['max_params']}",
+                    f"{s['landing_inside']}/{s['landing_of']}",
+                    f"{s['inside_budget']}/{s['landing_of']}",
+                    f"{s['search_seconds_mean']:.0f}",
+                    f"{s['gap_points_mean']:.2f} ± {s['gap_points_std']}" if "gap_points_mean" in s else "-",
+                    _iv(s["derived_minus_best_random_t"]) if "gap_points_mean" in s else "-",
+                )
+                for s in summary
+            ],
         )
-        build_truth(truth, protocol, archs=[derived, *randoms], workers=args.workers, quiet=True, threads=args.threads)
-        rows = {r["arch"]: r for r in read_truth(truth, seeds)}
-        rep = report(rows, derived, randoms)
-        out = summary | {
-            "protocol": protocol.model_dump(),
-            "seeds_done": seeds,
-            "truth": str(truth),
-            "seconds_per_training_run": sum(r["seconds"] for r in rows.values()) / (len(rows) * seeds),
-            "total_seconds": round(time.time() - t0, 1),
-            **rep,
-        }
-        args.out.write_text(json.dumps(out, indent=2) + "\n")
-        print_report(rep, seeds, len(randoms))
+    )
+    for d in out["paper_minus_edgenas"]:
+        print(f"paper − edgenas gap, {d['arm']} {d['budget']}: {_iv(d['paper_minus_edgenas_gap_points'])}")
     print(f"written {args.out}")
 
 

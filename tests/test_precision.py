@@ -78,16 +78,20 @@ def test_cpu_training_is_the_plain_fp32_loop_bit_for_bit() -> None:
         assert torch.equal(a, b)
 
 
-def test_searches_on_cpu_stay_fp32_nchw() -> None:
+def test_searches_on_cpu_run_fp32_channels_last_unless_switched_off(monkeypatch) -> None:
     from edgenas.search.bilevel import BilevelSearch
 
     class Probe:
         device = torch.device("cpu")
         net = nn.Conv2d(1, 1, 1)
         step_precision = BilevelSearch.step_precision
+        _precision = None
+        _resumed_channels_last = None
 
     p = Probe().step_precision()
-    assert p.amp_dtype is None and not p.channels_last
+    assert p.amp_dtype is None and p.channels_last
+    monkeypatch.setenv("EDGENAS_CHANNELS_LAST", "0")
+    assert not Probe().step_precision().channels_last
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none in CI)")

@@ -476,3 +476,40 @@ def test_a_run_config_takes_experimental_options_flat_or_nested(tmp_path: Path) 
         load("{derive: greedy, experimental: {derive: map}}")
     with pytest.raises(ConfigError, match=r"search\.dca: experimental\.derive: Input should be"):
         load("{experimental: {derive: best}}")
+
+
+def test_cpu_search_runs_channels_last_and_a_resume_keeps_the_checkpoints_format(
+    digits, tmp_path: Path, monkeypatch
+) -> None:
+    from edgenas.core.precision import CHANNELS_LAST_ENV
+    from edgenas.core.rundir import RunDir
+    from edgenas.search.methods.dca import CHECKPOINT
+
+    shape = NetShape.for_data(digits.info, 8, 1)
+    budgets = Budgets(max_params=10**6)
+
+    def make(run: RunDir) -> DCASearch:
+        return DCASearch(
+            DCAConfig(**FAST), digits, shape, budgets, terms_for_budgets(budgets, shape), torch.device("cpu"), run=run
+        )
+
+    run = RunDir.create("search", tmp_path / "r")
+    s = make(run)
+    s.save_checkpoint()
+    assert torch.load(run.file(CHECKPOINT), weights_only=False)["channels_last"] is True
+    conv = next(m for m in s.net.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    # a checkpoint written before CPU searches ran channels_last (no key) resumes in NCHW
+    state = torch.load(run.file(CHECKPOINT), weights_only=False)
+    del state["channels_last"]
+    torch.save(state, run.file(CHECKPOINT))
+    old = make(run)
+    assert old.load_checkpoint() and old.step_precision().channels_last is False
+    # the switch reaches a new search; a resume keeps what the checkpoint recorded
+    monkeypatch.setenv(CHANNELS_LAST_ENV, "0")
+    off = make(RunDir.create("search", tmp_path / "off"))
+    assert off.step_precision().channels_last is False
+    monkeypatch.setenv(CHANNELS_LAST_ENV, "1")
+    s.save_checkpoint()  # `s` keeps the format it chose on first use, whatever the switch says now
+    again = make(run)
+    assert again.load_checkpoint() and again.step_precision().channels_last is True

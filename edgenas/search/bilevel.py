@@ -130,6 +130,8 @@ class BilevelSearch(ABC):
     """Keys of an epoch's record too large for the event log (they stay in the history)."""
     LEGACY_OPTIONS: ClassVar[Mapping[str, Any]] = {}
     """Options added after the first runs, with the values that reproduce those runs (for resume)."""
+    _precision: Precision | None = None  # set on first use (`step_precision`)
+    _resumed_channels_last: bool | None = None  # the memory format a resumed checkpoint ran in
 
     cfg: Any  # the method's pydantic config: `epochs`, `warmup_epochs`, `model_dump()`
     net: nn.Module
@@ -175,16 +177,19 @@ class BilevelSearch(ABC):
         return None
 
     def step_precision(self) -> Precision:
-        """How the steps compute: bf16 autocast and channels_last on CUDA; fp32 NCHW on CPU.
+        """How the steps compute: bf16 autocast on CUDA (fp32 elsewhere), channels_last everywhere.
 
-        CPU searches stay bit-exact. GPUs without bf16 run fp32: the α steps take gradients
-        with `autograd.grad`, which a loss scaler does not reach. The net is converted to
-        channels_last on first use.
+        channels_last follows `--no-channels-last` / `EDGENAS_CHANNELS_LAST` as training does
+        (1.2-1.7x faster CPU searches here: docs/methods/dca.md), except that a resumed search
+        keeps the format its checkpoint was made with (NCHW for CPU searches made before it
+        was on), so resume stays bit-exact. GPUs without bf16 run fp32: the α steps take
+        gradients with `autograd.grad`, which a loss scaler does not reach. The net is
+        converted on first use.
         """
         if getattr(self, "_precision", None) is None:
             p = resolve_precision(self.device, fp16=False)
-            if self.device.type != "cuda":
-                p = Precision(self.device, None, False)
+            if self._resumed_channels_last is not None:
+                p = Precision(p.device, p.amp_dtype, self._resumed_channels_last)
             if p.channels_last:
                 self.net.to(memory_format=torch.channels_last)
             self._precision = p
@@ -228,6 +233,7 @@ class BilevelSearch(ABC):
             "history": self.history,
             "seconds": self.seconds,
             "config": self.cfg.model_dump(),
+            "channels_last": self.step_precision().channels_last,
         }
 
     def save_checkpoint(self) -> None:
@@ -252,6 +258,9 @@ class BilevelSearch(ABC):
         self.a_opt.load_state_dict(state["a_opt"])
         self._restore_own_state(state)
         self.epoch, self.history, self.seconds = state["epoch"], state["history"], state["seconds"]
+        # a checkpoint without the key was made when CPU searches always ran NCHW (CUDA: the switch)
+        self._resumed_channels_last = state.get("channels_last", None if self.device.type == "cuda" else False)
+        self._precision = None
         return True
 
     # -- loop ------------------------------------------------------------------------------
