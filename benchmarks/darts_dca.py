@@ -150,9 +150,10 @@ def search_rows(args: argparse.Namespace, shape: NetShape) -> tuple[list[dict], 
     """Run every search (lookup-graph ones after their calibration); one row per (variant, arm, budget, seed)."""
     s = Searches(args)
     budgets = list(zip(LABELS, args.budgets, strict=True))
+    # seed-major order: an interrupted run leaves whole search seeds of both variants
     plain = {
         (v, "plain", lb, seed): (f"{v}-{lb}-seed{seed}", b, s.options(v, seed))
-        for v, (lb, b), seed in itertools.product(args.variants, budgets, args.search_seeds)
+        for seed, (lb, b), v in itertools.product(args.search_seeds, budgets, args.variants)
     }
     calib_budget = args.budgets[-1]
     calibrations = (
@@ -170,7 +171,7 @@ def search_rows(args: argparse.Namespace, shape: NetShape) -> tuple[list[dict], 
     graphs = {v: s.results[name]["lookup_graph"] for v, (name, _) in calibrations.items()}
     lug = {
         (v, "lookup_graph", lb, seed): (f"{v}-lug-{lb}-seed{seed}", b, s.options(v, seed, graphs[v]))
-        for v, (lb, b), seed in itertools.product(graphs, budgets, args.search_seeds)
+        for seed, (lb, b), v in itertools.product(args.search_seeds, budgets, graphs)
     }
     s.run([s.job(name, b, o) for name, b, o in lug.values()])
     rows = []
