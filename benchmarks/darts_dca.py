@@ -308,23 +308,7 @@ def main() -> None:
         lb: random_in_budget(args.randoms, b, shape, args.random_seed + i, derived)
         for i, (lb, b) in enumerate(zip(LABELS, args.budgets, strict=True))
     }
-    protocol = TruthProtocol(
-        space="darts",
-        dataset="fashion-mnist",
-        width=args.width,
-        cells=args.cells,
-        subset=args.subset,
-        epochs=args.epochs,
-        seeds=args.train_seeds,
-    )
-    accs = None
-    truth_file = args.runs_dir / "truth.jsonl"
-    if not args.searches_only:
-        wanted = sorted(derived) + [a for lb in LABELS for a in randoms[lb]]
-        build_truth(truth_file, protocol, archs=wanted, workers=args.workers, threads=args.threads, quiet=True)
-        accs = {r["arch"]: np.asarray(r["test_accuracies"]) * 100 for r in read_truth(truth_file, args.train_seeds)}
-    summary = summarise(rows, accs, randoms)
-    out = {
+    base = {
         "space": "darts",
         "shape": {"width": args.width, "cells": args.cells},
         "budgets": dict(zip(LABELS, args.budgets, strict=True)),
@@ -332,8 +316,6 @@ def main() -> None:
             k: getattr(args, k)
             for k in ("search_subset", "search_epochs", "warmup_epochs", "search_width", "k", "search_seeds", "compute")
         },
-        "protocol": protocol.model_dump(),
-        "truth": str(truth_file) if accs is not None else None,
         "randoms": {
             lb: {"archs": randoms[lb], "params_range": [LOW_SHARE * b, b]}
             for lb, b in zip(LABELS, args.budgets, strict=True)
@@ -341,6 +323,36 @@ def main() -> None:
         "landing_band": LANDING,
         "rows": rows,
         "lookup_graph_calibration": calib,
+    }
+    write_report(args, base | {"train_seeds_done": 0}, summarise(rows, None, randoms), t0)
+    if args.searches_only:
+        return
+    # seed by seed (an interruption leaves whole seeds; a report after each), the plain arms'
+    # genotypes and the randoms before the lookup-graph arms'
+    plain = [r["arch"] for r in rows if r["arm"] == "plain"]
+    wanted = list(dict.fromkeys(plain + [a for lb in LABELS for a in randoms[lb]] + [r["arch"] for r in rows]))
+    truth_file = args.runs_dir / "truth.jsonl"
+    recorded = truth_file.with_name(truth_file.name + ".protocol.json")
+    first = json.loads(recorded.read_text())["protocol"]["seeds"] if recorded.is_file() else 1
+    for seeds in range(min(first, args.train_seeds), args.train_seeds + 1):
+        protocol = TruthProtocol(
+            space="darts",
+            dataset="fashion-mnist",
+            width=args.width,
+            cells=args.cells,
+            subset=args.subset,
+            epochs=args.epochs,
+            seeds=seeds,
+        )
+        build_truth(truth_file, protocol, archs=wanted, workers=args.workers, threads=args.threads, quiet=True)
+        accs = {r["arch"]: np.asarray(r["test_accuracies"]) * 100 for r in read_truth(truth_file, seeds)}
+        extra = {"train_seeds_done": seeds, "protocol": protocol.model_dump(), "truth": str(truth_file)}
+        write_report(args, base | extra, summarise(rows, accs, randoms), t0)
+
+
+def write_report(args: argparse.Namespace, base: dict, summary: list[dict], t0: float) -> None:
+    """Write the JSON (what is done so far) and print the table."""
+    out = base | {
         "summary": summary,
         "paper_minus_edgenas": variant_differences(summary),
         "total_seconds": round(time.time() - t0, 1),
@@ -348,7 +360,8 @@ def main() -> None:
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     stdout.print(
         rows_table(
-            "DCA-NAS on DARTS: derived genotype vs the best random inside the budget (accuracy points)",
+            f"DCA-NAS on DARTS: derived genotype vs the best random inside the budget "
+            f"(accuracy points, {base['train_seeds_done']} training seed(s))",
             ("variant", "arm", "budget", "landing", "inside", "search s", "gap mean ± std", "derived − best random"),
             [
                 (
@@ -367,7 +380,7 @@ def main() -> None:
     )
     for d in out["paper_minus_edgenas"]:
         print(f"paper − edgenas gap, {d['arm']} {d['budget']}: {_iv(d['paper_minus_edgenas_gap_points'])}")
-    print(f"written {args.out}")
+    print(f"written {args.out}", flush=True)
 
 
 if __name__ == "__main__":
