@@ -210,7 +210,8 @@ def search_rows(args: argparse.Namespace, shape: NetShape) -> tuple[list[dict], 
 
 
 def summarise(rows: list[dict], accs: dict[str, np.ndarray] | None, randoms: dict[str, list[str]]) -> list[dict]:
-    """Per (variant, arm, budget) over the search seeds: landing, search seconds and, when trained, the gap."""
+    """Per (variant, arm, budget) over the search seeds: landing, search seconds and, once its genotypes
+    and the budget's randoms are trained (`accs`), the gap."""
     out = []
     for variant, arm, label in dict.fromkeys((r["variant"], r["arm"], r["budget"]) for r in rows):
         mine = [r for r in rows if (r["variant"], r["arm"], r["budget"]) == (variant, arm, label)]
@@ -226,7 +227,7 @@ def summarise(rows: list[dict], accs: dict[str, np.ndarray] | None, randoms: dic
             "inside_budget": sum(r["params"] <= r["max_params"] for r in mine),
             "search_seconds_mean": round(float(np.mean([r["search_seconds"] for r in mine])), 1),
         }
-        if accs is not None:
+        if accs is not None and all(a in accs for a in [*randoms[label], *(r["arch"] for r in mine)]):
             rand = np.stack([accs[a] for a in randoms[label]])  # (randoms, train seeds)
             best = rand[np.argmax(rand.mean(axis=1))]
             derived = np.stack([accs[r["arch"]] for r in mine])  # (search seeds, train seeds)
@@ -255,7 +256,7 @@ def variant_differences(summary: list[dict]) -> list[dict]:
     out = []
     for (variant, arm, label), s in by.items():
         other = by.get(("edgenas", arm, label))
-        if variant != "paper" or other is None or "gap_points_by_search_seed" not in s:
+        if variant != "paper" or other is None or not all("gap_points_by_search_seed" in x for x in (s, other)):
             continue
         mine, theirs = s["gap_points_by_search_seed"], other["gap_points_by_search_seed"]
         diff = paired_difference(np.asarray(mine), np.asarray(theirs))
@@ -330,7 +331,8 @@ def main() -> None:
     # seed by seed (an interruption leaves whole seeds; a report after each), the plain arms'
     # genotypes and the randoms before the lookup-graph arms'
     plain = [r["arch"] for r in rows if r["arm"] == "plain"]
-    wanted = list(dict.fromkeys(plain + [a for lb in LABELS for a in randoms[lb]] + [r["arch"] for r in rows]))
+    first_part = list(dict.fromkeys(plain + [a for lb in LABELS for a in randoms[lb]]))
+    wanted = list(dict.fromkeys(first_part + [r["arch"] for r in rows]))
     truth_file = args.runs_dir / "truth.jsonl"
     recorded = truth_file.with_name(truth_file.name + ".protocol.json")
     first = json.loads(recorded.read_text())["protocol"]["seeds"] if recorded.is_file() else 1
@@ -344,10 +346,11 @@ def main() -> None:
             epochs=args.epochs,
             seeds=seeds,
         )
-        build_truth(truth_file, protocol, archs=wanted, workers=args.workers, threads=args.threads, quiet=True)
-        accs = {r["arch"]: np.asarray(r["test_accuracies"]) * 100 for r in read_truth(truth_file, seeds)}
-        extra = {"train_seeds_done": seeds, "protocol": protocol.model_dump(), "truth": str(truth_file)}
-        write_report(args, base | extra, summarise(rows, accs, randoms), t0)
+        for archs in (first_part, wanted):  # a report once the plain arms can be scored, then with all
+            build_truth(truth_file, protocol, archs=archs, workers=args.workers, threads=args.threads, quiet=True)
+            accs = {r["arch"]: np.asarray(r["test_accuracies"]) * 100 for r in read_truth(truth_file, seeds)}
+            extra = {"train_seeds_done": seeds, "protocol": protocol.model_dump(), "truth": str(truth_file)}
+            write_report(args, base | extra, summarise(rows, accs, randoms), t0)
 
 
 def write_report(args: argparse.Namespace, base: dict, summary: list[dict], t0: float) -> None:
