@@ -497,19 +497,24 @@ def test_cpu_search_runs_channels_last_and_a_resume_keeps_the_checkpoints_format
     s = make(run)
     s.save_checkpoint()
     assert torch.load(run.file(CHECKPOINT), weights_only=False)["channels_last"] is True
-    conv = next(m for m in s.net.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
-    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+    def conv_weight(search: DCASearch) -> torch.Tensor:
+        convs = (m for m in search.net.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1:] == (4, 3, 3))
+        return next(convs).weight
+
+    assert conv_weight(s).is_contiguous(memory_format=torch.channels_last)
     # a checkpoint written before CPU searches ran channels_last (no key) resumes in NCHW
     state = torch.load(run.file(CHECKPOINT), weights_only=False)
     del state["channels_last"]
     torch.save(state, run.file(CHECKPOINT))
     old = make(run)
     assert old.load_checkpoint() and old.step_precision().channels_last is False
-    # the switch reaches a new search; a resume keeps what the checkpoint recorded
+    assert not conv_weight(old).is_contiguous(memory_format=torch.channels_last)
+    # the switch reaches a new search; a resume keeps what its checkpoint recorded, whatever the switch says
     monkeypatch.setenv(CHANNELS_LAST_ENV, "0")
     off = make(RunDir.create("search", tmp_path / "off"))
     assert off.step_precision().channels_last is False
-    monkeypatch.setenv(CHANNELS_LAST_ENV, "1")
-    s.save_checkpoint()  # `s` keeps the format it chose on first use, whatever the switch says now
+    s.save_checkpoint()  # `s` keeps the format it chose on first use: channels_last
     again = make(run)
     assert again.load_checkpoint() and again.step_precision().channels_last is True
+    assert conv_weight(again).is_contiguous(memory_format=torch.channels_last)

@@ -184,14 +184,13 @@ class BilevelSearch(ABC):
         A resumed search keeps the format its checkpoint was made with (NCHW for CPU searches
         made before it was on), so resume stays bit-exact. GPUs without bf16 run fp32: the α
         steps take gradients with `autograd.grad`, which a loss scaler does not reach. The net is
-        converted on first use.
+        put in the chosen format on first use.
         """
-        if getattr(self, "_precision", None) is None:
+        if self._precision is None:
             p = resolve_precision(self.device, fp16=False)
             if self._resumed_channels_last is not None:
                 p = Precision(p.device, p.amp_dtype, self._resumed_channels_last)
-            if p.channels_last:
-                self.net.to(memory_format=torch.channels_last)
+            self.net.to(memory_format=torch.channels_last if p.channels_last else torch.contiguous_format)
             self._precision = p
         return self._precision
 
