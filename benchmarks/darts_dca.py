@@ -21,8 +21,9 @@ search of that variant again through the graph).
    truth --space darts`, `--train-seeds` seeds each; the truth file resumes).
 3. Per variant, arm and budget, over the search seeds: gap = best random's mean − derived
    mean (points, training seeds averaged), mean ± std and a 95% t interval of derived − best
-   random; share of the randoms beaten; landing; search seconds. Paired over search seeds:
-   paper − edgenas gap difference with its 95% t interval.
+   random; share of the randoms beaten; landing; search seconds (mean, median). Paired over
+   search seeds, gap differences with their 95% t intervals: paper − edgenas (with and without
+   the graph) and graph − no graph per variant.
 
 `--searches-only` stops after step 1 (landing and search seconds need no training). Writes
 benchmarks/results/darts_dca_variants.json (runs under benchmarks/results/darts_dca_variants/).
@@ -226,6 +227,7 @@ def summarise(rows: list[dict], accs: dict[str, np.ndarray] | None, randoms: dic
             "landing_of": len(shares),
             "inside_budget": sum(r["params"] <= r["max_params"] for r in mine),
             "search_seconds_mean": round(float(np.mean([r["search_seconds"] for r in mine])), 1),
+            "search_seconds_median": round(float(np.median([r["search_seconds"] for r in mine])), 1),
         }
         if accs is not None and all(a in accs for a in [*randoms[label], *(r["arch"] for r in mine)]):
             rand = np.stack([accs[a] for a in randoms[label]])  # (randoms, train seeds)
@@ -250,18 +252,33 @@ def summarise(rows: list[dict], accs: dict[str, np.ndarray] | None, randoms: dic
     return out
 
 
-def variant_differences(summary: list[dict]) -> list[dict]:
-    """paper − edgenas gap difference per arm and budget, paired over the search seeds (95% t)."""
+def paired_gaps(summary: list[dict], a: tuple[str, str], b: tuple[str, str]) -> list[dict]:
+    """Gap difference (a) − (b) per budget, paired over the search seeds (95% t); a and b are
+    (variant, arm) pairs, e.g. ("paper", "plain") − ("edgenas", "plain")."""
     by = {(s["variant"], s["arm"], s["budget"]): s for s in summary}
     out = []
-    for (variant, arm, label), s in by.items():
-        other = by.get(("edgenas", arm, label))
-        if variant != "paper" or other is None or not all("gap_points_by_search_seed" in x for x in (s, other)):
+    for label in dict.fromkeys(s["budget"] for s in summary):
+        mine, theirs = by.get((*a, label)), by.get((*b, label))
+        if mine is None or theirs is None or not all("gap_points_by_search_seed" in x for x in (mine, theirs)):
             continue
-        mine, theirs = s["gap_points_by_search_seed"], other["gap_points_by_search_seed"]
-        diff = paired_difference(np.asarray(mine), np.asarray(theirs))
-        out.append({"arm": arm, "budget": label, "paper_minus_edgenas_gap_points": diff.as_dict()})
+        diff = paired_difference(
+            np.asarray(mine["gap_points_by_search_seed"]), np.asarray(theirs["gap_points_by_search_seed"])
+        )
+        out.append({"a": list(a), "b": list(b), "budget": label, "gap_difference_points": diff.as_dict()})
     return out
+
+
+def comparisons(summary: list[dict]) -> dict[str, list[dict]]:
+    """paper − edgenas per arm, and the lookup graph − plain per variant (positive: a larger gap)."""
+    return {
+        f"{x} − {y}": paired_gaps(summary, a, b)
+        for x, y, a, b in [
+            ("paper", "edgenas", ("paper", "plain"), ("edgenas", "plain")),
+            ("paper + graph", "edgenas + graph", ("paper", "lookup_graph"), ("edgenas", "lookup_graph")),
+            ("edgenas + graph", "edgenas", ("edgenas", "lookup_graph"), ("edgenas", "plain")),
+            ("paper + graph", "paper", ("paper", "lookup_graph"), ("paper", "plain")),
+        ]
+    }
 
 
 def _iv(d: dict) -> str:
@@ -357,7 +374,7 @@ def write_report(args: argparse.Namespace, base: dict, summary: list[dict], t0: 
     """Write the JSON (what is done so far) and print the table."""
     out = base | {
         "summary": summary,
-        "paper_minus_edgenas": variant_differences(summary),
+        "gap_differences": comparisons(summary),
         "total_seconds": round(time.time() - t0, 1),
     }
     args.out.write_text(json.dumps(out, indent=2) + "\n")
@@ -381,8 +398,9 @@ def write_report(args: argparse.Namespace, base: dict, summary: list[dict], t0: 
             ],
         )
     )
-    for d in out["paper_minus_edgenas"]:
-        print(f"paper − edgenas gap, {d['arm']} {d['budget']}: {_iv(d['paper_minus_edgenas_gap_points'])}")
+    for name, diffs in out["gap_differences"].items():
+        for d in diffs:
+            print(f"gap, {name}, {d['budget']}: {_iv(d['gap_difference_points'])}")
     print(f"written {args.out}", flush=True)
 
 
