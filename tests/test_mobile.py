@@ -348,6 +348,23 @@ def test_profile_device_and_check_for_the_mobile_space(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_a_mobile_ground_truth_its_reliability_and_the_proxies_on_it(tmp_path: Path) -> None:
+    """`bench truth --space mobile` (3 archs × 2 seeds), `--reliability` and `bench proxies` on it."""
+    out = tmp_path / "truth.jsonl"
+    truth = ["bench", "truth", "--n", "3", "--seeds", "2", "--out", str(out), "--workers", "1", *TRAIN]
+    assert run(truth) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["seed_index"] for r in rows) == [0, 0, 0, 1, 1, 1]
+    assert all(MOBILE.parse(r["arch"]) and r["params"] > 0 and r["test_images"] > 0 for r in rows)
+    assert json.loads(out.with_name("truth.jsonl.protocol.json").read_text())["protocol"]["space"] == "mobile"
+    assert run(["bench", "truth", "--reliability", str(out)]) == 0
+    p = tmp_path / "p"
+    proxies = ["bench", "proxies", "--truth", str(out), "--proxies", "az", "--batch", "8", "--run-dir", str(p)]
+    assert run([*proxies, "--quiet"]) == 0
+    assert (p / "proxies.csv").is_file()
+
+
+@pytest.mark.slow
 def test_run_and_baseline_on_a_tiny_mobile_config(tmp_path: Path) -> None:
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(
