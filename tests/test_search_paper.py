@@ -301,7 +301,7 @@ def test_multiplicative_loss_value_and_gradients() -> None:
     task = torch.tensor(2.0, requires_grad=True)
     s = torch.tensor(40.0, requires_grad=True)
     loss = multiplicative_loss(task, s, gamma=0.01, mu=0.5)
-    assert float(loss) == pytest.approx(2.0 * 1.4 + 0.01 * 0.5 * 40)
+    assert loss.item() == pytest.approx(2.0 * 1.4 + 0.01 * 0.5 * 40)
     gt, gs = torch.autograd.grad(loss, [task, s])
     assert float(gt) == pytest.approx(1.4) and float(gs) == pytest.approx(0.01 * 2.0 + 0.01 * 0.5)
 
