@@ -95,7 +95,7 @@ def main() -> None:
         better, met = goal(dev, families)
         arms = dev["arms"]
         largest_vs_stock = {
-            f"largest-{f}": paired_difference(arms["largest"]["test_accuracy"], arms[f]["test_accuracy"]).as_dict()
+            f"largest-{f}": paired_difference(arms["largest"]["test_accuracy"], arms[f]["test_accuracy"]).as_json()
             for f in families
             if f in arms and "largest" in arms
         }
@@ -103,7 +103,7 @@ def main() -> None:
             {
                 "device": dev["device"],
                 "budgets": dev["budgets"],
-                "arms": dev["arms"],
+                "arms": arms,
                 "differences": {**dev["differences"], **largest_vs_stock},
                 "absent": dev["absent"],
                 "better_stock": better,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -94,3 +95,10 @@ def test_kendall_difference_is_paired_over_items() -> None:
     assert (same.estimate, same.low, same.high) == (0.0, 0.0, 0.0)  # a score against itself: no spread
     iv = kendall_difference(y + rng.normal(0, 1, 20), noisy, y, samples=500, seed=2)
     assert iv.low < iv.estimate < iv.high and iv.estimate > 0
+
+
+def test_an_interval_from_one_seed_is_valid_json() -> None:
+    iv = paired_difference([0.9], [0.8])
+    out = iv.as_json()
+    assert out["low"] is None and out["high"] is None and out["estimate"] == pytest.approx(0.1)
+    assert json.loads(json.dumps(out, allow_nan=False)) == out

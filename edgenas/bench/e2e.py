@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import shlex
 import time
 from collections.abc import Callable, Sequence
@@ -370,7 +369,7 @@ class _E2E:
                 }
             pick = arms["pick"]["test_accuracy"]
             diffs = {
-                f"pick-{arm}": _interval(paired_difference(pick, a["test_accuracy"]))
+                f"pick-{arm}": paired_difference(pick, a["test_accuracy"]).as_json()
                 for arm, a in arms.items()
                 if arm != "pick"
             }
@@ -440,11 +439,6 @@ class _E2E:
 
     def _arms_missing(self) -> bool:
         return any(f"arms/{p.name}" not in self.state.jobs for p in self.profiles)
-
-
-def _interval(iv: Any) -> dict[str, Any]:
-    """An `Interval` as JSON (an undefined bound, with one seed, is null)."""
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in iv.as_dict().items()}
 
 
 def _describe_pool(pool: dict[str, Any]) -> str:

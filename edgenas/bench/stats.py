@@ -9,6 +9,7 @@ reproducible. Kendall τ is scipy's tau-b on ranks (ties allowed).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -34,6 +35,10 @@ class Interval:
 
     def as_dict(self) -> dict[str, float | int | str]:
         return asdict(self)
+
+    def as_json(self) -> dict[str, float | int | str | None]:
+        """`as_dict` with an undefined bound (NaN, e.g. from one seed) as None: valid JSON."""
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
 
     def __str__(self) -> str:
         return f"{self.estimate:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
