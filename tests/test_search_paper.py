@@ -350,7 +350,7 @@ def test_stage_outputs_and_stage_feature_kd() -> None:
     t = [torch.randn(4, c, h, h) for c, h in ((3, 8), (5, 4), (7, 2))]
     hand = sum(w * torch.nn.functional.mse_loss(kd.project[i](s[i]), kd.teacher_bn[i](t[i]))
                for i, w in enumerate([0.2, 0.3, 0.5]))  # fmt: skip
-    assert float(kd(s, t)) == pytest.approx(float(hand), rel=1e-6)
+    assert kd(s, t).item() == pytest.approx(hand.item(), rel=1e-6)
 
 
 def test_dnad_variant_fills_its_parts() -> None:
