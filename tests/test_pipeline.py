@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -362,3 +363,46 @@ def test_int8_device_is_quantized_and_checked_on_the_int8_model(tmp_path: Path) 
     assert d["latency_measured_ms"] == q["int8"]["latency_ms"]
     report = (tmp_path / "run" / "report.md").read_text()
     assert "INT8 devices: float32 and INT8" in report and "model size" in report
+
+
+def test_screen_strategy_evolution_scores_n_archs_inside_each_devices_budgets(tmp_path: Path) -> None:
+    from edgenas.core.space import NetShape
+    from edgenas.cost.static import StaticCosts
+    from edgenas.data import dataset_info
+    from edgenas.pipeline.config import recorded_options
+    from edgenas.pipeline.jobs import screen_job
+    from edgenas.spaces import get_space
+
+    cfg, _ = load_run_config(tiny_config(tmp_path))
+    assert not {"strategy", "population"} & set(recorded_options(cfg)["screen"])  # defaults: older runs resume
+    cfg, _ = load_run_config(tiny_config(tmp_path, screen={"strategy": "evolution", "n": 8, "population": 4}))
+    assert recorded_options(cfg)["screen"]["strategy"] == "evolution"
+
+    space = {"name": "nb201", "width": 4, "cells": 1}
+    dataset = {"name": "digits", "data_dir": None, "subset": None, "val_fraction": 0.2, "resize": None}
+    costs = StaticCosts(get_space("nb201"), NetShape.for_data(dataset_info("digits", None), 4, 1))
+    # a params budget below the median of a uniform sample: random screening keeps only part of it
+    draws = [str(a) for a in get_space("nb201").sample_distinct(40, np.random.default_rng(0))]
+    limit = int(np.median([costs.cost(a).params for a in draws]))
+    profiles = [{"name": "tight", "budgets": {"max_params": limit}}, {"name": "loose", "budgets": {}}]
+    screen = {"proxies": "params,flops", "n": 8, "top": 3, "batch": 8, "latency_tries": 3, "population": 4}
+    res = {
+        strategy: screen_job(
+            folder=str(tmp_path / strategy),
+            profiles=profiles,
+            dataset=dataset,
+            space=space,
+            screen={**screen, "strategy": strategy},
+            seed=0,
+            compute="cpu",
+        )
+        for strategy in ("random", "evolution")
+    }
+    assert res["random"]["loose"]["in_budget"] == 8 and res["random"]["tight"]["in_budget"] < 8
+    for name in ("tight", "loose"):
+        assert res["evolution"][name]["in_budget"] == 8  # n candidates, every one inside the budgets
+        assert len(res["evolution"][name]["ranked"]) == 3
+    assert all(costs.cost(a).params <= limit for a in res["evolution"]["tight"]["ranked"])
+    results = json.loads((tmp_path / "evolution" / "tight" / "results.json").read_text())
+    assert results["strategy"] == "evolution"
+    assert all(c["params"] <= limit for c in results["candidates"])

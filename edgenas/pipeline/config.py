@@ -85,15 +85,17 @@ class DatasetSection(_Strict):
 # Dataset options added by issue 20: left out of a run's recorded options while at their
 # defaults, so runs recorded before them resume (their jobs then read data as they did).
 NEW_DATASET_DEFAULTS: dict[str, Any] = {"resolution": None, "in_memory": "auto", "skip_bad": False, "workers": None}
+# Screen options added after issue 18, left out the same way.
+NEW_SCREEN_DEFAULTS: dict[str, Any] = {"strategy": "random", "population": 64}
 
 
 def recorded_options(cfg: RunConfig) -> dict[str, Any]:
     """The options a run records and a resume compares (the executor section is not among them)."""
     options = cfg.model_dump(mode="json", exclude={"executor"})
-    dataset = options["dataset"]
-    for key, default in NEW_DATASET_DEFAULTS.items():
-        if key in dataset and dataset[key] == default:
-            del dataset[key]
+    for section, defaults in (("dataset", NEW_DATASET_DEFAULTS), ("screen", NEW_SCREEN_DEFAULTS)):
+        for key, default in defaults.items():
+            if key in options[section] and options[section][key] == default:
+                del options[section][key]
     if not options["teacher"].get("generic"):  # issue 22's key, left out while empty (older runs resume)
         options["teacher"].pop("generic", None)
     return options
@@ -138,9 +140,16 @@ class DeviceEntry(_Strict):
 
 
 class ScreenSection(_Strict):
-    """Training-free screening (AZ-NAS): ranks a seeded sample inside each device's budgets."""
+    """Training-free screening (AZ-NAS): ranks candidates inside each device's budgets.
 
-    n: int = Field(300, ge=1, description="archs sampled")
+    `random` scores one seeded sample of `n` archs for all devices, each keeping those inside
+    its budgets (a tight budget may keep few). `evolution` (AZ-NAS's search) runs per device
+    and scores `n` candidates all inside that device's static budgets.
+    """
+
+    strategy: Literal["random", "evolution"] = "random"
+    n: int = Field(300, ge=1, description="archs sampled (random) or in-budget archs scored per device (evolution)")
+    population: int = Field(64, ge=2, description="evolution: the best-ranked archs that parents are drawn from")
     proxies: str = "az"
     top: int = Field(5, ge=1, description="ranked candidates kept per device (fallbacks for search)")
     batch: int = Field(64, ge=2)

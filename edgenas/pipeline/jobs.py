@@ -47,7 +47,8 @@ def screen_job(
     seed: int,
     compute: str,
 ) -> dict[str, Any]:
-    """AZ-NAS screening of one seeded sample for every device (each arch scored once).
+    """AZ-NAS screening for every device: one seeded sample (`random`) or one evolution per
+    device (`evolution`); an arch met by several devices is scored once.
 
     Returns, per device, the ranked archs that meet all its budgets (latency measured the
     profile's way for the best few), or an empty list when none fits.
@@ -92,7 +93,9 @@ def screen_job(
                     profile=profile,
                     shape=shape,
                     names=names,
+                    strategy=screen.get("strategy", "random"),
                     n=screen["n"],
+                    population=screen.get("population", 64),
                     top=screen["top"],
                     batch=screen["batch"],
                     seed=seed,
