@@ -2,9 +2,11 @@
 
 Usage:  .venv/bin/python benchmarks/mobile_vs_stock.py [--config examples/fashion_mobile.yaml]
         [--seeds 3] [--sample 2000] [--families mbv3-small,mbv2] [--work DIR] [--out FILE]
-        [--threads 1] [--quiet]
+        [--threads 1] [--screen-strategy random|evolution] [--quiet]
 
-1. `edgenas run CONFIG` into WORK/run (resumed when rerun).
+1. `edgenas run CONFIG` into WORK/run (resumed when rerun). `--screen-strategy evolution` runs
+   CONFIG with `screen.strategy: evolution` (written to WORK/config.yaml; default WORK and
+   output get an `_evolution` suffix), so the screen ranks archs all inside each device's budgets.
 2. `edgenas bench e2e WORK/run --seeds S --sample N --stock FAMILIES`: per device the run's pick,
    the largest-FLOPs mobile arch inside every budget, a random one, and each stock family at the
    largest width multiplier on a 0.05 grid whose exact cost (latency measured the profile's way)
@@ -30,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from edgenas.bench.e2e import bench_e2e
 from edgenas.bench.stats import paired_difference
@@ -64,11 +68,23 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--sample", type=int, default=2000, help="mobile archs costed for the largest/random arms")
     ap.add_argument("--families", default="mbv3-small,mbv2")
-    ap.add_argument("--work", type=Path, default=Path("benchmarks/results/mobile_vs_stock"))
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/mobile_vs_stock.json"))
+    ap.add_argument("--work", type=Path, help="default: benchmarks/results/mobile_vs_stock[_evolution]")
+    ap.add_argument("--out", type=Path, help="default: benchmarks/results/mobile_vs_stock[_evolution].json")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--screen-strategy", choices=("random", "evolution"), default="random")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
+    stem = "benchmarks/results/mobile_vs_stock" + ("" if args.screen_strategy == "random" else "_evolution")
+    args.work = args.work or Path(stem)
+    args.out = args.out or Path(stem + ".json")
+    config = args.config
+    if args.screen_strategy != "random":
+        cfg = yaml.safe_load(args.config.read_text())
+        cfg.setdefault("screen", {})["strategy"] = args.screen_strategy
+        args.work.mkdir(parents=True, exist_ok=True)
+        config = args.work / "config.yaml"
+        head = f"# {args.config} with screen.strategy: {args.screen_strategy}\n"
+        config.write_text(head + yaml.safe_dump(cfg, sort_keys=False))
     start = time.perf_counter()
     # Latency budgets are measured on this machine during the run (screening, the budget checks, the
     # arms and the stock multipliers): other work inflates them. Recorded, and said when it is there.
@@ -83,9 +99,9 @@ def main() -> None:
     if (run_dir / "results.json").is_file():
         print(f"run: {run_dir} (finished)")
     elif run_dir.is_dir():
-        run_pipeline(args.config, resume=run_dir, threads=args.threads, quiet=args.quiet)
+        run_pipeline(config, resume=run_dir, threads=args.threads, quiet=args.quiet)
     else:
-        run_pipeline(args.config, run_dir=run_dir, threads=args.threads, quiet=args.quiet)
+        run_pipeline(config, run_dir=run_dir, threads=args.threads, quiet=args.quiet)
     families = [f for f in args.families.split(",") if f]
     e2e = bench_e2e(
         run_dir, seeds=args.seeds, sample=args.sample, stock=families, threads=args.threads, quiet=args.quiet
@@ -114,6 +130,7 @@ def main() -> None:
         "schema_version": 2,
         "benchmark": "mobile vs stock MobileNets (issue 18)",
         "config": str(args.config),
+        "screen_strategy": args.screen_strategy,
         "seeds": args.seeds,
         "train_seeds": e2e["train_seeds"],
         "protocol": e2e["protocol"],
