@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from edgenas.bench.correlation import kendall, spearman
+from edgenas.bench.stats import predicted_tau, seeds_for_tau
 from edgenas.bench.truth import (
     TruthProtocol,
     build_truth,
@@ -119,7 +121,7 @@ SEED0 = [0.70, 0.80, 0.90, 0.60]
 SEED1 = [0.72, 0.71, 0.91, 0.64]
 
 
-def _hand_made_truth(tmp_path: Path, seeds: int = 2) -> tuple[Path, list[str]]:
+def _hand_made_truth(tmp_path: Path, seeds: int = 2, seed1: list[float] = SEED1) -> tuple[Path, list[str]]:
     """4 archs with known accuracies; seed-0 lines in the format written before seeds existed,
     plus a fifth arch that lacks seed 1 (a build in progress)."""
     archs = sample_archs("nb201", 5, 0)
@@ -131,7 +133,7 @@ def _hand_made_truth(tmp_path: Path, seeds: int = 2) -> tuple[Path, list[str]]:
     ]
     lines += [
         {"arch": a, "seed_index": 1, "seed": 123, "test_accuracy": acc, "params": 1, "flops": 1}
-        for a, acc in zip(archs[:4], SEED1, strict=True)
+        for a, acc in zip(archs[:4], seed1, strict=True)
     ]
     out.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return out, archs
@@ -149,6 +151,10 @@ def test_reliability_of_a_hand_made_truth(tmp_path: Path, capsys: pytest.Capture
     assert rel["split_half_tau"] == pytest.approx(4 / 6)
     assert rel["std_points_mean"] == pytest.approx(4 / 2**0.5)  # mean |difference| 4 points
     assert rel["std_points_max"] == pytest.approx(9 / 2**0.5) and rel["std_points_max_arch"] == archs[1]
+    assert rel["between_arch_std_points"] == pytest.approx(100 * 0.014175**0.5)  # means .71 .755 .905 .62
+    assert rel["predicted_split_half_tau"] == pytest.approx(predicted_tau(rel["rank_icc"], 1))
+    assert 0 < rel["rank_icc"] < 1 and rel["target_tau"] == 0.7
+    assert rel["seeds_for_target"] == pytest.approx(seeds_for_tau(rel["rank_icc"], 0.7))
     iv = rel["split_half_interval"]
     assert iv["n"] == 4 and iv["method"] == "bootstrap archs" and -1 <= iv["low"] <= iv["high"] <= 1
     assert run(["bench", "truth", "--reliability", str(out)]) == 0
@@ -156,7 +162,16 @@ def test_reliability_of_a_hand_made_truth(tmp_path: Path, capsys: pytest.Capture
     assert f"4 archs × 2 seeds in {out}" in printed
     assert "split-half Kendall τ (seed 0 vs seed 1): 0.667 [" in printed
     assert f"per-arch std over seeds: mean 2.83 points, max 6.36 points ({archs[1]})" in printed
+    assert "spread of the seed means across archs: std 11.91 points" in printed
+    assert f"rank ICC (single-seed reliability): {rel['rank_icc']:.3f}" in printed
+    assert f"agree at τ 0.7 with ≈ {math.ceil(rel['seeds_for_target'])} seeds per arch each" in printed
     assert "protocol: space=nb201, dataset=digits" in printed and "seeds=2" in printed
+
+    (tmp_path / "reversed").mkdir()  # seed 1 ranks the archs in reverse: no signal between archs
+    flipped, _ = _hand_made_truth(tmp_path / "reversed", seed1=[0.80, 0.70, 0.60, 0.90])
+    assert truth_reliability(flipped)["rank_icc"] < 0 and truth_reliability(flipped)["seeds_for_target"] is None
+    assert run(["bench", "truth", "--reliability", str(flipped)]) == 0
+    assert "no arch signal above seed noise" in capsys.readouterr().out
 
     (tmp_path / "one").mkdir()
     one, _ = _hand_made_truth(tmp_path / "one", seeds=1)

@@ -14,6 +14,9 @@ from edgenas.bench.stats import (
     kendall_tau,
     mean_std,
     paired_difference,
+    predicted_tau,
+    rank_icc,
+    seeds_for_tau,
     split_half_interval,
     split_half_tau,
     t_interval,
@@ -102,3 +105,34 @@ def test_an_interval_from_one_seed_is_valid_json() -> None:
     out = iv.as_json()
     assert out["low"] is None and out["high"] is None and out["estimate"] == pytest.approx(0.1)
     assert json.loads(json.dumps(out, allow_nan=False)) == out
+
+
+def test_rank_icc_by_hand() -> None:
+    # ranks (1,2), (3,4), (5,6) → normal scores Φ⁻¹((r − ½)/6) = ∓1.383, ∓0.674, ∓0.210;
+    # arch means −1.029, 0, 1.029: MSB = 2·1.0583 = 2.1167; MSW = mean of (Δz)²/2 = 0.1968
+    # ICC(1) = (2.1167 − 0.1968) / (2.1167 + 0.1968) = 0.8298. Only order counts: swapping
+    # an arch's two seeds or stretching the scale changes nothing.
+    assert rank_icc(np.array([[0.1, 0.2], [0.5, 0.6], [0.8, 0.9]])) == pytest.approx(0.8298, abs=1e-4)
+    assert rank_icc(np.array([[0.2, 0.1], [0.5, 0.6], [0.9, 0.8]])) == pytest.approx(0.8298, abs=1e-4)
+    assert rank_icc(np.array([[1.0, 1.0], [5.0, 5.0], [8.0, 8.0]])) == pytest.approx(1.0)  # no seed noise
+    with pytest.raises(ValueError, match="at least 3 archs"):
+        rank_icc(np.array([[0.1, 0.2], [0.3, 0.4]]))
+
+
+def test_predicted_tau_matches_a_simulated_truth() -> None:
+    # archs with signal N(0, 1) and seed noise N(0, 1): true single-seed reliability 0.5
+    rng = np.random.default_rng(0)
+    acc = rng.normal(size=(1500, 1)) + rng.normal(size=(1500, 4))
+    icc = rank_icc(acc)
+    assert icc == pytest.approx(0.5, abs=0.04)
+    assert predicted_tau(icc, 1) == pytest.approx(kendall_tau(acc[:, 0], acc[:, 1]), abs=0.04)
+    assert predicted_tau(icc, 2) == pytest.approx(kendall_tau(acc[:, :2].mean(1), acc[:, 2:].mean(1)), abs=0.04)
+    assert predicted_tau(1.0, 1) == pytest.approx(1.0) and predicted_tau(0.0, 5) == 0.0
+
+
+def test_seeds_for_tau_inverts_the_prediction() -> None:
+    assert seeds_for_tau(0.5, predicted_tau(0.5, 3)) == pytest.approx(3.0)
+    # ICC 1/3 → r(2 seeds) = 0.5 → τ = (2/π)·arcsin(0.5) = 1/3
+    assert predicted_tau(1 / 3, 2) == pytest.approx(1 / 3) and seeds_for_tau(1 / 3, 1 / 3) == pytest.approx(2.0)
+    assert seeds_for_tau(0.99, 0.7) == 1.0  # one seed already agrees enough
+    assert seeds_for_tau(0.0, 0.7) is None and seeds_for_tau(-0.1, 0.7) is None

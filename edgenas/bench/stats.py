@@ -156,6 +156,40 @@ def split_half_tau(acc: np.ndarray, *, seed: int = 0, splits: int = 20) -> float
     return float(np.mean(taus))
 
 
+def rank_icc(acc: np.ndarray) -> float:
+    """Single-seed reliability of a truth (archs × seeds): the one-way intraclass correlation
+    ICC(1) (Shrout & Fleiss 1979) of the accuracies after a pooled normal-scores transform.
+
+    ICC(1) is the share of the variance that lies between archs rather than between seeds of
+    one arch. Ranks first, because Kendall τ only sees order: a few broken archs (NB201 cells
+    at 10 %) would otherwise make raw-accuracy ICC near 1 while the bulk is ranked by noise."""
+    a = np.asarray(acc, dtype=float)
+    if a.ndim != 2 or a.shape[1] < 2 or a.shape[0] < 3:
+        raise ValueError("ICC needs at least 3 archs with at least 2 seeds each")
+    k = a.shape[1]
+    z = sps.norm.ppf((sps.rankdata(a, method="average").reshape(a.shape) - 0.5) / a.size)
+    msb = k * z.mean(1).var(ddof=1)  # between-arch mean square
+    msw = z.var(axis=1, ddof=1).mean()  # within-arch (seed) mean square
+    return float((msb - msw) / (msb + (k - 1) * msw))
+
+
+def predicted_tau(icc: float, seeds: float) -> float:
+    """Kendall τ expected between two independent means of `seeds` seeds each, for archs with
+    single-seed reliability `icc`: Spearman–Brown gives the correlation r of such means and
+    Greiner's relation τ = (2/π)·arcsin(r) turns it into τ (exact for normal scores)."""
+    r = seeds * icc / (1 + (seeds - 1) * icc)
+    return float(2 / math.pi * math.asin(max(-1.0, min(1.0, r))))
+
+
+def seeds_for_tau(icc: float, target: float) -> float | None:
+    """Seeds each of two independent means needs for `predicted_tau` to reach `target` (inverse
+    of Spearman–Brown; fractional). None when the archs carry no signal (icc <= 0)."""
+    if icc <= 0:
+        return None
+    r = math.sin(target * math.pi / 2)
+    return max(1.0, r * (1 - icc) / (icc * (1 - r)))
+
+
 def split_half_interval(
     acc: np.ndarray,
     *,

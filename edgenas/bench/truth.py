@@ -351,15 +351,23 @@ def _run_jobs(
             raise Interrupted(f"finished runs are saved in {out}; rerun the same command to continue") from None
 
 
+RELIABILITY_TARGET = 0.7  # issue 15: a truth whose seeds agree at τ >= 0.7
+
+
 def truth_reliability(truth: str | Path, *, samples: int = 2000, seed: int = 0) -> dict[str, Any]:
     """How well a multi-seed truth agrees with itself across seeds (its noise, in τ and in points).
 
     `split_half_tau`: Kendall τ between the means of two disjoint halves of the seeds (seed 0 vs
     seed 1 for 2 seeds), with a bootstrap interval over archs (`samples` resamples, fixed
     `seed`); `std_points_mean` / `std_points_max`: the per-arch standard deviation over seeds
-    (ddof 1) in accuracy points, averaged and maximal over archs. Needs >= 2 seeds and >= 3 archs.
+    (ddof 1) in accuracy points, averaged and maximal over archs; `between_arch_std_points`: the
+    spread of the seed means across archs, to set beside the seed noise. `rank_icc` is the
+    single-seed reliability (stats.rank_icc); from it, `predicted_split_half_tau` (to check the
+    model against `split_half_tau`) and `seeds_for_target`: seeds per arch in each of two independent truths for
+    them to agree at τ `target_tau` (issue 15's 0.7; None: no signal between archs).
+    Needs >= 2 seeds and >= 3 archs.
     """
-    from edgenas.bench.stats import split_half_interval
+    from edgenas.bench.stats import predicted_tau, rank_icc, seeds_for_tau, split_half_interval
 
     truth = Path(truth)
     protocol = read_protocol(truth)
@@ -374,6 +382,7 @@ def truth_reliability(truth: str | Path, *, samples: int = 2000, seed: int = 0) 
     acc = np.array([r["test_accuracies"] for r in rows], dtype=float)
     std = acc.std(axis=1, ddof=1) * 100
     iv = split_half_interval(acc, samples=samples, seed=seed)
+    icc = rank_icc(acc)
     return {
         "truth": str(truth),
         "archs": len(rows),
@@ -383,5 +392,10 @@ def truth_reliability(truth: str | Path, *, samples: int = 2000, seed: int = 0) 
         "std_points_mean": float(std.mean()),
         "std_points_max": float(std.max()),
         "std_points_max_arch": rows[int(std.argmax())]["arch"],
+        "between_arch_std_points": float(acc.mean(axis=1).std(ddof=1) * 100),
+        "rank_icc": icc,
+        "predicted_split_half_tau": predicted_tau(icc, acc.shape[1] // 2),
+        "target_tau": RELIABILITY_TARGET,
+        "seeds_for_target": seeds_for_tau(icc, RELIABILITY_TARGET),
         "protocol": protocol,
     }

@@ -8,6 +8,7 @@ The library functions are `edgenas.bench.truth.bench_truth`, `edgenas.bench.e2e.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,17 @@ def print_reliability(rel: dict[str, Any]) -> None:
     stdout.print(
         f"per-arch std over seeds: mean {rel['std_points_mean']:.2f} points, "
         f"max {rel['std_points_max']:.2f} points ({rel['std_points_max_arch']})"
+    )
+    stdout.print(f"spread of the seed means across archs: std {rel['between_arch_std_points']:.2f} points")
+    need = rel["seeds_for_target"]
+    reach = (
+        "no arch signal above seed noise"
+        if need is None
+        else f"two truths agree at τ {rel['target_tau']} with ≈ {math.ceil(need)} seeds per arch each"
+    )
+    stdout.print(
+        f"rank ICC (single-seed reliability): {rel['rank_icc']:.3f}; predicted split-half τ "
+        f"{rel['predicted_split_half_tau']:.3f}; {reach}"
     )
     stdout.print("protocol: " + ", ".join(f"{k}={v}" for k, v in p.items()))
 
