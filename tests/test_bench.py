@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgenas.bench.correlation import kendall, spearman
-from edgenas.bench.stats import predicted_tau, seeds_for_tau
+from edgenas.bench.stats import predicted_tau, seeds_for_tau, tau_ceiling
 from edgenas.bench.truth import (
     TruthProtocol,
     build_truth,
@@ -155,6 +155,7 @@ def test_reliability_of_a_hand_made_truth(tmp_path: Path, capsys: pytest.Capture
     assert rel["predicted_split_half_tau"] == pytest.approx(predicted_tau(rel["rank_icc"], 1))
     assert 0 < rel["rank_icc"] < 1 and rel["target_tau"] == 0.7
     assert rel["seeds_for_target"] == pytest.approx(seeds_for_tau(rel["rank_icc"], 0.7))
+    assert rel["tau_ceiling"] == pytest.approx(tau_ceiling(rel["rank_icc"], 2))
     iv = rel["split_half_interval"]
     assert iv["n"] == 4 and iv["method"] == "bootstrap archs" and -1 <= iv["low"] <= iv["high"] <= 1
     assert run(["bench", "truth", "--reliability", str(out)]) == 0
@@ -163,6 +164,7 @@ def test_reliability_of_a_hand_made_truth(tmp_path: Path, capsys: pytest.Capture
     assert "split-half Kendall τ (seed 0 vs seed 1): 0.667 [" in printed
     assert f"per-arch std over seeds: mean 2.83 points, max 6.36 points ({archs[1]})" in printed
     assert "spread of the seed means across archs: std 11.91 points" in printed
+    assert f"a perfect score would reach τ ≈ {rel['tau_ceiling']:.3f} against the mean of the 2 seeds" in printed
     assert f"rank ICC (single-seed reliability): {rel['rank_icc']:.3f}" in printed
     assert f"agree at τ 0.7 with ≈ {math.ceil(rel['seeds_for_target'])} seeds per arch each" in printed
     assert "protocol: space=nb201, dataset=digits" in printed and "seeds=2" in printed
@@ -196,6 +198,8 @@ def test_bench_proxies_reports_the_truth_ceiling(tmp_path: Path, capsys: pytest.
     assert "truth self-agreement: split-half τ 0.667 [" in printed and "over 2 seeds" in printed
     saved = json.loads((tmp_path / "b" / "results.json").read_text())
     assert saved["truth_reliability"]["split_half_tau"] == pytest.approx(4 / 6)
+    ceiling = tau_ceiling(saved["truth_reliability"]["rank_icc"], 2)
+    assert f"a perfect score would reach τ ≈ {ceiling:.3f} against this truth" in printed
     iv = saved["kendall_tau_interval"]["synflow"]
     assert iv["estimate"] == saved["kendall_tau"]["synflow"] and iv["low"] <= iv["high"] and iv["n"] == 4
 

@@ -20,6 +20,7 @@ from edgenas.bench.stats import (
     split_half_interval,
     split_half_tau,
     t_interval,
+    tau_ceiling,
 )
 
 
@@ -119,15 +120,20 @@ def test_rank_icc_by_hand() -> None:
         rank_icc(np.array([[0.1, 0.2], [0.3, 0.4]]))
 
 
-def test_predicted_tau_matches_a_simulated_truth() -> None:
+def test_predicted_tau_and_ceiling_match_a_simulated_truth() -> None:
     # archs with signal N(0, 1) and seed noise N(0, 1): true single-seed reliability 0.5
     rng = np.random.default_rng(0)
-    acc = rng.normal(size=(1500, 1)) + rng.normal(size=(1500, 4))
+    signal = rng.normal(size=1500)
+    acc = signal[:, None] + rng.normal(size=(1500, 4))
     icc = rank_icc(acc)
     assert icc == pytest.approx(0.5, abs=0.04)
     assert predicted_tau(icc, 1) == pytest.approx(kendall_tau(acc[:, 0], acc[:, 1]), abs=0.04)
     assert predicted_tau(icc, 2) == pytest.approx(kendall_tau(acc[:, :2].mean(1), acc[:, 2:].mean(1)), abs=0.04)
     assert predicted_tau(1.0, 1) == pytest.approx(1.0) and predicted_tau(0.0, 5) == 0.0
+    assert predicted_tau(-1.0, 1) == 0.0 and tau_ceiling(-1.0, 2) == 0.0  # ICC(1)'s floor −1/(k−1): no signal
+    # a perfect score (the signal itself) against a 2-seed truth
+    assert tau_ceiling(icc, 2) == pytest.approx(kendall_tau(signal, acc[:, :2].mean(1)), abs=0.04)
+    assert tau_ceiling(0.0, 2) == 0.0 and tau_ceiling(-0.2, 2) == 0.0 and tau_ceiling(1.0, 1) == pytest.approx(1.0)
 
 
 def test_seeds_for_tau_inverts_the_prediction() -> None:

@@ -176,9 +176,20 @@ def rank_icc(acc: np.ndarray) -> float:
 def predicted_tau(icc: float, seeds: float) -> float:
     """Kendall τ expected between two independent means of `seeds` seeds each, for archs with
     single-seed reliability `icc`: Spearman–Brown gives the correlation r of such means and
-    Greiner's relation τ = (2/π)·arcsin(r) turns it into τ (exact for normal scores)."""
+    Greiner's relation τ = (2/π)·arcsin(r) turns it into τ (exact for normal scores). An ICC
+    below 0 (seeds disagree more than chance) counts as 0: no signal."""
+    icc = max(0.0, icc)
     r = seeds * icc / (1 + (seeds - 1) * icc)
     return float(2 / math.pi * math.asin(max(-1.0, min(1.0, r))))
+
+
+def tau_ceiling(icc: float, seeds: int) -> float:
+    """Kendall τ a perfect, noiseless score can expect against the mean of `seeds` seeds: the
+    correlation of the mean with the archs' true quality is the square root of its
+    Spearman–Brown reliability (0 when icc <= 0), then τ = (2/π)·arcsin(r)."""
+    icc = max(0.0, icc)
+    r = seeds * icc / (1 + (seeds - 1) * icc)
+    return float(2 / math.pi * math.asin(math.sqrt(min(1.0, r))))
 
 
 def seeds_for_tau(icc: float, target: float) -> float | None:

@@ -363,11 +363,12 @@ def truth_reliability(truth: str | Path, *, samples: int = 2000, seed: int = 0) 
     (ddof 1) in accuracy points, averaged and maximal over archs; `between_arch_std_points`: the
     spread of the seed means across archs, to set beside the seed noise. `rank_icc` is the
     single-seed reliability (stats.rank_icc); from it, `predicted_split_half_tau` (to check the
-    model against `split_half_tau`) and `seeds_for_target`: seeds per arch in each of two independent truths for
+    model against `split_half_tau`), `tau_ceiling` (what a perfect score can reach against the
+    seed mean) and `seeds_for_target`: seeds per arch in each of two independent truths for
     them to agree at τ `target_tau` (issue 15's 0.7; None: no signal between archs).
     Needs >= 2 seeds and >= 3 archs.
     """
-    from edgenas.bench.stats import predicted_tau, rank_icc, seeds_for_tau, split_half_interval
+    from edgenas.bench.stats import predicted_tau, rank_icc, seeds_for_tau, split_half_interval, tau_ceiling
 
     truth = Path(truth)
     protocol = read_protocol(truth)
@@ -395,6 +396,7 @@ def truth_reliability(truth: str | Path, *, samples: int = 2000, seed: int = 0) 
         "between_arch_std_points": float(acc.mean(axis=1).std(ddof=1) * 100),
         "rank_icc": icc,
         "predicted_split_half_tau": predicted_tau(icc, acc.shape[1] // 2),
+        "tau_ceiling": tau_ceiling(icc, acc.shape[1]),
         "target_tau": RELIABILITY_TARGET,
         "seeds_for_target": seeds_for_tau(icc, RELIABILITY_TARGET),
         "protocol": protocol,

@@ -91,7 +91,10 @@ def print_reliability(rel: dict[str, Any]) -> None:
         f"per-arch std over seeds: mean {rel['std_points_mean']:.2f} points, "
         f"max {rel['std_points_max']:.2f} points ({rel['std_points_max_arch']})"
     )
-    stdout.print(f"spread of the seed means across archs: std {rel['between_arch_std_points']:.2f} points")
+    stdout.print(
+        f"spread of the seed means across archs: std {rel['between_arch_std_points']:.2f} points; "
+        f"a perfect score would reach τ ≈ {rel['tau_ceiling']:.3f} against the mean of the {rel['seeds']} seeds"
+    )
     need = rel["seeds_for_target"]
     reach = (
         "no arch signal above seed noise"
@@ -152,6 +155,10 @@ def print_proxies(res: dict[str, Any]) -> None:
             f"truth self-agreement: split-half τ {rel['split_half_tau']:.3f} [{iv['low']:.3f}, {iv['high']:.3f}] "
             f"over {rel['seeds']} seeds (per-arch std {rel['std_points_mean']:.2f} points); a noiseless score "
             "judged against the mean of all seeds can exceed it"
+        )
+        stdout.print(
+            f"ceiling: a perfect score would reach τ ≈ {rel['tau_ceiling']:.3f} against this truth "
+            f"(rank ICC {rel['rank_icc']:.3f}; edgenas bench truth --reliability explains)"
         )
     else:
         stdout.print("truth self-agreement: unknown (1 seed per arch; build the truth with --seeds 2 to measure it)")
