@@ -4,7 +4,9 @@ interval, and Kendall τ with a bootstrap interval.
 One seed is an anecdote (seed-to-seed noise on our runs is 0.3–1 point), so every comparison
 goes through here. Paired intervals use Student's t over the paired differences (seeds, or
 seeds × items averaged per seed); bootstraps resample with a fixed seed, so a report is
-reproducible. Kendall τ is scipy's tau-b on ranks (ties allowed).
+reproducible. Kendall τ is scipy's tau-b on ranks (ties allowed). A ground truth's own noise is
+modelled by its rank ICC: from it, the τ two truths would agree at, the seeds that takes, and the
+τ a perfect score could reach against it.
 """
 
 from __future__ import annotations
@@ -173,23 +175,25 @@ def rank_icc(acc: np.ndarray) -> float:
     return float((msb - msw) / (msb + (k - 1) * msw))
 
 
+def spearman_brown(icc: float, seeds: float) -> float:
+    """Reliability of the mean of `seeds` seeds from the single-seed one (ICC below 0: no signal, 0)."""
+    icc = max(0.0, icc)
+    return seeds * icc / (1 + (seeds - 1) * icc)
+
+
 def predicted_tau(icc: float, seeds: float) -> float:
     """Kendall τ expected between two independent means of `seeds` seeds each, for archs with
     single-seed reliability `icc`: Spearman–Brown gives the correlation r of such means and
     Greiner's relation τ = (2/π)·arcsin(r) turns it into τ (exact for normal scores). An ICC
     below 0 (seeds disagree more than chance) counts as 0: no signal."""
-    icc = max(0.0, icc)
-    r = seeds * icc / (1 + (seeds - 1) * icc)
-    return float(2 / math.pi * math.asin(max(-1.0, min(1.0, r))))
+    return float(2 / math.pi * math.asin(min(1.0, spearman_brown(icc, seeds))))
 
 
 def tau_ceiling(icc: float, seeds: int) -> float:
     """Kendall τ a perfect, noiseless score can expect against the mean of `seeds` seeds: the
     correlation of the mean with the archs' true quality is the square root of its
     Spearman–Brown reliability (0 when icc <= 0), then τ = (2/π)·arcsin(r)."""
-    icc = max(0.0, icc)
-    r = seeds * icc / (1 + (seeds - 1) * icc)
-    return float(2 / math.pi * math.asin(math.sqrt(min(1.0, r))))
+    return float(2 / math.pi * math.asin(math.sqrt(min(1.0, spearman_brown(icc, seeds)))))
 
 
 def seeds_for_tau(icc: float, target: float) -> float | None:
