@@ -52,8 +52,10 @@ def nb201_terms() -> dict[str, CostTerms]:
 def test_nb201_cost_terms_are_unchanged(nb201_terms: dict[str, CostTerms]) -> None:
     terms = nb201_terms
     for name, old in BEFORE["terms"].items():
-        assert terms[name].fixed == old["fixed"] and terms[name].weights.tolist() == old["weights"], name
-        assert terms[name].fit == old["fit"]
+        # least-squares fits: equal up to the last bits, which BLAS kernels differ in from CPU to CPU
+        assert terms[name].fixed == pytest.approx(old["fixed"], rel=1e-9, abs=1e-9), name
+        assert np.allclose(terms[name].weights, old["weights"], rtol=1e-9, atol=1e-9), name
+        assert terms[name].fit == pytest.approx(old["fit"], rel=1e-9), name
 
 
 def test_nb201_derivations_are_unchanged(nb201_terms: dict[str, CostTerms]) -> None:
