@@ -365,6 +365,46 @@ def test_int8_device_is_quantized_and_checked_on_the_int8_model(tmp_path: Path) 
     assert "INT8 devices: float32 and INT8" in report and "model size" in report
 
 
+@needs_fashion
+def test_int8_device_with_a_table_checks_the_table_and_reports_latency_here(tmp_path: Path) -> None:
+    """A table profile's INT8 latency budget is checked on the table's prediction, at select and at export
+    alike, so a machine whose INT8 kernels are slower than the target's gets the same verdict; the INT8
+    file's time measured here is reported beside it. The hand-made table (every kernel 1 ns) passes a
+    1 ns-per-kernel budget that no network timed here can meet."""
+    from edgenas.core.space import NetShape
+    from edgenas.cost.lut import LatencyTable
+    from edgenas.spaces.nb201 import latency as nb201_latency
+
+    shape = NetShape(width=4, cells=1, in_channels=1, resolution=28, num_classes=10)
+    keys = nb201_latency.required_keys(shape)
+    fusion = {
+        k: "nchw" if k.startswith(("conv:", "avg_pool_3x3:")) else "nchw conv" for k in nb201_latency.fusion_keys(shape)
+    }  # plain layouts: any machine's graph
+    table = LatencyTable(
+        space="nb201", resolution=28, in_channels=1, num_classes=10, widths=[4], threads=1, warmup=1,
+        repeats=1, overhead_ms=0.0, entries=dict.fromkeys(keys, 1e-6), fusion=fusion, precision="int8",
+        name="hand",
+    )  # fmt: skip
+    table.save(tmp_path / "hand8.lut.json")
+    device = {
+        "name": "mcu",
+        "precision": "int8",
+        "budgets": {"max_latency_ms": 1e-6 * len(keys) * 10},
+        "latency": {"source": "table", "table": str(tmp_path / "hand8.lut.json")},
+        "method": "screen",
+    }
+    config = tiny_config(tmp_path, devices=[device], teacher={"kind": "none"}, train={"epochs": 1, "batch_size": 64})
+    res = run_pipeline(config, run_dir=tmp_path / "run", quiet=True)
+    (d,) = res["devices"]
+    (check,) = [c for c in d["checks"] if c["budget"] == "max_latency_ms"]
+    predicted = LatencyTable.load(tmp_path / "hand8.lut.json").predict_ms(d["arch"], shape)
+    assert check["value"] == d["latency_predicted_ms"] == predicted and check["passed"] and d["all_pass"]
+    assert d["latency_source"] == "table"
+    assert d["latency_measured_ms"] == d["int8"]["int8"]["latency_ms"] > check["limit"]  # timed here, reported
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "(table: " in report and "latency predicted from the profile's table" in report
+
+
 def test_screen_strategy_evolution_scores_n_archs_inside_each_devices_budgets(tmp_path: Path) -> None:
     from edgenas.core.space import NetShape
     from edgenas.cost.static import StaticCosts

@@ -515,16 +515,20 @@ class Pipeline:
         measured_ms = exported["latency"]["onnxruntime"]["median_ms"]
         table = latency_table_for(p)
         predicted_ms = table.predict_ms(model.arch, model.shape) if table is not None else None
+        # an INT8 profile's table holds INT8 ops (`latency_table_for` refuses another): it predicts
+        # the INT8 file's latency, not this float file's, which is then checked as measured here
+        float_from_table = table is not None and p.precision != "int8"
         cost = Cost(
             **{
                 **exported["cost"],
-                "latency_ms": predicted_ms if table is not None else measured_ms,
+                "latency_ms": predicted_ms if float_from_table else measured_ms,
                 "model_bytes": out.stat().st_size,
             }
         )
         fp32_cost = cost
         fp32_checks = p.model_copy(update={"precision": "fp32"}).check(fp32_cost)
         checks, int8 = fp32_checks, None
+        int8_measured_ms: float | None = None
         if p.precision == "int8":
             from edgenas.export.export_model import training_data
             from edgenas.export.int8 import int8_export
@@ -540,8 +544,10 @@ class Pipeline:
                 model, data, out.parent, stem=p.name, fp32_path=out, seed=self.cfg.seed,
                 threads=spec.threads, warmup=spec.warmup, repeats=repeats,
             )  # fmt: skip
-            # the INT8 file's latency measured here; an INT8 table's prediction is kept beside it
-            cost = Cost(**q["int8"]["cost"])
+            # the INT8 file's latency: the profile's table prediction when it has one (as `select`
+            # checked it), else measured here; the time measured here is reported beside it
+            int8_measured_ms = q["int8"]["cost"]["latency_ms"]
+            cost = Cost(**{**q["int8"]["cost"], **({"latency_ms": predicted_ms} if table is not None else {})})
             checks = p.check(cost)
             int8 = {
                 "onnx": str(Path(q["int8"]["file"]).relative_to(self.run_dir.path)),
@@ -556,10 +562,10 @@ class Pipeline:
         return {
             "onnx": str(out.relative_to(self.run_dir.path)),
             "max_abs_diff": exported["max_abs_diff"],
-            "latency_measured_ms": cost.latency_ms if int8 is not None else measured_ms,
+            "latency_measured_ms": int8_measured_ms if int8 is not None else measured_ms,
             "latency_p90_ms": exported["latency"]["onnxruntime"].get("p90_ms"),
             "latency_predicted_ms": predicted_ms,
-            "latency_source": "table" if table is not None and int8 is None else "measured",
+            "latency_source": "table" if table is not None else "measured",
             "threads": spec.threads,
             "precision": p.precision,
             "cost": cost.to_dict(),

@@ -261,7 +261,12 @@ def _notes(res: dict[str, Any]) -> list[str]:
             )
         out.append(
             f"{d['device']}: ONNX `{d['onnx']}` matches PyTorch to {d['max_abs_diff']:.1e}; latency "
-            f"{d['latency_source']} ({d['threads']} thread(s))"
+            + (
+                f"predicted from the profile's table, budget checked on it (measured here: "
+                f"{ms(d['latency_measured_ms'])}, {d['threads']} thread(s))"
+                if d["latency_source"] == "table"
+                else f"measured ({d['threads']} thread(s))"
+            )
             + (f"; deployed as INT8 (`{d['int8']['onnx']}`), budgets checked on it" if d.get("int8") else "")
         )
     return out
