@@ -528,7 +528,6 @@ class Pipeline:
         fp32_cost = cost
         fp32_checks = p.model_copy(update={"precision": "fp32"}).check(fp32_cost)
         checks, int8 = fp32_checks, None
-        int8_measured_ms: float | None = None
         if p.precision == "int8":
             from edgenas.export.export_model import training_data
             from edgenas.export.int8 import int8_export
@@ -546,7 +545,6 @@ class Pipeline:
             )  # fmt: skip
             # the INT8 file's latency: the profile's table prediction when it has one (as `select`
             # checked it), else measured here; the time measured here is reported beside it
-            int8_measured_ms = q["int8"]["cost"]["latency_ms"]
             cost = Cost(**{**q["int8"]["cost"], **({"latency_ms": predicted_ms} if table is not None else {})})
             checks = p.check(cost)
             int8 = {
@@ -562,7 +560,7 @@ class Pipeline:
         return {
             "onnx": str(out.relative_to(self.run_dir.path)),
             "max_abs_diff": exported["max_abs_diff"],
-            "latency_measured_ms": int8_measured_ms if int8 is not None else measured_ms,
+            "latency_measured_ms": int8["int8"]["latency_ms"] if int8 is not None else measured_ms,
             "latency_p90_ms": exported["latency"]["onnxruntime"].get("p90_ms"),
             "latency_predicted_ms": predicted_ms,
             "latency_source": "table" if table is not None else "measured",
